@@ -1,0 +1,145 @@
+"""Genesis file: the network's founding document, shared byte-for-byte by every node.
+
+JSON on disk (edited by people, validated by pydantic), hashed through its canonical msgpack
+form so formatting differences in the JSON never change the genesis hash.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from chain import crypto
+from chain.encoding import encode
+from chain.tx import ASSET_RE, MAX_AMOUNT, MAX_CHAIN_ID_BYTES, MAX_DECIMALS
+from chain.validators import ValidatorSet
+
+
+def _hex_bytes(value: str, size: int, what: str) -> bytes:
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise ValueError(f"{what} must be hex") from None
+    if len(raw) != size:
+        raise ValueError(f"{what} must be {size} bytes")
+    return raw
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GenesisValidator(_Strict):
+    name: str = Field(min_length=1, max_length=64)
+    pubkey: str = Field(description="Ed25519 public key, hex")
+    power: int = Field(ge=1, le=1_000_000)
+
+    @field_validator("pubkey")
+    @classmethod
+    def _pubkey(cls, v: str) -> str:
+        _hex_bytes(v, crypto.PUBKEY_SIZE, "validator pubkey")
+        return v.lower()
+
+    @property
+    def pubkey_bytes(self) -> bytes:
+        return bytes.fromhex(self.pubkey)
+
+
+class GenesisAsset(_Strict):
+    id: str = Field(pattern=ASSET_RE.pattern)
+    issuer: str = Field(description="address (pn + 40 hex) allowed to issue and burn")
+    decimals: int = Field(ge=0, le=MAX_DECIMALS)
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, v: str) -> str:
+        crypto.parse_address(v)
+        return v
+
+
+class GenesisBalance(_Strict):
+    address: str
+    asset: str = Field(pattern=ASSET_RE.pattern)
+    amount: int = Field(ge=1, le=MAX_AMOUNT)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        crypto.parse_address(v)
+        return v
+
+
+class Genesis(_Strict):
+    chain_id: str = Field(min_length=1, max_length=MAX_CHAIN_ID_BYTES, pattern=r"^[a-zA-Z0-9._-]+$")
+    genesis_time_ms: int = Field(ge=0)
+    validators: list[GenesisValidator] = Field(min_length=1, max_length=300)
+    admins: list[str] = Field(default_factory=list, description="Ed25519 public keys (hex) of network admins")
+    assets: list[GenesisAsset] = Field(default_factory=list)
+    balances: list[GenesisBalance] = Field(default_factory=list)
+    network_ca_cert_pem: str = Field(default="", description="PEM of the network CA that signs node certificates")
+
+    @field_validator("admins")
+    @classmethod
+    def _admins(cls, v: list[str]) -> list[str]:
+        for a in v:
+            _hex_bytes(a, crypto.PUBKEY_SIZE, "admin pubkey")
+        return [a.lower() for a in v]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Genesis":
+        keys = [v.pubkey for v in self.validators]
+        if len(set(keys)) != len(keys):
+            raise ValueError("duplicate validator pubkey")
+        if len({v.name for v in self.validators}) != len(self.validators):
+            raise ValueError("duplicate validator name")
+        ids = [a.id for a in self.assets]
+        if len(set(ids)) != len(ids):
+            raise ValueError("duplicate asset id")
+        known = set(ids)
+        seen: set[tuple[str, str]] = set()
+        supply: dict[str, int] = {}
+        for b in self.balances:
+            if b.asset not in known:
+                raise ValueError(f"balance in unknown asset {b.asset}")
+            if (b.address, b.asset) in seen:
+                raise ValueError(f"duplicate balance for {b.address} {b.asset}")
+            seen.add((b.address, b.asset))
+            supply[b.asset] = supply.get(b.asset, 0) + b.amount
+            if supply[b.asset] > MAX_AMOUNT:
+                raise ValueError(f"initial supply of {b.asset} exceeds {MAX_AMOUNT}")
+        return self
+
+    # -- derived values ---------------------------------------------------------------------------
+
+    def validator_set(self) -> ValidatorSet:
+        return ValidatorSet.from_pairs([(v.pubkey_bytes, v.power) for v in self.validators])
+
+    def admin_keys(self) -> frozenset[bytes]:
+        return frozenset(bytes.fromhex(a) for a in self.admins)
+
+    def to_list(self) -> list[Any]:
+        return [
+            self.chain_id,
+            self.genesis_time_ms,
+            [[v.name, v.pubkey_bytes, v.power] for v in self.validators],
+            sorted(bytes.fromhex(a) for a in self.admins),
+            [[a.id, crypto.parse_address(a.issuer), a.decimals] for a in self.assets],
+            [[crypto.parse_address(b.address), b.asset, b.amount] for b in self.balances],
+            self.network_ca_cert_pem,
+        ]
+
+    @property
+    def hash(self) -> bytes:
+        return crypto.sha256(encode(self.to_list()))
+
+    # -- files ------------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Genesis":
+        return cls.model_validate_json(Path(path).read_text())
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.model_dump(), indent=2) + "\n")
