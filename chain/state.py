@@ -1,0 +1,811 @@
+"""Deterministic ledger state transition: accounts, assets, validators, state root.
+
+Pure logic: the only input besides transactions is a `StateReader` (key -> encoded value), so the
+same code runs over an in-memory genesis, a LevelDB snapshot, or another not-yet-committed state.
+
+State layout (keys are what the store persists; values are canonical msgpack):
+    b"a" + address(20)  -> Account   [nonce, [[asset, balance], ...sorted by asset, no zeros]]
+    b"s" + asset id     -> AssetInfo [issuer address, decimals, supply]
+    b"v"                -> validator set (ValidatorSet.to_list())
+    b"m"                -> admin public keys, sorted
+
+State root (first step allowed by DESIGN.md, not yet an authenticated tree):
+    root_h = SHA-256(b"paynet/state/v1" || root_{h-1} || encode([h, sorted [[key, value-or-None]]]))
+over the keys block h wrote; the genesis root covers every genesis entry with root_{-1} = 32 zero
+bytes. Because every write is hashed in order, two validators whose states diverge in any account,
+asset, validator or admin entry get different roots at the first differing block. It does not let
+a light client prove one balance; a sparse Merkle tree can replace it behind the same interface.
+
+Performance: a block executes over a private working set (each touched account decoded once,
+mutated in place, re-encoded once at the end), and a failing tx is checked completely before it
+mutates anything, so there is never an undo log and never a copy of the whole state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from chain import crypto
+from chain.block import ZERO_HASH, Block, make_block, MAX_BLOCK_TXS
+from chain.encoding import DecodeError, decode, encode, want_bytes, want_int, want_list
+from chain.genesis import Genesis
+from chain.receipts import Receipt, TxCode
+from chain.tx import (
+    MAX_AMOUNT,
+    MAX_DECIMALS,
+    TX_VERSION,
+    AssetCreate,
+    Burn,
+    Issue,
+    SetIssuer,
+    SignedTx,
+    Transfer,
+    ValidatorUpdate,
+    check_asset_id,
+)
+from chain.validators import ValidatorSet
+
+__all__ = [
+    "ACCOUNT_PREFIX",
+    "ADMINS_KEY",
+    "ASSET_PREFIX",
+    "Account",
+    "AssetInfo",
+    "BlockInvalid",
+    "MAX_VALIDATORS",
+    "Receipt",
+    "State",
+    "StateReader",
+    "TxCode",
+    "VALIDATORS_KEY",
+    "apply_block",
+    "build_block",
+    "chain_state_root",
+    "check_tx",
+    "execute_txs",
+    "genesis_block",
+    "genesis_state",
+    "seal",
+    "state_from_reader",
+]
+
+STATE_DOMAIN = b"paynet/state/v1"
+ACCOUNT_PREFIX = b"a"
+ASSET_PREFIX = b"s"
+VALIDATORS_KEY = b"v"
+ADMINS_KEY = b"m"
+MAX_VALIDATORS = 300
+"""Same bound as the genesis file: vote traffic grows with the square of the set size."""
+
+ZERO_ADDRESS = bytes(crypto.ADDRESS_SIZE)
+_MISSING = object()
+_MAX_OVERLAY_DEPTH = 8
+
+
+class BlockInvalid(Exception):
+    """A block that must not be committed: wrong header, wrong roots, or a tx that does not apply."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# -- values ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One account: next expected nonce and positive balances per asset."""
+
+    nonce: int
+    balances: Mapping[str, int]
+
+    def balance(self, asset: str) -> int:
+        return self.balances.get(asset, 0)
+
+    @property
+    def is_empty(self) -> bool:
+        return self.nonce == 0 and not any(self.balances.values())
+
+    def to_list(self) -> list[Any]:
+        return [self.nonce, [[a, b] for a, b in sorted(self.balances.items()) if b]]
+
+    def encode(self) -> bytes:
+        return encode(self.to_list())
+
+    @classmethod
+    def from_list(cls, obj: Any) -> "Account":
+        nonce, pairs = want_list(obj, 2, "account")
+        if not isinstance(pairs, list):
+            raise DecodeError("account balances: expected array")
+        balances: dict[str, int] = {}
+        last = ""
+        for pair in pairs:
+            asset, amount = want_list(pair, 2, "balance")
+            check_asset_id(asset)
+            if asset <= last:
+                raise DecodeError("account balances must be sorted by asset, without duplicates")
+            last = asset
+            balances[asset] = want_int(amount, "balance", 1, MAX_AMOUNT)
+        return cls(want_int(nonce, "nonce"), MappingProxyType(balances))
+
+    @classmethod
+    def decode(cls, data: bytes) -> "Account":
+        return cls.from_list(decode(data))
+
+
+EMPTY_ACCOUNT = Account(0, MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
+class AssetInfo:
+    """An asset's definition: who may issue/burn it, display decimals, and outstanding supply."""
+
+    issuer: bytes
+    decimals: int
+    supply: int
+
+    def to_list(self) -> list[Any]:
+        return [self.issuer, self.decimals, self.supply]
+
+    def encode(self) -> bytes:
+        return encode(self.to_list())
+
+    @classmethod
+    def from_list(cls, obj: Any) -> "AssetInfo":
+        issuer, decimals, supply = want_list(obj, 3, "asset")
+        return cls(
+            want_bytes(issuer, "issuer", crypto.ADDRESS_SIZE),
+            want_int(decimals, "decimals", 0, MAX_DECIMALS),
+            want_int(supply, "supply", 0, MAX_AMOUNT),
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> "AssetInfo":
+        return cls.from_list(decode(data))
+
+
+def account_key(addr: bytes) -> bytes:
+    return ACCOUNT_PREFIX + addr
+
+
+def asset_key(asset_id: str) -> bytes:
+    return ASSET_PREFIX + asset_id.encode()
+
+
+def _encode_admins(admins: frozenset[bytes]) -> bytes:
+    return encode(sorted(admins))
+
+
+def _decode_admins(data: bytes) -> frozenset[bytes]:
+    obj = decode(data)
+    if not isinstance(obj, list):
+        raise DecodeError("admins: expected array")
+    return frozenset(want_bytes(a, "admin", crypto.PUBKEY_SIZE) for a in obj)
+
+
+def _decode_validators(data: bytes) -> ValidatorSet:
+    try:
+        return ValidatorSet.from_list(decode(data))
+    except DecodeError:
+        raise
+    except ValueError as exc:
+        raise DecodeError(f"validator set: {exc}") from None
+
+
+# -- readers -----------------------------------------------------------------------------------------
+
+
+class StateReader(Protocol):
+    """Where state values come from: a LevelDB snapshot, a dict, or another State."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+
+class EmptyReader:
+    """The state before genesis."""
+
+    def get(self, key: bytes) -> bytes | None:
+        return None
+
+
+class DictReader:
+    """Values in a dict over a base reader; used to flatten long chains of uncommitted states."""
+
+    __slots__ = ("_values", "_base")
+
+    def __init__(self, values: Mapping[bytes, bytes | None], base: StateReader) -> None:
+        self._values = values
+        self._base = base
+
+    def get(self, key: bytes) -> bytes | None:
+        v = self._values.get(key, _MISSING)
+        if v is _MISSING:
+            return self._base.get(key)
+        return v  # type: ignore[return-value]
+
+
+def chain_state_root(prev_root: bytes, height: int, changes: Mapping[bytes, bytes | None]) -> bytes:
+    """root_h = SHA-256(domain || root_{h-1} || encode([h, sorted [key, value-or-None] changes]))."""
+    return crypto.sha256(STATE_DOMAIN + prev_root + encode_changes(height, changes))
+
+
+def encode_changes(height: int, changes: Mapping[bytes, bytes | None]) -> bytes:
+    """Canonical bytes of one block's writes (what the state root hashes; the store keeps the last)."""
+    return encode([height, [[k, changes[k]] for k in sorted(changes)]])
+
+
+def decode_changes(data: bytes) -> tuple[int, dict[bytes, bytes | None]]:
+    obj = decode(data, max_size=64 * 1024 * 1024)
+    height, items = want_list(obj, 2, "changes")
+    if not isinstance(items, list):
+        raise DecodeError("changes: expected array")
+    out: dict[bytes, bytes | None] = {}
+    for item in items:
+        k, v = want_list(item, 2, "change")
+        want_bytes(k, "change key")
+        if v is not None:
+            want_bytes(v, "change value")
+        out[k] = v
+    return want_int(height, "changes height"), out
+
+
+# -- State -------------------------------------------------------------------------------------------
+
+
+class State:
+    """The ledger after block `height` (or, if `pending_height` is set, part-way into a block).
+
+    A State is its own writes (`changes()`) over a base reader; reads fall through. It is never
+    mutated after construction, so any number of candidate blocks can be built on one State.
+    `base_hash` is the block hash of the state the writes apply to; the store uses it to refuse
+    writes that were not derived from its head.
+    """
+
+    __slots__ = (
+        "chain_id",
+        "height",
+        "block_hash",
+        "state_root",
+        "time_ms",
+        "validators",
+        "admins",
+        "base_hash",
+        "pending_height",
+        "_changes",
+        "_base",
+        "_depth",
+    )
+
+    def __init__(
+        self,
+        *,
+        chain_id: str,
+        height: int,
+        block_hash: bytes,
+        state_root: bytes,
+        time_ms: int,
+        validators: ValidatorSet,
+        admins: frozenset[bytes],
+        base: StateReader,
+        changes: dict[bytes, bytes | None],
+        base_hash: bytes,
+        pending_height: int | None = None,
+    ) -> None:
+        self.chain_id = chain_id
+        self.height = height
+        self.block_hash = block_hash
+        self.state_root = state_root
+        self.time_ms = time_ms
+        self.validators = validators
+        self.admins = admins
+        self.base_hash = base_hash
+        self.pending_height = pending_height
+        self._changes = changes
+        depth = base._depth + 1 if isinstance(base, State) else 1
+        if depth > _MAX_OVERLAY_DEPTH:
+            base, depth = _flatten(base), 1
+        self._base = base
+        self._depth = depth
+
+    def __repr__(self) -> str:
+        pending = f", pending={self.pending_height}" if self.pending_height is not None else ""
+        return f"State(height={self.height}, hash={self.block_hash.hex()[:12]}{pending})"
+
+    def get(self, key: bytes) -> bytes | None:
+        v = self._changes.get(key, _MISSING)
+        if v is _MISSING:
+            return self._base.get(key)
+        return v  # type: ignore[return-value]
+
+    def account(self, addr: bytes) -> Account:
+        raw = self.get(ACCOUNT_PREFIX + addr)
+        return EMPTY_ACCOUNT if raw is None else Account.decode(raw)
+
+    def balance(self, addr: bytes, asset: str) -> int:
+        return self.account(addr).balance(asset)
+
+    def asset(self, asset_id: str) -> AssetInfo | None:
+        raw = self.get(ASSET_PREFIX + asset_id.encode())
+        return None if raw is None else AssetInfo.decode(raw)
+
+    def changes(self) -> dict[bytes, bytes | None]:
+        """This state's writes over its base (None = delete), for the store's WriteBatch."""
+        return dict(self._changes)
+
+
+def _flatten(state: State) -> DictReader:
+    """Merge a chain of States into one dict over the chain's root reader (bounds read depth)."""
+    layers: list[dict[bytes, bytes | None]] = []
+    node: StateReader = state
+    while isinstance(node, State):
+        layers.append(node._changes)
+        node = node._base
+    if isinstance(node, DictReader):
+        layers.append(dict(node._values))
+        node = node._base
+    merged: dict[bytes, bytes | None] = {}
+    for layer in reversed(layers):
+        merged.update(layer)
+    return DictReader(merged, node)
+
+
+def state_from_reader(
+    reader: StateReader, *, chain_id: str, height: int, block_hash: bytes, state_root: bytes, time_ms: int
+) -> State:
+    """A committed State over `reader` (e.g. a LevelDB snapshot); validators and admins come from it."""
+    raw_v = reader.get(VALIDATORS_KEY)
+    raw_m = reader.get(ADMINS_KEY)
+    if raw_v is None or raw_m is None:
+        raise DecodeError("state has no validator set or admin entry")
+    return State(
+        chain_id=chain_id,
+        height=height,
+        block_hash=block_hash,
+        state_root=state_root,
+        time_ms=time_ms,
+        validators=_decode_validators(raw_v),
+        admins=_decode_admins(raw_m),
+        base=reader,
+        changes={},
+        base_hash=block_hash,
+    )
+
+
+# -- genesis -----------------------------------------------------------------------------------------
+
+
+def _genesis_changes(genesis: Genesis) -> dict[bytes, bytes | None]:
+    balances: dict[bytes, dict[str, int]] = {}
+    supply: dict[str, int] = {}
+    for b in genesis.balances:
+        addr = crypto.parse_address(b.address)
+        balances.setdefault(addr, {})[b.asset] = b.amount
+        supply[b.asset] = supply.get(b.asset, 0) + b.amount
+    changes: dict[bytes, bytes | None] = {}
+    for addr, bals in balances.items():
+        changes[ACCOUNT_PREFIX + addr] = Account(0, bals).encode()
+    for a in genesis.assets:
+        info = AssetInfo(crypto.parse_address(a.issuer), a.decimals, supply.get(a.id, 0))
+        changes[asset_key(a.id)] = info.encode()
+    changes[VALIDATORS_KEY] = encode(genesis.validator_set().to_list())
+    changes[ADMINS_KEY] = _encode_admins(genesis.admin_keys())
+    return changes
+
+
+def genesis_block(genesis: Genesis, state: State) -> Block:
+    """Block 0: no txs, prev_hash = genesis hash (ties the chain to its founding document)."""
+    return make_block(
+        chain_id=genesis.chain_id,
+        height=0,
+        time_ms=genesis.genesis_time_ms,
+        prev_hash=genesis.hash,
+        state_root=state.state_root,
+        proposer=ZERO_ADDRESS,
+        validators_hash=state.validators.hash,
+        txs=(),
+    )
+
+
+def genesis_state(genesis: Genesis) -> State:
+    """The state at height 0, whose writes are every genesis entry."""
+    changes = _genesis_changes(genesis)
+    root = chain_state_root(ZERO_HASH, 0, changes)
+    state = State(
+        chain_id=genesis.chain_id,
+        height=0,
+        block_hash=ZERO_HASH,
+        state_root=root,
+        time_ms=genesis.genesis_time_ms,
+        validators=genesis.validator_set(),
+        admins=genesis.admin_keys(),
+        base=EmptyReader(),
+        changes=changes,
+        base_hash=ZERO_HASH,
+    )
+    state.block_hash = genesis_block(genesis, state).hash
+    return state
+
+
+# -- execution ---------------------------------------------------------------------------------------
+
+
+class _AcceptAll:
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+_ACCEPT_ALL = _AcceptAll()
+
+
+class _Executor:
+    """Applies txs for one block over a private working set; produces the block's writes.
+
+    Accounts are decoded to [nonce, {asset: balance}] once and mutated in place; every rule is
+    checked before the first mutation, so a refused tx leaves the working set untouched.
+    """
+
+    def __init__(self, state: State, height: int, verified: Container[bytes]) -> None:
+        self.reader = state
+        self.chain_id = state.chain_id
+        self.height = height
+        self.verified = verified
+        self.accounts: dict[bytes, list[Any]] = {}
+        self.dirty_accounts: set[bytes] = set()
+        self.assets: dict[str, list[Any] | None] = {}
+        self.dirty_assets: set[str] = set()
+        self.validators = state.validators
+        self.validators_dirty = False
+        self.admins = state.admins
+
+    def account(self, addr: bytes) -> list[Any]:
+        acct = self.accounts.get(addr)
+        if acct is None:
+            raw = self.reader.get(ACCOUNT_PREFIX + addr)
+            if raw is None:
+                acct = [0, {}]
+            else:
+                a = Account.decode(raw)
+                acct = [a.nonce, dict(a.balances)]
+            self.accounts[addr] = acct
+        return acct
+
+    def asset(self, asset_id: str) -> list[Any] | None:
+        if asset_id in self.assets:
+            return self.assets[asset_id]
+        raw = self.reader.get(ASSET_PREFIX + asset_id.encode())
+        info = None if raw is None else AssetInfo.decode(raw).to_list()
+        self.assets[asset_id] = info
+        return info
+
+    def run(self, tx: SignedTx) -> Receipt:
+        body = tx.body
+        tx_id = tx.tx_id
+        if body.chain_id != self.chain_id:
+            return Receipt(tx_id, TxCode.WRONG_CHAIN, f"tx is for chain {body.chain_id!r}, this is {self.chain_id!r}")
+        if body.version != TX_VERSION:
+            return Receipt(tx_id, TxCode.MALFORMED, f"unsupported tx version {body.version}")
+        if self.height > body.expiry_height:
+            return Receipt(tx_id, TxCode.EXPIRED, f"expired at height {body.expiry_height}, block is {self.height}")
+        sender = crypto.address_of(body.sender)
+        acct = self.account(sender)
+        if body.nonce != acct[0]:
+            return Receipt(tx_id, TxCode.BAD_NONCE, f"nonce {body.nonce}, account expects {acct[0]}")
+        if tx_id not in self.verified and not tx.verify_signature():
+            return Receipt(tx_id, TxCode.BAD_SIGNATURE, "signature does not verify")
+        p = body.payload
+        kind = type(p)
+        if kind is Transfer:
+            return self._transfer(tx_id, sender, acct, p)  # type: ignore[arg-type]
+        if kind is Issue:
+            return self._issue(tx_id, sender, acct, p)  # type: ignore[arg-type]
+        if kind is Burn:
+            return self._burn(tx_id, sender, acct, p)  # type: ignore[arg-type]
+        if kind in (ValidatorUpdate, AssetCreate, SetIssuer):
+            if body.sender not in self.admins:
+                return Receipt(tx_id, TxCode.NOT_ADMIN, "governance txs need a genesis admin key")
+            if kind is ValidatorUpdate:
+                return self._validator_update(tx_id, sender, acct, p)  # type: ignore[arg-type]
+            if kind is AssetCreate:
+                return self._asset_create(tx_id, sender, acct, p)  # type: ignore[arg-type]
+            return self._set_issuer(tx_id, sender, acct, p)  # type: ignore[arg-type]
+        return Receipt(tx_id, TxCode.MALFORMED, f"unknown payload type {kind.__name__}")
+
+    def _bump(self, sender: bytes, acct: list[Any]) -> None:
+        acct[0] += 1
+        self.dirty_accounts.add(sender)
+
+    def _transfer(self, tx_id: bytes, sender: bytes, acct: list[Any], p: Transfer) -> Receipt:
+        if p.to == sender:
+            return Receipt(tx_id, TxCode.SELF_TRANSFER, "transfer to the sender's own address")
+        if self.asset(p.asset) is None:
+            return Receipt(tx_id, TxCode.UNKNOWN_ASSET, f"unknown asset {p.asset}")
+        bals = acct[1]
+        have = bals.get(p.asset, 0)
+        if have < p.amount:
+            return Receipt(tx_id, TxCode.INSUFFICIENT_FUNDS, f"balance {have} < amount {p.amount}")
+        dest = self.account(p.to)
+        self._bump(sender, acct)
+        if have == p.amount:
+            del bals[p.asset]
+        else:
+            bals[p.asset] = have - p.amount
+        dbals = dest[1]
+        dbals[p.asset] = dbals.get(p.asset, 0) + p.amount
+        self.dirty_accounts.add(p.to)
+        return Receipt(tx_id, TxCode.OK)
+
+    def _issue(self, tx_id: bytes, sender: bytes, acct: list[Any], p: Issue) -> Receipt:
+        info = self.asset(p.asset)
+        if info is None:
+            return Receipt(tx_id, TxCode.UNKNOWN_ASSET, f"unknown asset {p.asset}")
+        if info[0] != sender:
+            return Receipt(tx_id, TxCode.NOT_ISSUER, f"sender is not the issuer of {p.asset}")
+        if info[2] + p.amount > MAX_AMOUNT:
+            return Receipt(tx_id, TxCode.SUPPLY_OVERFLOW, f"supply of {p.asset} would exceed {MAX_AMOUNT}")
+        dest = self.account(p.to)
+        self._bump(sender, acct)
+        info[2] += p.amount
+        self.dirty_assets.add(p.asset)
+        dbals = dest[1]
+        dbals[p.asset] = dbals.get(p.asset, 0) + p.amount
+        self.dirty_accounts.add(p.to)
+        return Receipt(tx_id, TxCode.OK)
+
+    def _burn(self, tx_id: bytes, sender: bytes, acct: list[Any], p: Burn) -> Receipt:
+        info = self.asset(p.asset)
+        if info is None:
+            return Receipt(tx_id, TxCode.UNKNOWN_ASSET, f"unknown asset {p.asset}")
+        if info[0] != sender:
+            return Receipt(tx_id, TxCode.NOT_ISSUER, f"sender is not the issuer of {p.asset}")
+        bals = acct[1]
+        have = bals.get(p.asset, 0)
+        if have < p.amount:
+            return Receipt(tx_id, TxCode.INSUFFICIENT_FUNDS, f"balance {have} < burn amount {p.amount}")
+        self._bump(sender, acct)
+        if have == p.amount:
+            del bals[p.asset]
+        else:
+            bals[p.asset] = have - p.amount
+        info[2] -= p.amount
+        self.dirty_assets.add(p.asset)
+        return Receipt(tx_id, TxCode.OK)
+
+    def _validator_update(self, tx_id: bytes, sender: bytes, acct: list[Any], p: ValidatorUpdate) -> Receipt:
+        current = self.validators
+        if p.power == 0 and p.pubkey not in current:
+            return Receipt(tx_id, TxCode.INVALID_VALIDATOR_SET, "removing a key that is not a validator")
+        try:
+            new = current.with_power(p.pubkey, p.power)
+        except ValueError:
+            return Receipt(tx_id, TxCode.INVALID_VALIDATOR_SET, "the validator set would be empty")
+        problem = validator_set_problem(new)
+        if problem:
+            return Receipt(tx_id, TxCode.INVALID_VALIDATOR_SET, problem)
+        self._bump(sender, acct)
+        self.validators = new
+        self.validators_dirty = True
+        return Receipt(tx_id, TxCode.OK)
+
+    def _asset_create(self, tx_id: bytes, sender: bytes, acct: list[Any], p: AssetCreate) -> Receipt:
+        if self.asset(p.asset) is not None:
+            return Receipt(tx_id, TxCode.ASSET_EXISTS, f"asset {p.asset} already exists")
+        self._bump(sender, acct)
+        self.assets[p.asset] = [p.issuer, p.decimals, 0]
+        self.dirty_assets.add(p.asset)
+        return Receipt(tx_id, TxCode.OK)
+
+    def _set_issuer(self, tx_id: bytes, sender: bytes, acct: list[Any], p: SetIssuer) -> Receipt:
+        info = self.asset(p.asset)
+        if info is None:
+            return Receipt(tx_id, TxCode.UNKNOWN_ASSET, f"unknown asset {p.asset}")
+        self._bump(sender, acct)
+        info[0] = p.issuer
+        self.dirty_assets.add(p.asset)
+        return Receipt(tx_id, TxCode.OK)
+
+    def changes(self) -> dict[bytes, bytes | None]:
+        out: dict[bytes, bytes | None] = {}
+        for addr in self.dirty_accounts:
+            nonce, bals = self.accounts[addr]
+            if nonce == 0 and not bals:
+                out[ACCOUNT_PREFIX + addr] = None
+            else:
+                out[ACCOUNT_PREFIX + addr] = encode([nonce, [[a, b] for a, b in sorted(bals.items())]])
+        for asset_id in self.dirty_assets:
+            out[ASSET_PREFIX + asset_id.encode()] = encode(self.assets[asset_id])
+        if self.validators_dirty:
+            out[VALIDATORS_KEY] = encode(self.validators.to_list())
+        return out
+
+
+def validator_set_problem(vset: ValidatorSet) -> str | None:
+    """Why a proposed validator set is unsafe to adopt, or None.
+
+    Never empty (ValidatorSet itself refuses that); at most MAX_VALIDATORS; and once the set is large
+    enough to tolerate a fault (4+ validators), no single validator may hold a third of the power,
+    because that one validator alone could then halt the network.
+    """
+    if len(vset) > MAX_VALIDATORS:
+        return f"more than {MAX_VALIDATORS} validators"
+    if len(vset) >= 4:
+        top = max(v.power for v in vset.validators)
+        if 3 * top >= vset.total_power:
+            return "one validator would hold at least 1/3 of the voting power"
+    return None
+
+
+def check_tx(
+    state: State,
+    tx: SignedTx,
+    next_height: int,
+    *,
+    verify_signature: bool = True,
+    verified: Container[bytes] = (),
+    nonce_window: int = 0,
+) -> Receipt:
+    """Would `tx` apply on top of `state` in block `next_height`? (mempool admission)
+
+    `nonce_window` lets a mempool admit a sender's queued txs: a nonce up to that many ahead of the
+    account's is treated as next (other rules are still checked against `state`).
+    """
+    ex = _Executor(state, next_height, verified if verify_signature else _ACCEPT_ALL)
+    if nonce_window > 0:
+        acct = ex.account(crypto.address_of(tx.body.sender))
+        if acct[0] < tx.body.nonce <= acct[0] + nonce_window:
+            acct[0] = tx.body.nonce
+    return ex.run(tx)
+
+
+def execute_txs(
+    state: State, txs: Sequence[SignedTx], height: int, *, verified: Container[bytes] = ()
+) -> tuple[State, list[Receipt]]:
+    """Apply each tx in order (failures have no effect, later txs still run).
+
+    Returns a *pending* State: height, block_hash and state_root are still those of `state`,
+    `pending_height == height`, and the writes are in `changes()`. `seal` turns it into the
+    state after a block; `pending_state_root` says which root that block must carry.
+    """
+    ex = _Executor(state, height, verified)
+    receipts = [ex.run(tx) for tx in txs]
+    return _pending(state, ex, height), receipts
+
+
+def _pending(state: State, ex: _Executor, height: int) -> State:
+    return State(
+        chain_id=state.chain_id,
+        height=state.height,
+        block_hash=state.block_hash,
+        state_root=state.state_root,
+        time_ms=state.time_ms,
+        validators=ex.validators,
+        admins=state.admins,
+        base=state,
+        changes=ex.changes(),
+        base_hash=state.block_hash,
+        pending_height=height,
+    )
+
+
+def pending_state_root(pending: State) -> bytes:
+    if pending.pending_height is None:
+        raise ValueError("state is not pending")
+    return chain_state_root(pending.state_root, pending.pending_height, pending._changes)
+
+
+def seal(pending: State, block: Block) -> State:
+    """The state after `block`, from the pending state its txs produced (roots must already agree)."""
+    if pending.pending_height != block.height:
+        raise ValueError("block height does not match the pending state")
+    return State(
+        chain_id=pending.chain_id,
+        height=block.height,
+        block_hash=block.hash,
+        state_root=block.header.state_root,
+        time_ms=block.header.time_ms,
+        validators=pending.validators,
+        admins=pending.admins,
+        base=pending._base,
+        changes=pending._changes,
+        base_hash=pending.base_hash,
+    )
+
+
+def _check_header(state: State, block: Block) -> None:
+    h = block.header
+    if state.pending_height is not None:
+        raise ValueError("cannot apply a block on a pending state")
+    if h.chain_id != state.chain_id:
+        raise BlockInvalid(f"chain_id {h.chain_id!r} is not {state.chain_id!r}")
+    if h.height != state.height + 1:
+        raise BlockInvalid(f"height {h.height}, expected {state.height + 1}")
+    if h.prev_hash != state.block_hash:
+        raise BlockInvalid("prev_hash is not the hash of the previous block")
+    if h.validators_hash != state.validators.hash:
+        raise BlockInvalid("validators_hash is not the current validator set")
+    if h.time_ms < state.time_ms:
+        raise BlockInvalid(f"time {h.time_ms} is before the previous block's {state.time_ms}")
+    if h.proposer not in {v.address for v in state.validators.validators}:
+        raise BlockInvalid("proposer is not a validator")
+    if len(block.txs) > MAX_BLOCK_TXS:
+        raise BlockInvalid(f"more than {MAX_BLOCK_TXS} txs")
+    try:
+        block.check_roots()
+    except ValueError as exc:
+        raise BlockInvalid(str(exc)) from None
+
+
+def apply_block(state: State, block: Block, *, verified: Container[bytes] = ()) -> tuple[State, list[Receipt]]:
+    """Validate and apply a block; raise BlockInvalid if the header or any tx is wrong.
+
+    Committed blocks carry only successful txs, so one refused tx makes the whole block invalid.
+    The header's validators_hash is checked against the set *before* the block: an update in
+    block h changes who signs block h+1.
+    """
+    _check_header(state, block)
+    ex = _Executor(state, block.height, verified)
+    receipts: list[Receipt] = []
+    for i, tx in enumerate(block.txs):
+        r = ex.run(tx)
+        if r.code is not TxCode.OK:
+            raise BlockInvalid(f"tx {i} ({r.tx_id.hex()[:16]}) refused: {r.code.name}: {r.message}")
+        receipts.append(r)
+    pending = _pending(state, ex, block.height)
+    if pending_state_root(pending) != block.header.state_root:
+        raise BlockInvalid("state_root does not match the result of the block's txs")
+    return seal(pending, block), receipts
+
+
+def build_block(
+    state: State,
+    candidates: Iterable[SignedTx],
+    *,
+    height: int,
+    time_ms: int,
+    proposer: bytes,
+    max_txs: int,
+    evidence: tuple[bytes, ...] = (),
+    verified: Container[bytes] = (),
+) -> tuple[Block, State, list[Receipt]]:
+    """Proposer side: keep the candidates that apply (in order, up to max_txs) and make the block.
+
+    Returns the block, the state after it, and the receipts of the refused candidates (so the
+    mempool can evict them). Candidates after the block is full are not consumed.
+    """
+    if state.pending_height is not None:
+        raise ValueError("cannot build on a pending state")
+    if height != state.height + 1:
+        raise ValueError(f"height {height}, expected {state.height + 1}")
+    if time_ms < state.time_ms:
+        raise ValueError(f"time {time_ms} is before the previous block's {state.time_ms}")
+    if proposer not in {v.address for v in state.validators.validators}:
+        raise ValueError("proposer is not a validator")
+    limit = min(max_txs, MAX_BLOCK_TXS)
+    ex = _Executor(state, height, verified)
+    kept: list[SignedTx] = []
+    rejected: list[Receipt] = []
+    if limit > 0:
+        for tx in candidates:
+            r = ex.run(tx)
+            if r.code is TxCode.OK:
+                kept.append(tx)
+                if len(kept) >= limit:
+                    break
+            else:
+                rejected.append(r)
+    pending = _pending(state, ex, height)
+    block = make_block(
+        chain_id=state.chain_id,
+        height=height,
+        time_ms=time_ms,
+        prev_hash=state.block_hash,
+        state_root=pending_state_root(pending),
+        proposer=proposer,
+        validators_hash=state.validators.hash,
+        txs=tuple(kept),
+        evidence=evidence,
+    )
+    return block, seal(pending, block), rejected
