@@ -1,0 +1,373 @@
+"""LevelDB chain store: blocks, certificates, tx index and state, one atomic batch per block.
+
+Layout (one LevelDB, keys by prefix):
+    m:genesis         genesis hash (written last at creation: its presence means "initialised")
+    m:head            [height, block hash]
+    m:delta           encoded writes of the head block (encode_changes), to verify the head at open
+    b + u64 height    block bytes            r + u64 height   header bytes (cheap header reads)
+    h + block hash    u64 height             t + tx id        [height, index]
+    c + u64 height    commit certificate (opaque bytes owned by consensus)
+    s + state key     state value (see chain.state)
+
+Why the head is trustworthy after a crash: every commit is a single WriteBatch written with
+transaction=True, sync=True, so LevelDB applies all of it or none of it. Open still checks, and
+refuses to run on, anything inconsistent: a foreign genesis, a head pointer without its block, a
+block whose hash or parent does not chain, or state entries that differ from the head block's
+recorded writes (whose hash chain must reproduce the header's state root).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import plyvel
+
+from chain.block import ZERO_HASH, Block, BlockHeader
+from chain.encoding import DecodeError, decode, encode, want_bytes, want_int, want_list
+from chain.genesis import Genesis
+from chain.state import (
+    STATE_DOMAIN,
+    State,
+    decode_changes,
+    encode_changes,
+    genesis_block,
+    genesis_state,
+    state_from_reader,
+)
+from chain import crypto
+
+K_GENESIS = b"m:genesis"
+K_HEAD = b"m:head"
+K_DELTA = b"m:delta"
+P_BLOCK = b"b"
+P_HEADER = b"r"
+P_HASH = b"h"
+P_TX = b"t"
+P_CERT = b"c"
+P_STATE = b"s"
+
+_U64 = struct.Struct(">Q")
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked (wrong block, locked directory, closed store)."""
+
+
+class CorruptStore(StoreError):
+    """The on-disk data is inconsistent or belongs to another chain; the node must not start on it."""
+
+
+def _h(height: int) -> bytes:
+    return _U64.pack(height)
+
+
+class _SnapshotReader:
+    """State reads from one LevelDB snapshot: a State built on it never sees later commits."""
+
+    __slots__ = ("_snap",)
+
+    def __init__(self, snap: plyvel.Snapshot) -> None:
+        self._snap = snap
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._snap.get(P_STATE + key)
+
+
+class ChainStore:
+    """The node's committed chain. Single writer; reads are safe from anywhere."""
+
+    def __init__(self, db: plyvel.DB, genesis: Genesis) -> None:
+        self._db = db
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self.head_height = -1
+        self.head_hash = ZERO_HASH
+        self._head_header: BlockHeader | None = None
+        self._head_state: State | None = None
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path, genesis: Genesis) -> "ChainStore":
+        """Open (creating from `genesis` if empty) and verify the head; raise CorruptStore if unsafe."""
+        try:
+            db = plyvel.DB(str(path), create_if_missing=True)
+        except plyvel.CorruptionError as exc:
+            raise CorruptStore(f"LevelDB corruption: {exc}") from None
+        except (plyvel.IOError, plyvel.Error) as exc:
+            raise StoreError(f"cannot open store at {path}: {exc}") from None
+        store = cls(db, genesis)
+        try:
+            stored = db.get(K_GENESIS)
+            if stored is None:
+                with db.iterator(include_value=False) as it:
+                    if next(it, None) is not None:
+                        raise CorruptStore("store has data but no genesis marker (interrupted creation or copy)")
+                store._initialise()
+            elif stored != genesis.hash:
+                raise CorruptStore("store belongs to another chain (genesis hash differs)")
+            store._recover_head()
+        except BaseException:
+            db.close()
+            raise
+        return store
+
+    def _initialise(self) -> None:
+        state = genesis_state(self.genesis)
+        block = genesis_block(self.genesis, state)
+        changes = state.changes()
+        with self._db.write_batch(transaction=True, sync=True) as wb:
+            for k, v in changes.items():
+                if v is not None:
+                    wb.put(P_STATE + k, v)
+            self._put_block(wb, block, b"")
+            wb.put(K_DELTA, encode_changes(0, changes))
+            wb.put(K_HEAD, encode([0, block.hash]))
+            wb.put(K_GENESIS, self.genesis.hash)
+
+    def _recover_head(self) -> None:
+        def corrupt(why: str) -> CorruptStore:
+            return CorruptStore(f"corrupt head: {why}")
+
+        raw = self._db.get(K_HEAD)
+        if raw is None:
+            raise corrupt("no head pointer")
+        try:
+            height, head_hash = want_list(decode(raw), 2, "head")
+            want_int(height, "head height")
+            want_bytes(head_hash, "head hash", 32)
+        except DecodeError as exc:
+            raise corrupt(f"undecodable head pointer ({exc})") from None
+        raw_block = self._db.get(P_BLOCK + _h(height))
+        if raw_block is None:
+            raise corrupt(f"head block {height} is missing")
+        try:
+            block = Block.decode(raw_block)
+        except DecodeError as exc:
+            raise corrupt(f"head block {height} does not decode ({exc})") from None
+        hdr = block.header
+        if block.hash != head_hash or hdr.height != height or hdr.chain_id != self.chain_id:
+            raise corrupt(f"block at height {height} is not the head the pointer names")
+        if self._db.get(P_HEADER + _h(height)) != hdr.encode() or self.height_of_hash(head_hash) != height:
+            raise corrupt("header copy or hash index disagrees with the head block")
+        if self._db.get(P_BLOCK + _h(height + 1)) is not None:
+            raise corrupt(f"a block exists above the head ({height + 1})")
+        if height == 0:
+            prev_root = ZERO_HASH
+            if hdr.prev_hash != self.genesis.hash:
+                raise corrupt("genesis block does not point at the genesis hash")
+        else:
+            prev = self.get_header(height - 1)
+            if prev is None or prev.hash != hdr.prev_hash:
+                raise corrupt(f"head block does not chain to block {height - 1}")
+            prev_root = prev.state_root
+        raw_delta = self._db.get(K_DELTA)
+        if raw_delta is None:
+            raise corrupt("head block's state writes are missing")
+        try:
+            delta_height, delta = decode_changes(raw_delta)
+        except DecodeError as exc:
+            raise corrupt(f"head block's state writes do not decode ({exc})") from None
+        if delta_height != height or crypto.sha256(STATE_DOMAIN + prev_root + raw_delta) != hdr.state_root:
+            raise corrupt("head block's state writes do not reproduce its state root")
+        for key, value in delta.items():
+            if self._db.get(P_STATE + key) != value:
+                raise corrupt(f"state entry {key.hex()} differs from the head block's writes")
+        self.head_height = height
+        self.head_hash = head_hash
+        self._head_header = hdr
+        self._head_state = None
+        try:
+            self.state()
+        except DecodeError as exc:
+            raise corrupt(f"state does not decode ({exc})") from None
+
+    # -- state -------------------------------------------------------------------------------------
+
+    def state(self) -> State:
+        """The head state, reading through a LevelDB snapshot (stays valid across later commits)."""
+        self._check_open()
+        if self._head_state is None:
+            hdr = self._head_header
+            assert hdr is not None
+            self._head_state = state_from_reader(
+                _SnapshotReader(self._db.snapshot()),
+                chain_id=self.chain_id,
+                height=self.head_height,
+                block_hash=self.head_hash,
+                state_root=hdr.state_root,
+                time_ms=hdr.time_ms,
+            )
+        return self._head_state
+
+    @property
+    def head_header(self) -> BlockHeader:
+        assert self._head_header is not None
+        return self._head_header
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _put_block(wb: plyvel.WriteBatch, block: Block, certificate: bytes) -> None:
+        hb = _h(block.height)
+        wb.put(P_BLOCK + hb, block.encode())
+        wb.put(P_HEADER + hb, block.header.encode())
+        wb.put(P_HASH + block.hash, hb)
+        for i, tx_id in enumerate(block.tx_ids):
+            wb.put(P_TX + tx_id, encode([block.height, i]))
+        wb.put(P_CERT + hb, certificate)
+
+    def commit(self, block: Block, certificate: bytes, new_state: State) -> None:
+        """Append `block` (head+1) with its certificate and the state it produced, atomically."""
+        self._check_open()
+        hdr = block.header
+        if hdr.height != self.head_height + 1:
+            raise StoreError(f"block height {hdr.height} is not head+1 ({self.head_height + 1})")
+        if hdr.prev_hash != self.head_hash:
+            raise StoreError("block does not extend the head (prev_hash differs)")
+        if hdr.chain_id != self.chain_id:
+            raise StoreError("block is for another chain")
+        if not isinstance(certificate, (bytes, bytearray)):
+            raise StoreError("certificate must be bytes")
+        if (
+            new_state.pending_height is not None
+            or new_state.height != hdr.height
+            or new_state.block_hash != block.hash
+            or new_state.base_hash != self.head_hash
+            or new_state.state_root != hdr.state_root
+        ):
+            raise StoreError("new_state was not derived from the head for this block")
+        changes = new_state.changes()
+        delta = encode_changes(hdr.height, changes)
+        assert self._head_header is not None
+        if crypto.sha256(STATE_DOMAIN + self._head_header.state_root + delta) != hdr.state_root:
+            raise StoreError("new_state's writes do not reproduce the block's state root")
+        try:
+            with self._db.write_batch(transaction=True, sync=True) as wb:
+                self._put_block(wb, block, bytes(certificate))
+                for k, v in changes.items():
+                    if v is None:
+                        wb.delete(P_STATE + k)
+                    else:
+                        wb.put(P_STATE + k, v)
+                wb.put(K_DELTA, delta)
+                wb.put(K_HEAD, encode([hdr.height, block.hash]))
+        except plyvel.Error as exc:
+            raise StoreError(f"write failed: {exc}") from None
+        self.head_height = hdr.height
+        self.head_hash = block.hash
+        self._head_header = hdr
+        self._head_state = None
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def get_block_bytes(self, height: int) -> bytes | None:
+        self._check_open()
+        if not 0 <= height <= self.head_height:
+            return None
+        return self._db.get(P_BLOCK + _h(height))
+
+    def get_block(self, height: int) -> Block | None:
+        raw = self.get_block_bytes(height)
+        return None if raw is None else Block.decode(raw)
+
+    def get_header(self, height: int) -> BlockHeader | None:
+        self._check_open()
+        if height < 0:
+            return None
+        raw = self._db.get(P_HEADER + _h(height))
+        return None if raw is None else BlockHeader.decode(raw)
+
+    def get_certificate(self, height: int) -> bytes | None:
+        self._check_open()
+        if not 0 <= height <= self.head_height:
+            return None
+        return self._db.get(P_CERT + _h(height))
+
+    def height_of_hash(self, block_hash: bytes) -> int | None:
+        self._check_open()
+        raw = self._db.get(P_HASH + block_hash)
+        return None if raw is None else _U64.unpack(raw)[0]
+
+    def tx_location(self, tx_id: bytes) -> tuple[int, int] | None:
+        """(height, index in block) of a committed tx, or None."""
+        self._check_open()
+        raw = self._db.get(P_TX + tx_id)
+        if raw is None:
+            return None
+        height, index = decode(raw)
+        return height, index
+
+    def headers(self, start: int, stop: int) -> Iterator[BlockHeader]:
+        """Headers for heights in [start, stop), ascending (explorer, sync)."""
+        self._check_open()
+        stop = min(stop, self.head_height + 1)
+        if start >= stop:
+            return
+        with self._db.iterator(start=P_HEADER + _h(max(start, 0)), stop=P_HEADER + _h(stop), include_key=False) as it:
+            for raw in it:
+                yield BlockHeader.decode(raw)
+
+    def latest_headers(self, limit: int) -> list[BlockHeader]:
+        """The newest `limit` headers, newest first."""
+        start = max(0, self.head_height + 1 - limit)
+        return list(reversed(list(self.headers(start, self.head_height + 1))))
+
+    def state_items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every stored state entry (key without store prefix), in key order; audits and tests."""
+        self._check_open()
+        with self._db.snapshot() as snap, snap.iterator(prefix=P_STATE) as it:
+            for k, v in it:
+                yield k[len(P_STATE):], v
+
+    # -- maintenance -------------------------------------------------------------------------------
+
+    def snapshot_to(self, dest_dir: str | Path) -> None:
+        """Copy a consistent point-in-time image of the store into a new LevelDB at `dest_dir`.
+
+        Runs while the store is open and committing. The genesis marker is written last, so an
+        interrupted copy opens as CorruptStore instead of as a silently truncated chain.
+        """
+        self._check_open()
+        dest = Path(dest_dir)
+        if dest.exists() and any(dest.iterdir()):
+            raise StoreError(f"{dest} is not empty")
+        out = plyvel.DB(os.fspath(dest), create_if_missing=True, error_if_exists=False)
+        try:
+            marker: bytes | None = None
+            with self._db.snapshot() as snap, snap.iterator() as it:
+                wb = out.write_batch()
+                n = 0
+                for k, v in it:
+                    if k == K_GENESIS:
+                        marker = v
+                        continue
+                    wb.put(k, v)
+                    n += 1
+                    if n % 10_000 == 0:
+                        wb.write()
+                        wb = out.write_batch()
+                wb.write()
+            if marker is None:
+                raise StoreError("source store has no genesis marker")
+            out.put(K_GENESIS, marker, sync=True)
+        finally:
+            out.close()
+
+    def _check_open(self) -> None:
+        if self._db.closed:
+            raise StoreError("store is closed")
+
+    def close(self) -> None:
+        self._head_state = None
+        if not self._db.closed:
+            self._db.close()
+
+    def __enter__(self) -> "ChainStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
