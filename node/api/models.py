@@ -1,0 +1,236 @@
+"""Request and response models of the HTTP API (pydantic v2).
+
+These models are the single source of the OpenAPI document (node/api/openapi.py builds it from
+them), so the documented schema and the JSON actually sent cannot drift apart: every handler
+builds its response through one of these models.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chain.tx import MAX_TX_BYTES
+
+HEX32 = r"^[0-9a-f]{64}$"
+ADDRESS_PATTERN = r"^pn[0-9a-f]{40}$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- errors ------------------------------------------------------------------------------------------
+
+
+class ErrorDetail(_Model):
+    code: str = Field(description="machine-readable reason, e.g. tx_not_found, bad_signature, rate_limited")
+    message: str
+
+
+class ErrorResponse(_Model):
+    error: ErrorDetail
+
+
+# -- transactions ------------------------------------------------------------------------------------
+
+
+class SubmitTxRequest(_Model):
+    tx: str = Field(
+        description="hex of the canonical msgpack SignedTx bytes",
+        min_length=2,
+        max_length=2 * MAX_TX_BYTES,
+        pattern=r"^([0-9a-fA-F]{2})+$",
+    )
+
+
+class SubmitTxResponse(_Model):
+    tx_id: str = Field(pattern=HEX32)
+    status: Literal["accepted", "duplicate", "final"] = Field(
+        description="accepted: new in the mempool (202); duplicate: already pending (202); "
+        "final: already in a committed block (200). Resubmitting never makes a second payment."
+    )
+
+
+class TxFields(_Model):
+    """A decoded transaction; payload fields not used by its kind are null."""
+
+    kind: Literal["transfer", "issue", "burn", "validator_update", "asset_create", "set_issuer"]
+    chain_id: str
+    sender: str = Field(description="sender Ed25519 public key, hex")
+    sender_address: str = Field(pattern=ADDRESS_PATTERN)
+    nonce: int
+    expiry_height: int
+    memo: str
+    to: str | None = None
+    asset: str | None = None
+    amount: int | None = None
+    pubkey: str | None = Field(default=None, description="validator_update: validator public key, hex")
+    power: int | None = None
+    issuer: str | None = None
+    decimals: int | None = None
+    signature: str
+
+
+class HeaderFields(_Model):
+    version: int
+    chain_id: str
+    height: int
+    time_ms: int
+    prev_hash: str
+    tx_root: str
+    state_root: str
+    proposer: str = Field(description="proposer address bytes, hex (20 bytes)")
+    validators_hash: str
+    evidence_hash: str
+
+
+class Receipt(_Model):
+    """Everything a wallet needs to check finality offline: tx_id is in tx_root (RFC 6962 proof),
+    sha256(header_raw) == block_hash, and the certificate signs block_hash with a quorum."""
+
+    height: int
+    index: int
+    block_hash: str
+    header: HeaderFields
+    header_raw: str = Field(description="canonical header bytes, hex; sha256 of them is block_hash")
+    proof: list[str] = Field(description="RFC 6962 audit path for leaf `index`, hex hashes")
+    tx_count: int
+    certificate: str | None = Field(description="commit certificate, raw canonical bytes, hex")
+    certificate_decoded: Any = Field(
+        default=None, description="the certificate as JSON (bytes as hex), when it could be decoded"
+    )
+
+
+class TxResponse(_Model):
+    tx_id: str = Field(pattern=HEX32)
+    status: Literal["pending", "final", "rejected"]
+    code: str | None = None
+    message: str | None = None
+    tx: TxFields | None = None
+    raw: str | None = Field(default=None, description="canonical signed tx bytes, hex")
+    receipt: Receipt | None = None
+
+
+# -- accounts and assets -----------------------------------------------------------------------------
+
+
+class AccountTxRef(_Model):
+    tx_id: str
+    height: int
+    index: int
+
+
+class AccountResponse(_Model):
+    address: str = Field(pattern=ADDRESS_PATTERN)
+    nonce: int = Field(description="next nonce expected by committed state")
+    balances: dict[str, int] = Field(description="asset id -> amount in minor units")
+    pending_nonce: int | None = Field(default=None, description="next nonce counting this node's pending txs")
+    recent_txs: list[AccountTxRef] | None = Field(default=None, description="newest first, when the node indexes them")
+
+
+class AssetModel(_Model):
+    id: str
+    issuer: str
+    decimals: int
+    supply: int
+
+
+class AssetsResponse(_Model):
+    assets: list[AssetModel]
+
+
+# -- blocks ------------------------------------------------------------------------------------------
+
+
+class TxSummary(_Model):
+    tx_id: str
+    kind: str
+    sender_address: str
+    to: str | None = None
+    asset: str | None = None
+    amount: int | None = None
+
+
+class BlockSummary(_Model):
+    height: int
+    hash: str
+    time_ms: int
+    proposer: str = Field(description="proposer address (pn...)")
+    proposer_name: str | None = None
+    tx_count: int
+    txs: list[TxSummary] = Field(description="the block's first few transactions (see tx_count)")
+
+
+class BlocksResponse(_Model):
+    blocks: list[BlockSummary]
+    head_height: int
+    next_before: int | None = Field(description="pass as ?before= to get the next (older) page; null at the end")
+
+
+class BlockResponse(_Model):
+    height: int
+    hash: str
+    header: HeaderFields
+    header_raw: str
+    proposer_address: str
+    proposer_name: str | None = None
+    tx_count: int
+    tx_ids: list[str]
+    txs: list[TxFields] = Field(description="decoded txs tx_offset .. tx_offset+tx_limit")
+    tx_offset: int
+    evidence_count: int
+    certificate: str | None
+    certificate_decoded: Any = None
+
+
+# -- node ----------------------------------------------------------------------------------------------
+
+
+class ValidatorModel(_Model):
+    name: str | None
+    pubkey: str
+    address: str
+    power: int
+    last_signed_height: int | None
+
+
+class ValidatorsResponse(_Model):
+    validators: list[ValidatorModel]
+    total_power: int
+    quorum_power: int
+
+
+class MempoolResponse(_Model):
+    size: int
+    bytes: int
+    max_size: int
+    accounts: int
+
+
+class PeerModel(_Model):
+    pubkey: str
+    name: str | None = None
+    address: str | None = None
+    height: int | None = None
+
+
+class ConsensusModel(_Model):
+    height: int
+    round: int
+    step: str
+
+
+class StatusResponse(_Model):
+    chain_id: str
+    genesis_hash: str
+    node_name: str
+    version: str
+    height: int
+    latest_block_hash: str | None
+    latest_block_time_ms: int | None
+    consensus: ConsensusModel
+    peers: list[PeerModel]
+    peer_count: int
+    sync_state: str

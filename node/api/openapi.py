@@ -1,0 +1,180 @@
+"""Route table and the OpenAPI 3.1 document generated from it and from the pydantic models.
+
+The same table registers the aiohttp routes (node/api/app.py), so every served JSON route is
+documented, with the statuses it can answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from node.api import models as m
+
+REF = "#/components/schemas/{model}"
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    where: str  # "path" | "query"
+    schema: dict[str, Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    method: str
+    path: str
+    handler: str  # attribute name on Handlers
+    summary: str
+    responses: dict[int, type[BaseModel] | None]  # None = non-JSON body (metrics text)
+    params: tuple[Param, ...] = ()
+    request: type[BaseModel] | None = None
+    errors: tuple[int, ...] = field(default=())
+
+
+TX_ID = Param("tx_id", "path", {"type": "string", "pattern": r"^(0x)?[0-9a-fA-F]{64}$"}, "transaction id, hex")
+ADDRESS = Param("address", "path", {"type": "string"}, "account address, pn + 40 hex digits")
+BLOCK_REF = Param("ref", "path", {"type": "string"}, "block height (decimal) or block hash (64 hex, optional 0x)")
+
+ROUTES: tuple[RouteSpec, ...] = (
+    RouteSpec(
+        "POST",
+        "/txs",
+        "submit_tx",
+        "Submit a signed transaction (idempotent: the same tx always has the same id)",
+        {202: m.SubmitTxResponse, 200: m.SubmitTxResponse},
+        request=m.SubmitTxRequest,
+        errors=(400, 413, 429, 503),
+    ),
+    RouteSpec(
+        "GET",
+        "/txs/{tx_id}",
+        "get_tx",
+        "Transaction status, decoded body and, once final, a receipt with Merkle proof and commit certificate",
+        {200: m.TxResponse},
+        params=(TX_ID,),
+        errors=(400, 404, 429),
+    ),
+    RouteSpec(
+        "GET",
+        "/accounts/{address}",
+        "get_account",
+        "Account nonce and balances (404 account_not_found for an address never seen)",
+        {200: m.AccountResponse},
+        params=(ADDRESS,),
+        errors=(400, 404, 429),
+    ),
+    RouteSpec("GET", "/assets", "get_assets", "Assets with issuer, decimals and supply", {200: m.AssetsResponse},
+              errors=(429,)),
+    RouteSpec(
+        "GET",
+        "/blocks",
+        "list_blocks",
+        "Committed blocks, newest first, paginated with ?before=",
+        {200: m.BlocksResponse},
+        params=(
+            Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}),
+            Param("before", "query", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+                  "only blocks with height < before"),
+        ),
+        errors=(400, 429),
+    ),
+    RouteSpec(
+        "GET",
+        "/blocks/{ref}",
+        "get_block",
+        "One block by height or hash: header, tx ids, decoded txs (paged), certificate",
+        {200: m.BlockResponse},
+        params=(
+            BLOCK_REF,
+            Param("tx_offset", "query", {"type": "integer", "minimum": 0, "maximum": 2**31, "default": 0}),
+            Param("tx_limit", "query", {"type": "integer", "minimum": 0, "maximum": 1000, "default": 100}),
+        ),
+        errors=(400, 404, 429),
+    ),
+    RouteSpec("GET", "/validators", "get_validators", "Validator set with last signed heights",
+              {200: m.ValidatorsResponse}, errors=(429,)),
+    RouteSpec("GET", "/mempool", "get_mempool", "Mempool size", {200: m.MempoolResponse}, errors=(429,)),
+    RouteSpec("GET", "/status", "get_status", "Node and chain status", {200: m.StatusResponse}, errors=(429,)),
+    RouteSpec("GET", "/metrics", "get_metrics", "Prometheus metrics (text exposition format)", {200: None},
+              errors=(429,)),
+)
+
+ERROR_TEXT = {
+    400: "bad input (malformed JSON, bad hex, not a tx, bad address, admission refused)",
+    404: "not found",
+    413: "request body too large",
+    429: "rate limited; see Retry-After",
+    503: "mempool full; see Retry-After",
+}
+
+
+def build_openapi(version: str) -> dict[str, Any]:
+    all_models: list[type[BaseModel]] = [m.ErrorResponse]
+    for r in ROUTES:
+        all_models += [x for x in r.responses.values() if x is not None]
+        if r.request is not None:
+            all_models.append(r.request)
+    unique = list(dict.fromkeys(all_models))
+    _, defs = models_json_schema(
+        [(model, "validation" if model is m.SubmitTxRequest else "serialization") for model in unique],
+        ref_template=REF,
+    )
+    schemas = defs.get("$defs", {})
+
+    paths: dict[str, dict[str, Any]] = {}
+    for r in ROUTES:
+        responses: dict[str, Any] = {}
+        for status, model in r.responses.items():
+            if model is None:
+                responses[str(status)] = {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
+            else:
+                responses[str(status)] = {
+                    "description": "OK" if status < 300 else "Accepted",
+                    "content": {JSON: {"schema": {"$ref": REF.format(model=model.__name__)}}},
+                }
+        for status in r.errors:
+            responses[str(status)] = {
+                "description": ERROR_TEXT.get(status, "error"),
+                "content": {JSON: {"schema": {"$ref": REF.format(model="ErrorResponse")}}},
+            }
+        op: dict[str, Any] = {
+            "operationId": r.handler,
+            "summary": r.summary,
+            "responses": responses,
+        }
+        if r.params:
+            op["parameters"] = [
+                {
+                    "name": p.name,
+                    "in": p.where,
+                    "required": p.where == "path",
+                    "schema": p.schema,
+                    **({"description": p.description} if p.description else {}),
+                }
+                for p in r.params
+            ]
+        if r.request is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {JSON: {"schema": {"$ref": REF.format(model=r.request.__name__)}}},
+            }
+        paths.setdefault(r.path, {})[r.method.lower()] = op
+
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "paynet node API",
+            "version": version,
+            "description": "Errors are always {\"error\": {\"code\", \"message\"}}. Amounts are integers in "
+            "minor units (see /assets for decimals). Hashes and keys are lowercase hex.",
+        },
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }

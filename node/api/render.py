@@ -1,0 +1,131 @@
+"""Pure conversions from chain objects to API models (no I/O, no aiohttp)."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from enum import Enum
+from typing import Any
+
+from chain import crypto, merkle
+from chain.block import Block, BlockHeader
+from chain.encoding import DecodeError, decode
+from chain.tx import AssetCreate, Burn, Issue, SetIssuer, SignedTx, Transfer, ValidatorUpdate
+
+from node.api.models import HeaderFields, Receipt, TxFields, TxSummary
+
+MAX_JSON_DEPTH = 12
+
+
+def tx_fields(tx: SignedTx) -> TxFields:
+    body = tx.body
+    p = body.payload
+    out: dict[str, Any] = {
+        "kind": body.kind.name.lower(),
+        "chain_id": body.chain_id,
+        "sender": body.sender.hex(),
+        "sender_address": crypto.format_address(body.sender_address),
+        "nonce": body.nonce,
+        "expiry_height": body.expiry_height,
+        "memo": body.memo,
+        "signature": tx.signature.hex(),
+    }
+    if isinstance(p, (Transfer, Issue)):
+        out.update(to=crypto.format_address(p.to), asset=p.asset, amount=p.amount)
+    elif isinstance(p, Burn):
+        out.update(asset=p.asset, amount=p.amount)
+    elif isinstance(p, ValidatorUpdate):
+        out.update(pubkey=p.pubkey.hex(), power=p.power)
+    elif isinstance(p, AssetCreate):
+        out.update(asset=p.asset, issuer=crypto.format_address(p.issuer), decimals=p.decimals)
+    elif isinstance(p, SetIssuer):
+        out.update(asset=p.asset, issuer=crypto.format_address(p.issuer))
+    return TxFields(**out)
+
+
+def tx_summary(tx: SignedTx) -> TxSummary:
+    f = tx_fields(tx)
+    return TxSummary(
+        tx_id=tx.tx_id.hex(), kind=f.kind, sender_address=f.sender_address, to=f.to, asset=f.asset, amount=f.amount
+    )
+
+
+def header_fields(h: BlockHeader) -> HeaderFields:
+    return HeaderFields(
+        version=h.version,
+        chain_id=h.chain_id,
+        height=h.height,
+        time_ms=h.time_ms,
+        prev_hash=h.prev_hash.hex(),
+        tx_root=h.tx_root.hex(),
+        state_root=h.state_root.hex(),
+        proposer=h.proposer.hex(),
+        validators_hash=h.validators_hash.hex(),
+        evidence_hash=h.evidence_hash.hex(),
+    )
+
+
+def to_json(obj: Any, depth: int = 0) -> Any:
+    """Make any decoded structure JSON-safe: bytes become hex, dataclasses dicts, enums names."""
+    if depth > MAX_JSON_DEPTH:
+        return None
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, Enum):
+        return obj.name.lower()
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return bytes(obj).hex()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_json(getattr(obj, f.name), depth + 1) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(to_json(k, depth + 1)): to_json(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_json(x, depth + 1) for x in obj]
+    if hasattr(obj, "model_dump"):
+        return to_json(obj.model_dump(), depth + 1)
+    return str(obj)
+
+
+def _consensus_decoder() -> Any:
+    """consensus.certificate.CommitCertificate.decode if that module imports, else None (the API must
+    keep serving even if consensus is broken or absent)."""
+    try:
+        mod = importlib.import_module("consensus.certificate")
+    except Exception:  # noqa: BLE001 - absent or broken module: fall back to the generic decoding
+        return None
+    cls = getattr(mod, "CommitCertificate", None)
+    fn = getattr(cls, "decode", None)
+    return fn if callable(fn) else None
+
+
+def decode_certificate(raw: bytes | None) -> Any:
+    """Best-effort JSON form of a certificate: the consensus decoder's object if available, else the
+    generic canonical-msgpack structure with bytes as hex. Never raises: a certificate we cannot
+    decode is still served as hex for the wallet to check itself."""
+    if raw is None:
+        return None
+    fn = _consensus_decoder()
+    if fn is not None:
+        try:
+            return to_json(fn(raw))
+        except Exception:  # noqa: BLE001 - fall through to the generic form
+            pass
+    try:
+        return to_json(decode(raw))
+    except DecodeError:
+        return None
+
+
+def receipt(block: Block, index: int, certificate: bytes | None) -> Receipt:
+    header_raw = block.header.encode()
+    return Receipt(
+        height=block.height,
+        index=index,
+        block_hash=block.hash.hex(),
+        header=header_fields(block.header),
+        header_raw=header_raw.hex(),
+        proof=[p.hex() for p in merkle.inclusion_proof(block.tx_ids, index)],
+        tx_count=len(block.txs),
+        certificate=certificate.hex() if certificate is not None else None,
+        certificate_decoded=decode_certificate(certificate),
+    )

@@ -1,0 +1,142 @@
+"""What the HTTP API reads from (and submits to) a running node.
+
+The API layer (node/api/) is written against this protocol only, so it can be tested against an
+in-process view built from real chain parts, and the node (node/app.py) plugs in by providing an
+object with these attributes and methods. Nothing here does I/O.
+
+The store and state are typed by small structural protocols (`StoreReader`, `StateReader`) that name
+exactly what the API touches, so the API does not depend on the rest of chain.store's surface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from chain.block import Block, BlockHeader
+from chain.genesis import Genesis
+from chain.tx import SignedTx
+from chain.validators import ValidatorSet
+
+if TYPE_CHECKING:  # pragma: no cover - import only for type checkers
+    from node.metrics import Metrics
+
+
+class TxRejected(Exception):
+    """Admission refused a transaction (bad signature, nonce, funds, expiry, wrong chain, ...).
+
+    `code` is a short machine-readable reason (snake_case, e.g. "bad_signature", "bad_nonce",
+    "insufficient_funds"); it becomes the API error code and the `reason` label of the
+    txs-rejected metric, so keep the set of codes small and fixed.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class MempoolFull(Exception):
+    """Backpressure: the mempool cannot take the tx now. The API answers 503 with Retry-After."""
+
+    def __init__(self, retry_after_s: float = 1.0) -> None:
+        super().__init__(f"mempool full, retry after {retry_after_s:.1f}s")
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    """Outcome of an accepted submission. "duplicate" means the same tx id is already pending."""
+
+    tx_id: bytes
+    status: Literal["accepted", "duplicate"]
+
+
+class AccountReader(Protocol):
+    nonce: int
+    balances: Any  # Mapping[str, int]: asset id -> minor units
+
+
+class AssetReader(Protocol):
+    issuer: bytes
+    decimals: int
+    supply: int
+
+
+class StateReader(Protocol):
+    """The part of chain.state.State the API reads (state after the head block)."""
+
+    validators: ValidatorSet
+
+    def account(self, addr: bytes) -> AccountReader | None: ...
+
+    def asset(self, asset_id: str) -> AssetReader | None: ...
+
+
+class StoreReader(Protocol):
+    """The part of chain.store.ChainStore the API reads. Missing heights/ids return None."""
+
+    @property
+    def head_height(self) -> int: ...
+
+    def get_block(self, height: int) -> Block | None: ...
+
+    def get_block_bytes(self, height: int) -> bytes | None: ...
+
+    def get_header(self, height: int) -> BlockHeader | None: ...
+
+    def get_certificate(self, height: int) -> bytes | None: ...
+
+    def height_of_hash(self, block_hash: bytes) -> int | None: ...
+
+    def tx_location(self, tx_id: bytes) -> tuple[int, int] | None: ...
+
+    def state(self) -> StateReader: ...
+
+
+@runtime_checkable
+class NodeView(Protocol):
+    """Everything the HTTP API needs from a node. All methods are called on the event loop thread
+    and must not block for long (they read memory or LevelDB, never the network).
+
+    Required:
+      genesis, node_name, version, store, metrics
+      submit_tx(raw) -> SubmitResult        raises TxRejected / MempoolFull; raw = canonical SignedTx bytes.
+                                            The API has already decoded raw once and counts
+                                            received/accepted/rejected in metrics for HTTP-origin txs;
+                                            submit_tx should count only txs from other sources (gossip).
+      pending_tx(tx_id) -> SignedTx | None  a tx in the mempool
+      rejected_tx(tx_id) -> (code, message) | None   recently rejected (bounded memory)
+      mempool_summary() -> {"size", "bytes", "max_size", "accounts"}
+      consensus_status() -> {"height", "round", "step"}
+      peers() -> [{"pubkey": hex, "name", "address": "host:port", "height"}]
+      sync_state() -> "synced" | "catching_up"
+      validator_last_signed() -> {validator pubkey: last height whose certificate it signed}
+
+    Optional (looked up with getattr; the API degrades gracefully without them):
+      account_history(addr, limit) -> [(height, index), ...] newest first
+      pending_nonce(addr) -> int | None     next nonce counting the sender's pending txs
+      asset_ids() -> list[str]              every asset id known to state (else genesis assets are listed)
+    """
+
+    genesis: Genesis
+    node_name: str
+    version: str
+    store: StoreReader
+    metrics: "Metrics"
+
+    def submit_tx(self, raw: bytes) -> SubmitResult: ...
+
+    def pending_tx(self, tx_id: bytes) -> SignedTx | None: ...
+
+    def rejected_tx(self, tx_id: bytes) -> tuple[str, str] | None: ...
+
+    def mempool_summary(self) -> dict[str, int]: ...
+
+    def consensus_status(self) -> dict[str, Any]: ...
+
+    def peers(self) -> list[dict[str, Any]]: ...
+
+    def sync_state(self) -> str: ...
+
+    def validator_last_signed(self) -> dict[bytes, int]: ...

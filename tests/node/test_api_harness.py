@@ -1,0 +1,218 @@
+"""An in-process NodeView built from real chain parts, for the API tests.
+
+Blocks are made with chain.state.build_block, checked with apply_block, signed with real commit
+certificates (consensus.certificate) by real validator keys, and stored in chain.store.ChainStore
+on a tmp dir when that module is available; otherwise in `MemoryChain`, a minimal store that keeps
+the same real blocks in memory. The mempool admits txs with chain.state.check_tx, as the node does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chain import crypto
+from chain.block import Block, BlockHeader
+from chain.encoding import DecodeError
+from chain.genesis import Genesis, GenesisAsset, GenesisBalance, GenesisValidator
+from chain.state import State, apply_block, build_block, check_tx, genesis_block, genesis_state
+from chain.tx import SignedTx, Transfer, TxBody
+from consensus.certificate import CommitCertificate
+from consensus.messages import VOTE_DOMAIN, VoteType, vote_sign_bytes
+from node.metrics import Metrics
+from node.node_view import MempoolFull, SubmitResult, TxRejected
+
+CHAIN_ID = "paynet-apitest"
+
+
+def key(name: str) -> crypto.PrivateKey:
+    return crypto.PrivateKey(hashlib.sha256(name.encode()).digest())
+
+
+VALIDATOR_KEYS = [key(f"validator-{i}") for i in range(4)]
+ALICE, BOB, CAROL, ISSUER = key("alice"), key("bob"), key("carol"), key("issuer")
+
+
+def make_genesis() -> Genesis:
+    return Genesis(
+        chain_id=CHAIN_ID,
+        genesis_time_ms=1_700_000_000_000,
+        validators=[
+            GenesisValidator(name=f"val{i}", pubkey=k.public_key.hex(), power=10) for i, k in enumerate(VALIDATOR_KEYS)
+        ],
+        assets=[
+            GenesisAsset(id="USD", issuer=crypto.format_address(ISSUER.address), decimals=2),
+            GenesisAsset(id="EUR", issuer=crypto.format_address(ISSUER.address), decimals=2),
+        ],
+        balances=[
+            GenesisBalance(address=crypto.format_address(ALICE.address), asset="USD", amount=1_000_000),
+            GenesisBalance(address=crypto.format_address(BOB.address), asset="EUR", amount=5_000),
+        ],
+    )
+
+
+def transfer(sender: crypto.PrivateKey, to: bytes, amount: int, nonce: int, *, asset: str = "USD",
+             memo: str = "", chain_id: str = CHAIN_ID, expiry: int = 1_000_000) -> SignedTx:
+    body = TxBody(chain_id=chain_id, sender=sender.public_key, nonce=nonce, expiry_height=expiry,
+                  payload=Transfer(to, asset, amount), memo=memo)
+    return body.sign(sender)
+
+
+class MemoryChain:
+    """Stand-in for chain.store.ChainStore (same read API), holding real blocks and states."""
+
+    def __init__(self, genesis: Genesis) -> None:
+        st = genesis_state(genesis)
+        self._state = st
+        self._blocks: list[Block] = [genesis_block(genesis, st)]
+        self._certs: dict[int, bytes] = {}
+        self._by_hash = {self._blocks[0].hash: 0}
+        self._tx_loc: dict[bytes, tuple[int, int]] = {}
+
+    @property
+    def head_height(self) -> int:
+        return len(self._blocks) - 1
+
+    def get_block(self, height: int) -> Block | None:
+        return self._blocks[height] if 0 <= height < len(self._blocks) else None
+
+    def get_block_bytes(self, height: int) -> bytes | None:
+        b = self.get_block(height)
+        return b.encode() if b else None
+
+    def get_header(self, height: int) -> BlockHeader | None:
+        b = self.get_block(height)
+        return b.header if b else None
+
+    def get_certificate(self, height: int) -> bytes | None:
+        return self._certs.get(height)
+
+    def height_of_hash(self, block_hash: bytes) -> int | None:
+        return self._by_hash.get(block_hash)
+
+    def tx_location(self, tx_id: bytes) -> tuple[int, int] | None:
+        return self._tx_loc.get(tx_id)
+
+    def state(self) -> State:
+        return self._state
+
+    def commit(self, block: Block, new_state: State, certificate: bytes) -> None:
+        assert block.height == len(self._blocks)
+        self._blocks.append(block)
+        self._certs[block.height] = certificate
+        self._by_hash[block.hash] = block.height
+        for i, t in enumerate(block.tx_ids):
+            self._tx_loc[t] = (block.height, i)
+        self._state = new_state
+
+
+@dataclass
+class TestNode:
+    """A NodeView: real genesis, state transition, certificates; an in-memory mempool."""
+
+    genesis: Genesis
+    store: Any
+    node_name: str = "apitest-node"
+    version: str = "0.1.0-test"
+    metrics: Metrics = field(default_factory=Metrics)
+    max_mempool: int = 100
+    pending: OrderedDict[bytes, SignedTx] = field(default_factory=OrderedDict)
+    rejected: OrderedDict[bytes, tuple[str, str]] = field(default_factory=OrderedDict)
+    last_signed: dict[bytes, int] = field(default_factory=dict)
+    time_ms: int = 1_700_000_000_000
+    history: dict[bytes, list[tuple[int, int]]] = field(default_factory=dict)
+    __test__ = False  # not a pytest test class
+
+    # -- NodeView ---------------------------------------------------------------------------------
+
+    def submit_tx(self, raw: bytes) -> SubmitResult:
+        try:
+            tx = SignedTx.decode(raw)
+        except DecodeError as e:
+            raise TxRejected("malformed_tx", str(e)) from None
+        if tx.tx_id in self.pending:
+            return SubmitResult(tx.tx_id, "duplicate")
+        if len(self.pending) >= self.max_mempool:
+            raise MempoolFull(2.0)
+        receipt = check_tx(self.store.state(), tx, self.store.head_height + 1, nonce_window=64)
+        if not receipt.ok:
+            code = receipt.code.name.lower()
+            self.rejected[tx.tx_id] = (code, receipt.message)
+            while len(self.rejected) > 1000:
+                self.rejected.popitem(last=False)
+            raise TxRejected(code, receipt.message)
+        self.pending[tx.tx_id] = tx
+        return SubmitResult(tx.tx_id, "accepted")
+
+    def pending_tx(self, tx_id: bytes) -> SignedTx | None:
+        return self.pending.get(tx_id)
+
+    def rejected_tx(self, tx_id: bytes) -> tuple[str, str] | None:
+        return self.rejected.get(tx_id)
+
+    def mempool_summary(self) -> dict[str, int]:
+        return {
+            "size": len(self.pending),
+            "bytes": sum(len(t.encode()) for t in self.pending.values()),
+            "max_size": self.max_mempool,
+            "accounts": len({t.body.sender for t in self.pending.values()}),
+        }
+
+    def consensus_status(self) -> dict[str, Any]:
+        return {"height": self.store.head_height + 1, "round": 0, "step": "propose"}
+
+    def peers(self) -> list[dict[str, Any]]:
+        return [
+            {"pubkey": k.public_key.hex(), "name": f"val{i}", "address": f"127.0.0.1:{7000 + i}",
+             "height": self.store.head_height}
+            for i, k in enumerate(VALIDATOR_KEYS[1:], start=1)
+        ]
+
+    def sync_state(self) -> str:
+        return "synced"
+
+    def validator_last_signed(self) -> dict[bytes, int]:
+        return dict(self.last_signed)
+
+    def account_history(self, addr: bytes, limit: int) -> list[tuple[int, int]]:
+        return list(reversed(self.history.get(addr, [])))[:limit]
+
+    # -- driving the chain ------------------------------------------------------------------------
+
+    def commit_block(self, signers: int = 3) -> Block:
+        """Build, validate and commit a block of the pending txs, with a real certificate from the
+        first `signers` validators (3 of 4 equal powers is a quorum)."""
+        state = self.store.state()
+        height = self.store.head_height + 1
+        self.time_ms += 1000
+        proposer = VALIDATOR_KEYS[height % len(VALIDATOR_KEYS)]
+        block, _new_state, refused = build_block(
+            state, list(self.pending.values()), height=height, time_ms=self.time_ms,
+            proposer=proposer.address, max_txs=1000,
+        )
+        applied, _ = apply_block(state, block)  # a validator's check of the proposal
+        payload = vote_sign_bytes(VoteType.PRECOMMIT, height, 0, block.hash)
+        votes = sorted(
+            (k.public_key, k.sign(VOTE_DOMAIN, CHAIN_ID, payload)) for k in VALIDATOR_KEYS[:signers]
+        )
+        cert = CommitCertificate(height, 0, block.hash, tuple(votes)).encode()
+        self.store.commit(block, applied, cert)
+        for k in VALIDATOR_KEYS[:signers]:
+            self.last_signed[k.public_key] = height
+        for i, tx in enumerate(block.txs):
+            self.pending.pop(tx.tx_id, None)
+            for addr in {tx.body.sender_address, getattr(tx.body.payload, "to", None)}:
+                if addr is not None:
+                    self.history.setdefault(addr, []).append((height, i))
+        for r in refused:
+            self.pending.pop(r.tx_id, None)
+        self.metrics.block_committed(height, block.header.time_ms)
+        return block
+
+
+def make_node(tmp_path: Path | None = None) -> TestNode:
+    genesis = make_genesis()
+    return TestNode(genesis=genesis, store=MemoryChain(genesis))
