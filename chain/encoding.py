@@ -35,6 +35,8 @@ def _check(obj: Any, depth: int = 0) -> None:
         if not -MAX_INT - 1 <= obj <= MAX_INT:
             raise EncodeError(f"integer {obj} outside signed 64-bit range")
         return
+    if isinstance(obj, msgpack.ExtType):  # a namedtuple, so it would otherwise pass as an array
+        raise EncodeError("msgpack extension types are not allowed in canonical encoding")
     if isinstance(obj, (list, tuple)):
         for item in obj:
             _check(item, depth + 1)
