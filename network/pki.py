@@ -1,0 +1,234 @@
+"""Network PKI: the network CA, node certificates, and TLS 1.3 contexts built from an in-memory seed.
+
+A node's TLS key IS its validator Ed25519 identity key, so a certificate from the network CA binds
+"this TLS peer" to "this validator": after the handshake the peer's public key is read straight out of
+its certificate and checked against the validator set. There is no second key to keep in sync.
+
+Python's `ssl` only loads private keys from files. To keep the rule "private keys are never written
+unencrypted", the key goes to disk as an encrypted PKCS#8 PEM under a random one-time password that
+lives only in memory, in a 0600 temporary file removed right after `load_cert_chain`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import secrets
+import ssl
+import tempfile
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CA_VALIDITY_DAYS = 20 * 365
+NODE_VALIDITY_DAYS = 10 * 365
+CLOCK_SKEW = _dt.timedelta(hours=1)
+"""Certificates start an hour in the past so a peer whose clock lags a little still accepts them."""
+
+
+class PkiError(ValueError):
+    """A certificate or key is not what the network expects."""
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def create_ca(name: str, validity_days: int = CA_VALIDITY_DAYS) -> tuple[Ed25519PrivateKey, bytes]:
+    """Create the network CA: a fresh Ed25519 key and a self-signed CA certificate (PEM).
+
+    path_length=0: the CA signs node certificates only, never intermediate CAs, so a stolen node key
+    can never mint other identities.
+    """
+    key = Ed25519PrivateKey.generate()
+    pub = key.public_key()
+    start = _now() - CLOCK_SKEW
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(name))
+        .issuer_name(_name(name))
+        .public_key(pub)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + _dt.timedelta(days=validity_days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
+        .sign(key, algorithm=None)
+    )
+    return key, cert.public_bytes(serialization.Encoding.PEM)
+
+
+def load_cert(pem: bytes) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(pem)
+    except ValueError as exc:
+        raise PkiError(f"not a PEM certificate: {exc}") from None
+
+
+def issue_node_cert(
+    ca_key: Ed25519PrivateKey,
+    ca_cert_pem: bytes,
+    node_pubkey: bytes,
+    name: str,
+    validity_days: int = NODE_VALIDITY_DAYS,
+) -> bytes:
+    """Issue a node certificate (PEM) for the raw 32-byte Ed25519 identity key `node_pubkey`.
+
+    The certificate is valid for both TLS server and client auth, since every link is mutual.
+    """
+    if len(node_pubkey) != 32:
+        raise PkiError("node public key must be 32 raw Ed25519 bytes")
+    ca_cert = load_cert(ca_cert_pem)
+    pub = Ed25519PublicKey.from_public_bytes(node_pubkey)
+    ca_pub = ca_key.public_key()
+    if ca_cert.public_key() != ca_pub:
+        raise PkiError("CA key does not match the CA certificate")
+    start = _now() - CLOCK_SKEW
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(name))
+        .issuer_name(ca_cert.subject)
+        .public_key(pub)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + _dt.timedelta(days=validity_days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_pub), critical=False)
+        .sign(ca_key, algorithm=None)
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _raw_ed25519(cert: x509.Certificate) -> bytes:
+    pub = cert.public_key()
+    if not isinstance(pub, Ed25519PublicKey):
+        raise PkiError("certificate key is not Ed25519")
+    return pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def peer_pubkey_from_der(der: bytes) -> bytes:
+    """Raw 32-byte Ed25519 key of a (TLS-verified) peer certificate in DER form."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise PkiError(f"not a DER certificate: {exc}") from None
+    return _raw_ed25519(cert)
+
+
+def verify_node_cert(cert_pem: bytes, ca_cert_pem: bytes, at: _dt.datetime | None = None) -> bytes:
+    """Check offline that `cert_pem` is a current node certificate from this CA; return its raw key.
+
+    Used when loading a node's configuration, so a wrong or expired certificate fails at startup with a
+    clear message instead of as an anonymous handshake failure with every peer.
+    """
+    cert = load_cert(cert_pem)
+    ca_cert = load_cert(ca_cert_pem)
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError) as exc:
+        raise PkiError(f"certificate not issued by this CA: {exc}") from None
+    except Exception as exc:  # InvalidSignature carries no message
+        raise PkiError(f"certificate signature does not verify against the CA: {exc!r}") from None
+    when = at or _now()
+    if not cert.not_valid_before_utc <= when <= cert.not_valid_after_utc:
+        raise PkiError("certificate is not valid at this time")
+    bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    if bc.ca:
+        raise PkiError("a CA certificate cannot be a node certificate")
+    return _raw_ed25519(cert)
+
+
+def encrypt_private_key(key: Ed25519PrivateKey, password: bytes) -> bytes:
+    """Encrypted PKCS#8 PEM of `key` (how the CA key is stored; node keys live in the keystore)."""
+    if not password:
+        raise PkiError("refusing to write a private key without a password")
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(password),
+    )
+
+
+def load_private_key(pem: bytes, password: bytes) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(pem, password=password)
+    except (ValueError, TypeError) as exc:
+        raise PkiError(f"cannot decrypt private key: {exc}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise PkiError("private key is not Ed25519")
+    return key
+
+
+def build_tls_context(seed: bytes, cert_pem: bytes, ca_cert_pem: bytes, *, server: bool) -> ssl.SSLContext:
+    """TLS 1.3-only, mutually authenticated context for one side of a peer link.
+
+    `seed` is the node's raw 32-byte Ed25519 identity seed (the validator key). Only the network CA is
+    trusted (no system roots), the peer must present a certificate in both directions, and hostname
+    checking is off: identity is the key in the certificate, checked by the peer manager.
+    """
+    if len(seed) != 32:
+        raise PkiError("identity seed must be 32 bytes")
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    cert = load_cert(cert_pem)
+    pub = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    if _raw_ed25519(cert) != pub:
+        raise PkiError("certificate does not belong to this identity key")
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cadata=ca_cert_pem.decode("ascii"))
+
+    password = secrets.token_bytes(32)
+    key_pem = encrypt_private_key(key, password)
+    fd, path = tempfile.mkstemp(prefix="paynet-tls-", suffix=".pem")  # mkstemp creates it 0600
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(cert_pem if cert_pem.endswith(b"\n") else cert_pem + b"\n")
+            fh.write(key_pem)
+        ctx.load_cert_chain(path, password=password)
+    finally:
+        os.unlink(path)
+    return ctx
