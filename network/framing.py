@@ -91,9 +91,17 @@ class FrameDecoder:
         return frame
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Buffer `data` and return every frame now complete, in order."""
+        """Buffer `data` and return every frame now complete, in order.
+
+        Good frames that precede bad framing in the same call are returned, not lost; the
+        FrameError is then raised by the next call (the decoder stays poisoned).
+        """
         self.append(data)
-        frames = []
-        while (frame := self.next_frame()) is not None:
-            frames.append(frame)
+        frames: list[bytes] = []
+        try:
+            while (frame := self.next_frame()) is not None:
+                frames.append(frame)
+        except FrameError:
+            if not frames:
+                raise
         return frames
