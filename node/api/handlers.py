@@ -78,7 +78,7 @@ def _parse_id(text: str, what: str) -> bytes:
 
 def _query_int(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     if not _HEIGHT.match(raw) or not lo <= int(raw) <= hi:
         raise ApiError(400, "bad_query", f"query parameter {name} must be an integer in [{lo}, {hi}]")
