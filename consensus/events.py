@@ -1,0 +1,162 @@
+"""Events the driver feeds into the core, and actions the core hands back.
+
+The contract with the driver (node or simulator):
+- feed every event through `ConsensusCore.step(event)` and execute the returned actions IN ORDER;
+- `PersistWal` must be durably written (fsync'd) before any action after it is executed -- in
+  particular before a `Broadcast` of the node's own vote or proposal that follows it. That ordering
+  is what lets a restarted node prove to itself what it already signed, so it never signs a
+  conflicting vote after a crash;
+- answer `BuildProposal` with `ProposalValueReady` (whenever the value is ready; late answers are
+  ignored), `ValidateBlock` with `BlockValidated`, `ScheduleTimeout` with `TimeoutFired` after the
+  delay, and `Commit` (after applying the block) with `NewHeight` for the next height.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Union
+
+from chain.validators import ValidatorSet
+from consensus.certificate import CommitCertificate
+from consensus.evidence import DuplicateVoteEvidence
+from consensus.messages import Message, Proposal, Vote
+
+
+class Step(IntEnum):
+    """step_p of the paper, plus COMMITTED: decided, waiting for the app's NewHeight."""
+
+    PROPOSE = 0
+    PREVOTE = 1
+    PRECOMMIT = 2
+    COMMITTED = 3
+
+
+# ---- events -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewHeight:
+    """Start consensus at `height` with `validators` (also the very first Start)."""
+
+    height: int
+    validators: ValidatorSet
+
+
+@dataclass(frozen=True)
+class ProposalReceived:
+    proposal: Proposal
+
+
+@dataclass(frozen=True)
+class VoteReceived:
+    vote: Vote
+
+
+@dataclass(frozen=True)
+class MessageBytesReceived:
+    """Raw wire bytes from a peer; undecodable input is dropped inside the core."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class TimeoutFired:
+    height: int
+    round: int
+    step: Step
+
+
+@dataclass(frozen=True)
+class ProposalValueReady:
+    """The app's answer to BuildProposal."""
+
+    height: int
+    round: int
+    block_hash: bytes
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class BlockValidated:
+    height: int
+    round: int
+    block_hash: bytes
+    valid: bool
+
+
+@dataclass(frozen=True)
+class CommitReceived:
+    """A committed block learned from block sync (a peer that is ahead); verified before use."""
+
+    certificate: CommitCertificate
+    payload: bytes
+
+
+Event = Union[
+    NewHeight,
+    ProposalReceived,
+    VoteReceived,
+    MessageBytesReceived,
+    TimeoutFired,
+    ProposalValueReady,
+    BlockValidated,
+    CommitReceived,
+]
+
+
+# ---- actions ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    message: Message
+
+
+@dataclass(frozen=True)
+class ScheduleTimeout:
+    height: int
+    round: int
+    step: Step
+    delay_ms: int
+
+
+@dataclass(frozen=True)
+class BuildProposal:
+    height: int
+    round: int
+
+
+@dataclass(frozen=True)
+class ValidateBlock:
+    height: int
+    round: int
+    block_hash: bytes
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Commit:
+    height: int
+    block_hash: bytes
+    payload: bytes
+    certificate: CommitCertificate
+
+
+@dataclass(frozen=True)
+class RecordEvidence:
+    evidence: DuplicateVoteEvidence
+
+
+@dataclass(frozen=True)
+class PersistWal:
+    """Append `entry` to the WAL and fsync before executing the next action.
+
+    `starts_height`: entries before this one are obsolete (a new height began) and may be dropped.
+    """
+
+    entry: bytes
+    starts_height: bool = False
+
+
+Action = Union[Broadcast, ScheduleTimeout, BuildProposal, ValidateBlock, Commit, RecordEvidence, PersistWal]

@@ -1,0 +1,128 @@
+"""Write-ahead log for the consensus core: what this node signed and saw at the current height.
+
+Record framing (file implementation): 4-byte big-endian length, 4-byte big-endian CRC-32 of the
+body, then the body (a canonical msgpack entry produced by the core). Appends are fsync'd before
+`append` returns, because the driver broadcasts the node's vote right after it.
+
+On replay a torn final record (short header, short body, or bad CRC on the last record) is what a
+crash in the middle of `append` leaves behind; it is ignored and cut off so the next append starts
+on a clean boundary. A bad record followed by more data cannot come from a crash: that is
+corruption, and replay raises WalCorruptError rather than guessing -- silently dropping a logged
+vote could let the node sign a conflicting one.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+_HEADER = struct.Struct(">II")
+MAX_RECORD_BYTES = 64 * 1024 * 1024
+
+
+class WalCorruptError(RuntimeError):
+    """The WAL is damaged somewhere other than a torn last record."""
+
+
+class WAL(ABC):
+    """Append-only log of opaque entries (bytes)."""
+
+    @abstractmethod
+    def append(self, entry: bytes, starts_height: bool = False) -> None:
+        """Durably append `entry`. `starts_height`: earlier entries are obsolete and may be dropped."""
+
+    @abstractmethod
+    def replay(self) -> list[bytes]:
+        """All entries still held, oldest first."""
+
+
+class MemoryWAL(WAL):
+    """In-memory WAL for the simulator and tests: survives a simulated crash (the object is kept)."""
+
+    def __init__(self) -> None:
+        self.entries: list[bytes] = []
+
+    def append(self, entry: bytes, starts_height: bool = False) -> None:
+        if starts_height:
+            self.entries = []
+        self.entries.append(bytes(entry))
+
+    def replay(self) -> list[bytes]:
+        return list(self.entries)
+
+
+def frame(entry: bytes) -> bytes:
+    return _HEADER.pack(len(entry), zlib.crc32(entry)) + entry
+
+
+class FileWAL(WAL):
+    """A file of framed records. A new height rewrites the file (via rename) to keep it small."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _, good_len = self._scan()
+        self._fh = open(self.path, "ab")
+        if self._fh.tell() != good_len:  # cut a torn tail so appends start on a record boundary
+            self._fh.truncate(good_len)
+            self._fh.seek(good_len)
+            self._sync()
+
+    def _scan(self) -> tuple[list[bytes], int]:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return [], 0
+        entries: list[bytes] = []
+        pos = 0
+        while pos < len(data):
+            if pos + _HEADER.size > len(data):
+                break  # torn header at the end
+            length, crc = _HEADER.unpack_from(data, pos)
+            end = pos + _HEADER.size + length
+            if length > MAX_RECORD_BYTES:
+                raise WalCorruptError(f"record at offset {pos} claims {length} bytes")
+            if end > len(data):
+                break  # torn body at the end
+            body = data[pos + _HEADER.size:end]
+            if zlib.crc32(body) != crc:
+                if end == len(data):
+                    break  # torn (partly written) last record
+                raise WalCorruptError(f"CRC mismatch in record at offset {pos}")
+            entries.append(body)
+            pos = end
+        return entries, pos
+
+    def _sync(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def append(self, entry: bytes, starts_height: bool = False) -> None:
+        if starts_height:
+            tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+            with open(tmp, "wb") as fh:
+                fh.write(frame(entry))
+                fh.flush()
+                os.fsync(fh.fileno())
+            self._fh.close()
+            os.replace(tmp, self.path)
+            dir_fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+            self._fh = open(self.path, "ab")
+            return
+        self._fh.write(frame(entry))
+        self._sync()
+
+    def replay(self) -> list[bytes]:
+        self._fh.flush()
+        entries, _ = self._scan()
+        return entries
+
+    def close(self) -> None:
+        self._fh.close()
