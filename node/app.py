@@ -1,0 +1,410 @@
+"""The validator node: assembles store, mempool, consensus driver, peer network and HTTP API.
+
+Also the node's side of the network protocol: tx gossip (each new tx sent to every peer once, in
+batches), dispatch of consensus messages to the driver, and block sync (a node behind its peers asks
+for committed blocks with their certificates and commits them through the consensus core, which
+verifies each certificate against the validator set before the block is applied).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from chain.block import Block
+from chain.crypto import PrivateKey
+from chain.encoding import DecodeError
+from chain.genesis import Genesis
+from chain.state import State
+from chain.store import ChainStore
+from chain.tx import SignedTx
+from consensus.certificate import CommitCertificate
+from consensus.evidence import DuplicateVoteEvidence, EvidenceError, verify_duplicate_vote_evidence
+from consensus.events import MessageBytesReceived
+from consensus.messages import Message as ConsensusMessage
+from consensus.messages import encode_message
+from consensus.wal import FileWAL
+from network import messages as netmsg
+from network.peers import NetworkConfig, PeerManager
+from network.transport import LinkConfig
+from node import __version__
+from node.api.app import create_app
+from node.api.config import ApiConfig
+from node.config import NodeConfig
+from node.driver import ConsensusDriver
+from node.mempool import Mempool
+from node.metrics import Metrics
+from node.node_view import MempoolFull, SubmitResult, TxRejected
+
+log = logging.getLogger("paynet.node")
+
+SYNC_BATCH = 32
+STATUS_INTERVAL_S = 1.0
+REGOSSIP_INTERVAL_S = 2.0
+MAX_SUBMIT_TIMES = 200_000
+
+
+class Node:
+    """One validator. `await start()`, then `await wait_stopped()`; `await stop()` to shut down."""
+
+    def __init__(self, config: NodeConfig, key: PrivateKey, genesis: Genesis, cert_pem: bytes) -> None:
+        self.config = config
+        self.key = key
+        self.genesis = genesis
+        self.node_name = config.node.name
+        self.version = __version__
+        self.metrics = Metrics()
+        data = config.path(config.node.data_dir)
+        data.mkdir(parents=True, exist_ok=True)
+        self.store = ChainStore.open(data / "chain", genesis)
+        self.mempool = Mempool(
+            self.store.state(),
+            max_txs=config.mempool.max_txs,
+            max_bytes=config.mempool.max_bytes,
+            max_per_account=config.mempool.max_per_account,
+        )
+        self.metrics.set_mempool(0, 0, config.mempool.max_txs)
+        self.metrics.block_committed(self.store.head_height, self.store.head_header.time_ms)
+        self.wal = FileWAL(data / "consensus.wal")
+        self.observers = frozenset(bytes.fromhex(k) for k in config.p2p.observers)
+        self.network = PeerManager(
+            identity_seed=key.seed,
+            cert_pem=cert_pem,
+            ca_cert_pem=genesis.network_ca_cert_pem.encode(),
+            chain_id=genesis.chain_id,
+            genesis_hash=genesis.hash,
+            allowed_keys=self._allowed_peer_keys,
+            height=lambda: self.store.head_height,
+            config=NetworkConfig(
+                listen_host=config.p2p.listen_host,
+                listen_port=config.p2p.listen_port,
+                peers=tuple(_split_host_port(p) for p in config.p2p.peers),
+                link=LinkConfig(max_frame=config.p2p.max_frame_bytes, send_queue_items=config.p2p.send_queue_len),
+                max_inbound=config.p2p.max_inbound,
+            ),
+            on_connected=lambda info: self.metrics.set_peers(len(self.network.connected_peers())),
+            on_disconnected=lambda pk, why: self.metrics.set_peers(len(self.network.connected_peers())),
+        )
+        self.driver = ConsensusDriver(
+            chain_id=genesis.chain_id,
+            key=key,
+            store=self.store,
+            mempool=self.mempool,
+            wal=self.wal,
+            settings=config.consensus,
+            broadcast=self._broadcast_consensus,
+            on_commit=self._on_commit,
+            on_evidence=self._on_evidence,
+            on_timeout=self.metrics.consensus_timeout,
+        )
+        self.peer_heights: dict[bytes, int] = {}
+        self.evidence_seen: list[DuplicateVoteEvidence] = []
+        self._last_signed: dict[bytes, int] = {}
+        self._gossip_out: list[bytes] = []
+        self._gossip_wake = asyncio.Event()
+        self._submit_times: OrderedDict[bytes, float] = OrderedDict()
+        self._sync_inflight: float = 0.0
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._runner: web.AppRunner | None = None
+        self._stopped = asyncio.Event()
+        self.api_port: int | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.network.start()
+        self.driver.start()
+        loop = asyncio.get_running_loop()
+        for coro in (self._recv_loop(), self._gossip_loop(), self._status_loop()):
+            self._tasks.append(loop.create_task(coro))
+        if self.config.api.enabled:
+            api = self.config.api
+            app = create_app(
+                self,
+                ApiConfig(
+                    max_body_bytes=api.max_body_bytes,
+                    ip_rate_per_s=api.ip_rate_per_s,
+                    ip_burst=api.ip_burst,
+                    account_rate_per_s=api.account_rate_per_s,
+                    account_burst=api.account_burst,
+                ),
+            )
+            self._runner = web.AppRunner(app, access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, api.host, api.port)
+            await site.start()
+            server = site._server  # aiohttp keeps the asyncio server here; read the bound port (port 0 in tests)
+            self.api_port = server.sockets[0].getsockname()[1] if server and server.sockets else api.port
+        log.info(
+            "node %s started: height %d, p2p %s:%d, api %s:%s",
+            self.node_name,
+            self.store.head_height,
+            self.config.p2p.listen_host,
+            self.network.listen_address[1],
+            self.config.api.host,
+            self.api_port,
+        )
+
+    async def stop(self) -> None:
+        if self._stopped.is_set():
+            return
+        log.info("node %s stopping", self.node_name)
+        self.driver.stop()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self._runner:
+            await self._runner.cleanup()
+        await self.network.stop()
+        self.wal.close()
+        self.store.close()
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    # -- network -----------------------------------------------------------------------------------
+
+    def _allowed_peer_keys(self) -> frozenset[bytes]:
+        return frozenset(v.pubkey for v in self.store.state().validators.validators) | self.observers
+
+    def _broadcast_consensus(self, msg: ConsensusMessage) -> None:
+        self.network.broadcast(netmsg.Consensus(encode_message(msg)))
+
+    async def _recv_loop(self) -> None:
+        while True:
+            peer, msg = await self.network.recv()
+            try:
+                self._dispatch(peer, msg)
+            except (DecodeError, ValueError) as exc:
+                log.warning("invalid message from peer %s: %s", peer.hex()[:16], exc)
+                self.network.penalize(peer, "invalid_message")
+            except Exception:  # a bug handling one message must not stop the node
+                log.exception("error handling message from peer %s", peer.hex()[:16])
+
+    def _dispatch(self, peer: bytes, msg: netmsg.Message) -> None:
+        if isinstance(msg, netmsg.Consensus):
+            self.driver.step(MessageBytesReceived(msg.data))
+        elif isinstance(msg, netmsg.Txs):
+            self._receive_gossip(peer, msg.txs)
+        elif isinstance(msg, netmsg.Status):
+            self.peer_heights[peer] = msg.height
+            self._maybe_sync()
+        elif isinstance(msg, netmsg.BlockRequest):
+            self._serve_blocks(peer, msg)
+        elif isinstance(msg, netmsg.BlockResponse):
+            self._apply_synced(peer, msg)
+
+    def _receive_gossip(self, peer: bytes, raws: tuple[bytes, ...]) -> None:
+        bad = 0
+        for raw in raws:
+            try:
+                tx = SignedTx.decode(raw)
+            except DecodeError:
+                bad += 1
+                continue
+            if tx.tx_id in self.mempool or self.store.tx_location(tx.tx_id) is not None:
+                continue
+            self.metrics.tx_received("gossip")
+            try:
+                self.mempool.add(tx, raw)
+                self.metrics.tx_accepted("gossip")
+            except TxRejected as exc:
+                self.metrics.tx_rejected(exc.code, "gossip")
+                if exc.code == "bad_signature":
+                    bad += 1
+            except MempoolFull:
+                self.metrics.tx_rejected("mempool_full", "gossip")
+        if bad:
+            self.network.penalize(peer, "invalid_message")
+        self._after_mempool_change()
+
+    async def _gossip_loop(self) -> None:
+        """Send newly admitted txs to every peer once, batched to amortise framing and syscalls."""
+        interval = self.config.mempool.gossip_interval_ms / 1000
+        batch = self.config.mempool.gossip_batch
+        while True:
+            await self._gossip_wake.wait()
+            await asyncio.sleep(interval)
+            self._gossip_wake.clear()
+            out, self._gossip_out = self._gossip_out, []
+            for i in range(0, len(out), batch):
+                self.network.broadcast(netmsg.Txs(tuple(out[i : i + batch])))
+
+    async def _status_loop(self) -> None:
+        """Announce our height (peers use it to decide on block sync) and re-send own consensus messages."""
+        last_regossip = time.monotonic()
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL_S)
+            self.network.broadcast(netmsg.Status(self.store.head_height))
+            self.metrics.set_peers(len(self.network.connected_peers()))
+            if self.driver.core is not None:
+                self.metrics.set_consensus_round(self.driver.core.round)
+            now = time.monotonic()
+            if now - last_regossip >= REGOSSIP_INTERVAL_S:
+                last_regossip = now
+                self.driver.regossip()
+            self._maybe_sync()
+
+    # -- block sync --------------------------------------------------------------------------------
+
+    def _best_peer(self) -> tuple[bytes, int] | None:
+        connected = set(self.network.connected_peers())
+        best = max(((h, pk) for pk, h in self.peer_heights.items() if pk in connected), default=None)
+        return (best[1], best[0]) if best else None
+
+    def sync_state(self) -> str:
+        best = self._best_peer()
+        return "catching_up" if best and best[1] > self.store.head_height + 1 else "synced"
+
+    def _maybe_sync(self) -> None:
+        best = self._best_peer()
+        if not best or best[1] <= self.store.head_height:
+            return
+        now = time.monotonic()
+        if now - self._sync_inflight < 2.0:
+            return
+        self._sync_inflight = now
+        count = min(SYNC_BATCH, best[1] - self.store.head_height)
+        self.network.send(best[0], netmsg.BlockRequest(self.store.head_height + 1, count))
+
+    def _serve_blocks(self, peer: bytes, req: netmsg.BlockRequest) -> None:
+        out: list[tuple[bytes, bytes]] = []
+        size = 0
+        limit = self.config.p2p.max_frame_bytes // 2
+        for h in range(req.from_height, min(req.from_height + req.count, self.store.head_height + 1)):
+            b, c = self.store.get_block_bytes(h), self.store.get_certificate(h)
+            if b is None or c is None or (out and size + len(b) + len(c) > limit):
+                break
+            out.append((b, c))
+            size += len(b) + len(c)
+        if out:
+            self.network.send(peer, netmsg.BlockResponse(tuple(out)))
+
+    def _apply_synced(self, peer: bytes, resp: netmsg.BlockResponse) -> None:
+        self._sync_inflight = 0.0
+        for block_bytes, cert_bytes in resp.blocks:
+            cert = CommitCertificate.decode(cert_bytes)
+            if cert.height != self.store.head_height + 1:
+                continue
+            before = self.store.head_height
+            self.driver.commit_synced(block_bytes, cert)
+            if self.store.head_height == before:
+                log.warning("peer %s sent a block %d that did not verify", peer.hex()[:16], cert.height)
+                self.network.penalize(peer, "invalid_message")
+                return
+        self._maybe_sync()
+
+    # -- commits -----------------------------------------------------------------------------------
+
+    def _on_commit(self, block: Block, state: State, cert: CommitCertificate) -> None:
+        evicted = self.mempool.update(state, block.tx_ids)
+        for r in evicted:
+            self.metrics.tx_rejected(r.code.name.lower(), "evicted")
+        now = time.monotonic()
+        for tx_id in block.tx_ids:
+            t0 = self._submit_times.pop(tx_id, None)
+            if t0 is not None:
+                self.metrics.observe_finality(now - t0)
+        for pk, _sig in cert.precommits:
+            self._last_signed[pk] = block.height
+        self.metrics.block_committed(block.height, block.header.time_ms)
+        self.metrics.set_mempool(len(self.mempool), self.mempool.size_bytes)
+        if len(self.mempool):
+            self.driver.notify_txs()
+        log.info("committed block %d (%d txs) %s", block.height, len(block.txs), block.hash.hex()[:16])
+
+    def _on_evidence(self, evidence: DuplicateVoteEvidence) -> None:
+        try:
+            verify_duplicate_vote_evidence(evidence, self.store.state().validators, self.genesis.chain_id)
+        except EvidenceError:
+            return
+        if len(self.evidence_seen) < 1000:
+            self.evidence_seen.append(evidence)
+
+    def _after_mempool_change(self) -> None:
+        self.metrics.set_mempool(len(self.mempool), self.mempool.size_bytes)
+        if len(self.mempool):
+            self.driver.notify_txs()
+
+    # -- NodeView (HTTP API) ----------------------------------------------------------------------
+
+    def submit_tx(self, raw: bytes) -> SubmitResult:
+        tx = SignedTx.decode(raw)
+        tx_id = tx.tx_id
+        if tx_id in self.mempool:
+            return SubmitResult(tx_id, "duplicate")
+        if self.store.tx_location(tx_id) is not None:
+            return SubmitResult(tx_id, "duplicate")
+        self.mempool.add(tx, raw)
+        self._gossip_out.append(raw)
+        self._gossip_wake.set()
+        self._submit_times[tx_id] = time.monotonic()
+        while len(self._submit_times) > MAX_SUBMIT_TIMES:
+            self._submit_times.popitem(last=False)
+        self._after_mempool_change()
+        return SubmitResult(tx_id, "accepted")
+
+    def pending_tx(self, tx_id: bytes) -> SignedTx | None:
+        return self.mempool.get(tx_id)
+
+    def rejected_tx(self, tx_id: bytes) -> tuple[str, str] | None:
+        return self.mempool.rejected(tx_id)
+
+    def pending_nonce(self, addr: bytes) -> int | None:
+        return self.mempool.pending_nonce(addr)
+
+    def mempool_summary(self) -> dict[str, int]:
+        return {
+            "size": len(self.mempool),
+            "bytes": self.mempool.size_bytes,
+            "max_size": self.mempool.max_txs,
+            "accounts": self.mempool.accounts,
+        }
+
+    def consensus_status(self) -> dict[str, Any]:
+        core = self.driver.core
+        if core is None:
+            return {"height": self.store.head_height + 1, "round": 0, "step": "starting"}
+        return {"height": core.height, "round": core.round, "step": core.step_p.name.lower()}
+
+    def peers(self) -> list[dict[str, Any]]:
+        names = {v.pubkey_bytes: v.name for v in self.genesis.validators}
+        out = []
+        for pk in self.network.connected_peers():
+            info = self.network.peer_info(pk)
+            addr = info.address if info else None
+            out.append(
+                {
+                    "pubkey": pk.hex(),
+                    "name": names.get(pk, "observer"),
+                    "address": f"{addr[0]}:{addr[1]}" if addr else "",
+                    "height": self.peer_heights.get(pk, info.height if info else 0),
+                }
+            )
+        return out
+
+    def validator_last_signed(self) -> dict[bytes, int]:
+        return dict(self._last_signed)
+
+
+def _split_host_port(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host, int(port)
+
+
+def load_cert(config: NodeConfig) -> bytes:
+    path = config.path(config.node.cert_file)
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no node certificate at {path}; get one issued by the network CA") from None

@@ -1,0 +1,202 @@
+"""`paynet-node`: create a node home, set up a network (CA, certificates, genesis), run a validator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from chain import crypto
+from chain.genesis import Genesis
+from chain.keystore import KeystoreError
+from node.config import ConfigError, NodeConfig
+
+HOME_OPTION = click.option(
+    "--home", type=click.Path(path_type=Path), default=Path("~/.paynet").expanduser(), show_default=True
+)
+
+
+def _passphrase(env_var: str, prompt: str, confirm: bool = False) -> str:
+    value = os.environ.get(env_var)
+    if value is not None:
+        return value
+    if not sys.stdin.isatty():
+        raise click.UsageError(f"set {env_var} (no terminal to prompt for the passphrase)")
+    return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+
+
+@click.group()
+def main() -> None:
+    """paynet validator node."""
+
+
+@main.command()
+@HOME_OPTION
+@click.option("--name", required=True, help="validator name (shown to peers and in the explorer)")
+@click.option("--p2p-host", default="127.0.0.1", show_default=True)
+@click.option("--p2p-port", default=26656, show_default=True, type=int)
+@click.option("--api-host", default="127.0.0.1", show_default=True)
+@click.option("--api-port", default=8080, show_default=True, type=int)
+@click.option("--peer", "peers", multiple=True, help="host:port of a peer (repeatable)")
+def init(home: Path, name: str, p2p_host: str, p2p_port: int, api_host: str, api_port: int, peers: tuple[str, ...]) -> None:
+    """Create a node home: config.toml and an encrypted identity key. Prints the public key for the genesis."""
+    from node.provision import init_home
+
+    passphrase = _passphrase("PAYNET_NODE_PASSPHRASE", "New key passphrase", confirm=True)
+    try:
+        pk = init_home(
+            home, name=name, passphrase=passphrase, p2p_host=p2p_host, p2p_port=p2p_port,
+            api_host=api_host, api_port=api_port, peers=list(peers),
+        )
+    except (FileExistsError, KeystoreError, ConfigError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({"home": str(home), "pubkey": pk.hex(), "address": crypto.format_address(crypto.address_of(pk))}))
+
+
+@main.command("show-identity")
+@HOME_OPTION
+def show_identity(home: Path) -> None:
+    """Print this node's public key and address (no passphrase needed)."""
+    from node.provision import node_pubkey
+
+    try:
+        pk = node_pubkey(home)
+    except (ConfigError, KeystoreError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({"pubkey": pk.hex(), "address": crypto.format_address(crypto.address_of(pk))}))
+
+
+@main.group()
+def ca() -> None:
+    """Network certificate authority (run by the network operator, offline)."""
+
+
+@ca.command("create")
+@click.option("--dir", "ca_dir", type=click.Path(path_type=Path), required=True)
+def ca_create(ca_dir: Path) -> None:
+    """Create the network CA key (encrypted) and certificate."""
+    from node.provision import create_ca
+
+    passphrase = _passphrase("PAYNET_CA_PASSPHRASE", "CA passphrase", confirm=True)
+    try:
+        create_ca(ca_dir, passphrase)
+    except (KeystoreError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(str(ca_dir / "ca.crt"))
+
+
+@ca.command("issue")
+@click.option("--dir", "ca_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--pubkey", required=True, help="node identity public key (hex)")
+@click.option("--name", required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+def ca_issue(ca_dir: Path, pubkey: str, name: str, out: Path) -> None:
+    """Issue a TLS certificate for a node's identity key."""
+    from network.pki import PkiError
+    from node.provision import issue_cert
+
+    passphrase = _passphrase("PAYNET_CA_PASSPHRASE", "CA passphrase")
+    try:
+        out.write_bytes(issue_cert(ca_dir, passphrase, bytes.fromhex(pubkey), name))
+    except (PkiError, KeystoreError, ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(str(out))
+
+
+@main.command("genesis")
+@click.option("--chain-id", required=True)
+@click.option("--ca-cert", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option("--validator", "validators", multiple=True, required=True, help="NAME:PUBKEY_HEX[:POWER]")
+@click.option("--admin", "admins", multiple=True, help="admin public key (hex)")
+@click.option("--asset", "assets", multiple=True, help="ID:ISSUER_ADDRESS:DECIMALS")
+@click.option("--balance", "balances", multiple=True, help="ADDRESS:ASSET:AMOUNT (minor units)")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+def genesis_cmd(
+    chain_id: str, ca_cert: Path, validators: tuple[str, ...], admins: tuple[str, ...],
+    assets: tuple[str, ...], balances: tuple[str, ...], out: Path,
+) -> None:
+    """Write a genesis file."""
+    from node.provision import make_genesis
+
+    try:
+        vals = []
+        for v in validators:
+            parts = v.split(":")
+            vals.append((parts[0], bytes.fromhex(parts[1]), int(parts[2]) if len(parts) > 2 else 1))
+        g = make_genesis(
+            chain_id=chain_id,
+            genesis_time_ms=int(time.time() * 1000),
+            validators=vals,
+            ca_cert_pem=ca_cert.read_bytes(),
+            admins=[bytes.fromhex(a) for a in admins],
+            assets=[(a, crypto.parse_address(i), int(d)) for a, i, d in (x.split(":") for x in assets)],
+            balances=[(crypto.parse_address(a), s, int(n)) for a, s, n in (x.split(":") for x in balances)],
+        )
+    except (ValueError, IndexError) as exc:
+        raise click.ClickException(f"bad genesis input: {exc}") from None
+    g.save(out)
+    click.echo(json.dumps({"genesis": str(out), "hash": g.hash.hex()}))
+
+
+@main.command()
+@HOME_OPTION
+def run(home: Path) -> None:
+    """Run the validator until SIGTERM/SIGINT."""
+    from chain.store import StoreError
+    from network.pki import PkiError
+    from node.app import Node, load_cert
+    from node.provision import unlock_node_key
+
+    try:
+        config = NodeConfig.load(home)
+        logging.basicConfig(
+            level=config.node.log_level,
+            format=f"%(asctime)s %(levelname)s [{config.node.name}] %(name)s: %(message)s",
+        )
+        genesis = Genesis.load(config.path(config.node.genesis_file))
+        key = unlock_node_key(config)
+        cert = load_cert(config)
+    except (ConfigError, KeystoreError, FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+    async def main_async() -> None:
+        node = Node(config, key, genesis, cert)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: loop.create_task(node.stop()))
+        await node.start()
+        await node.wait_stopped()
+
+    try:
+        asyncio.run(main_async())
+    except (StoreError, PkiError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@HOME_OPTION
+def status(home: Path) -> None:
+    """Show the running node's status (from its HTTP API)."""
+    import urllib.request
+
+    try:
+        config = NodeConfig.load(home)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    url = f"http://{config.api.host}:{config.api.port}/status"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            click.echo(json.dumps(json.loads(resp.read()), indent=2))
+    except OSError as exc:
+        raise click.ClickException(f"node API at {url} is not answering: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Node configuration: one TOML file in the node home, validated by pydantic at start.
+
+Every option has a default documented here; unknown keys are refused so a typo cannot silently leave a
+setting at its default. Relative paths are relative to the node home.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(Exception):
+    """The config file is missing or invalid; the message names the offending field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected host:port, got {value!r}")
+    return value
+
+
+class NodeSection(_Section):
+    name: str = Field("node", min_length=1, max_length=64, description="human name shown to peers and in the explorer")
+    genesis_file: str = Field("genesis.json", description="the network's genesis document")
+    key_file: str = Field("node_key.json", description="encrypted identity keystore (Argon2id + SecretBox), mode 0600")
+    cert_file: str = Field("node.crt", description="this node's TLS certificate, issued by the network CA")
+    data_dir: str = Field("data", description="LevelDB chain store and consensus WAL")
+    passphrase_file: str = Field("", description="file holding the key passphrase (mode 0600); else the env var")
+    passphrase_env: str = Field("PAYNET_NODE_PASSPHRASE", description="env var holding the key passphrase")
+    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+
+class P2PSection(_Section):
+    listen_host: str = Field("127.0.0.1", description="address the peer listener binds")
+    listen_port: int = Field(26656, ge=1, le=65535)
+    peers: list[str] = Field(default_factory=list, description="host:port of peers to dial")
+    observers: list[str] = Field(default_factory=list, description="hex Ed25519 keys of non-validator peers allowed")
+    max_frame_bytes: int = Field(16 * 1024 * 1024, ge=64 * 1024, description="largest frame accepted from a peer")
+    send_queue_len: int = Field(4096, ge=16, description="frames queued per peer before gossip is dropped")
+    max_inbound: int = Field(64, ge=1)
+
+    @field_validator("peers")
+    @classmethod
+    def _peers(cls, v: list[str]) -> list[str]:
+        return [_host_port(p) for p in v]
+
+
+class ApiSection(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    max_body_bytes: int = Field(64 * 1024, ge=1024, description="largest request body; bigger gets 413")
+    ip_rate_per_s: float = Field(2000.0, gt=0, description="token-bucket refill per client IP")
+    ip_burst: int = Field(4000, ge=1)
+    account_rate_per_s: float = Field(500.0, gt=0, description="token-bucket refill per sending account (POST /txs)")
+    account_burst: int = Field(1000, ge=1)
+
+
+class MempoolSection(_Section):
+    max_txs: int = Field(50_000, ge=1, description="pool capacity; beyond it submissions get 503 + Retry-After")
+    max_per_account: int = Field(1000, ge=1, description="pending txs one account may hold")
+    max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    gossip_batch: int = Field(500, ge=1, description="txs per gossip frame")
+    gossip_interval_ms: int = Field(20, ge=1, description="how long new txs wait to be batched before gossip")
+
+
+class ConsensusSection(_Section):
+    timeout_propose_ms: int = Field(3000, ge=10)
+    timeout_prevote_ms: int = Field(1000, ge=10)
+    timeout_precommit_ms: int = Field(1000, ge=10)
+    timeout_delta_ms: int = Field(500, ge=0, description="added per round to every timeout")
+    max_block_txs: int = Field(5000, ge=1, le=20_000)
+    create_empty_blocks: bool = Field(True, description="propose empty blocks every empty_block_interval_ms")
+    empty_block_interval_ms: int = Field(1000, ge=0, description="wait for txs at most this long before an empty block")
+    min_block_interval_ms: int = Field(0, ge=0, description="least time between the commit and the next proposal")
+
+
+class NodeConfig(_Section):
+    node: NodeSection = Field(default_factory=NodeSection)
+    p2p: P2PSection = Field(default_factory=P2PSection)
+    api: ApiSection = Field(default_factory=ApiSection)
+    mempool: MempoolSection = Field(default_factory=MempoolSection)
+    consensus: ConsensusSection = Field(default_factory=ConsensusSection)
+
+    home: Path = Field(Path("."), exclude=True)
+
+    def path(self, relative: str) -> Path:
+        p = Path(relative)
+        return p if p.is_absolute() else self.home / p
+
+    @classmethod
+    def load(cls, home: str | Path) -> "NodeConfig":
+        home = Path(home)
+        file = home / "config.toml"
+        try:
+            raw = tomllib.loads(file.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"no config at {file}; run `paynet-node init --home {home}`") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        try:
+            cfg = cls.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise ConfigError(f"{file}: {problems}") from None
+        cfg.home = home
+        return cfg
+
+    def to_toml(self) -> str:
+        return dump_toml(self.model_dump(exclude={"home"}))
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def dump_toml(sections: dict[str, dict[str, Any]]) -> str:
+    """Write a two-level dict (sections of scalars and lists) as TOML, with each field's description as a comment."""
+    out: list[str] = []
+    for section, values in sections.items():
+        model = NodeConfig.model_fields[section].annotation
+        out.append(f"[{section}]")
+        for key, value in values.items():
+            desc = model.model_fields[key].description if model else None  # type: ignore[union-attr]
+            if desc:
+                out.append(f"# {desc}")
+            out.append(f"{key} = {_toml_value(value)}")
+        out.append("")
+    return "\n".join(out)

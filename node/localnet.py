@@ -1,0 +1,243 @@
+"""A local N-validator network on 127.0.0.1: provisioning and process control.
+
+Used by `scripts/testnet.py` and the integration tests. Provisioning runs the same `paynet-node`
+commands an operator runs (init, ca create, ca issue, genesis), so the local network exercises the
+real set-up path. Demo accounts have keys derived from public seeds: they are for local testing only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chain import crypto
+
+PASSPHRASE = "local-testnet-passphrase"
+CHAIN_ID = "paynet-local"
+DEMO_ASSET = "USD"
+DEMO_DECIMALS = 2
+DEMO_BALANCE = 1_000_000_000  # minor units per demo account (10,000,000.00 USD)
+
+
+def demo_key(i: int) -> crypto.PrivateKey:
+    """Deterministic demo account keys (publicly derivable: never use outside a local testnet)."""
+    return crypto.PrivateKey(crypto.sha256(f"paynet-demo-account-{i}".encode()))
+
+
+def issuer_key() -> crypto.PrivateKey:
+    return crypto.PrivateKey(crypto.sha256(b"paynet-demo-issuer"))
+
+
+def admin_key() -> crypto.PrivateKey:
+    return crypto.PrivateKey(crypto.sha256(b"paynet-demo-admin"))
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PAYNET_NODE_PASSPHRASE"] = PASSPHRASE
+    env["PAYNET_CA_PASSPHRASE"] = PASSPHRASE
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def _cli(*args: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "node.cli", *args], env=_env(), capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"paynet-node {' '.join(args)} failed: {out.stderr.strip()}")
+    return out.stdout
+
+
+@dataclass
+class NodeProc:
+    index: int
+    home: Path
+    p2p_port: int
+    api_port: int
+    pubkey: bytes = b""
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.home / "node.log"
+
+    @property
+    def pid_path(self) -> Path:
+        return self.home / "node.pid"
+
+
+@dataclass
+class LocalNet:
+    root: Path
+    nodes: list[NodeProc] = field(default_factory=list)
+
+    # -- provisioning ------------------------------------------------------------------------------
+
+    @classmethod
+    def provision(
+        cls,
+        root: Path,
+        validators: int = 4,
+        base_port: int = 26600,
+        demo_accounts: int = 10,
+        config_overrides: dict[str, dict[str, object]] | None = None,
+    ) -> "LocalNet":
+        root.mkdir(parents=True, exist_ok=True)
+        net = cls(root)
+        for i in range(validators):
+            net.nodes.append(NodeProc(i, root / f"node{i}", base_port + 2 * i, base_port + 2 * i + 1))
+        for n in net.nodes:
+            peers = [f"127.0.0.1:{m.p2p_port}" for m in net.nodes if m is not n]
+            args = ["init", "--home", str(n.home), "--name", f"validator-{n.index}",
+                    "--p2p-port", str(n.p2p_port), "--api-port", str(n.api_port)]
+            for p in peers:
+                args += ["--peer", p]
+            n.pubkey = bytes.fromhex(json.loads(_cli(*args))["pubkey"])
+        ca_dir = root / "ca"
+        _cli("ca", "create", "--dir", str(ca_dir))
+        for n in net.nodes:
+            _cli("ca", "issue", "--dir", str(ca_dir), "--pubkey", n.pubkey.hex(),
+                 "--name", f"validator-{n.index}", "--out", str(n.home / "node.crt"))
+        args = ["genesis", "--chain-id", CHAIN_ID, "--ca-cert", str(ca_dir / "ca.crt"),
+                "--out", str(root / "genesis.json"), "--admin", admin_key().public_key.hex(),
+                "--asset", f"{DEMO_ASSET}:{crypto.format_address(issuer_key().address)}:{DEMO_DECIMALS}"]
+        for n in net.nodes:
+            args += ["--validator", f"validator-{n.index}:{n.pubkey.hex()}:1"]
+        for i in range(demo_accounts):
+            args += ["--balance", f"{crypto.format_address(demo_key(i).address)}:{DEMO_ASSET}:{DEMO_BALANCE}"]
+        _cli(*args)
+        for n in net.nodes:
+            (n.home / "genesis.json").write_bytes((root / "genesis.json").read_bytes())
+            if config_overrides:
+                _apply_overrides(n.home / "config.toml", config_overrides)
+        (root / "localnet.json").write_text(
+            json.dumps({"nodes": [{"home": str(n.home), "p2p_port": n.p2p_port, "api_port": n.api_port,
+                                   "pubkey": n.pubkey.hex()} for n in net.nodes]}, indent=2)
+        )
+        return net
+
+    @classmethod
+    def load(cls, root: Path) -> "LocalNet":
+        meta = json.loads((root / "localnet.json").read_text())
+        net = cls(root)
+        for i, n in enumerate(meta["nodes"]):
+            net.nodes.append(NodeProc(i, Path(n["home"]), n["p2p_port"], n["api_port"], bytes.fromhex(n["pubkey"])))
+        return net
+
+    # -- processes ---------------------------------------------------------------------------------
+
+    def start(self, i: int) -> None:
+        n = self.nodes[i]
+        log = open(n.log_path, "ab")
+        n.proc = subprocess.Popen(
+            [sys.executable, "-m", "node.cli", "run", "--home", str(n.home)],
+            env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        n.pid_path.write_text(str(n.proc.pid))
+
+    def start_all(self) -> None:
+        for i in range(len(self.nodes)):
+            self.start(i)
+
+    def pid(self, i: int) -> int | None:
+        n = self.nodes[i]
+        if n.proc is not None:
+            return n.proc.pid if n.proc.poll() is None else None
+        try:
+            pid = int(n.pid_path.read_text())
+            os.kill(pid, 0)
+            return pid
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return None
+
+    def signal(self, i: int, sig: int) -> None:
+        pid = self.pid(i)
+        if pid is not None:
+            os.kill(pid, sig)
+
+    def kill(self, i: int) -> None:
+        """SIGKILL: the crash case."""
+        self.signal(i, signal.SIGKILL)
+        self._reap(i, 10)
+
+    def stop(self, i: int, timeout: float = 15) -> None:
+        """SIGTERM and wait; SIGKILL if it does not exit in time."""
+        self.signal(i, signal.SIGCONT)
+        self.signal(i, signal.SIGTERM)
+        if not self._reap(i, timeout):
+            self.kill(i)
+
+    def _reap(self, i: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pid(i) is None:
+                n = self.nodes[i]
+                n.proc = None
+                n.pid_path.unlink(missing_ok=True)
+                return True
+            n = self.nodes[i]
+            if n.proc is not None:
+                try:
+                    n.proc.wait(0.05)
+                except subprocess.TimeoutExpired:
+                    pass
+            else:
+                time.sleep(0.05)
+        return False
+
+    def stop_all(self) -> None:
+        for i in range(len(self.nodes)):
+            self.stop(i)
+
+    # -- observing ---------------------------------------------------------------------------------
+
+    def get(self, i: int, path: str, timeout: float = 3) -> dict:
+        with urllib.request.urlopen(self.nodes[i].api_url + path, timeout=timeout) as resp:
+            return json.loads(resp.read())
+
+    def height(self, i: int) -> int | None:
+        try:
+            return int(self.get(i, "/status")["height"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def wait_for(self, predicate, timeout: float, what: str, interval: float = 0.2):  # type: ignore[no-untyped-def]
+        """Poll `predicate` until it returns a truthy value or `timeout` passes (then raise)."""
+        deadline = time.monotonic() + timeout
+        last_exc: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                value = predicate()
+                if value:
+                    return value
+            except Exception as exc:  # the condition may fail while nodes start
+                last_exc = exc
+            time.sleep(interval)
+        raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last error: {last_exc})")
+
+    def wait_height(self, height: int, nodes: list[int] | None = None, timeout: float = 60) -> None:
+        idx = nodes if nodes is not None else list(range(len(self.nodes)))
+        self.wait_for(lambda: all((self.height(i) or -1) >= height for i in idx), timeout, f"height {height} on {idx}")
+
+
+def _apply_overrides(path: Path, overrides: dict[str, dict[str, object]]) -> None:
+    import tomllib
+
+    from node.config import NodeConfig
+
+    data = tomllib.loads(path.read_text())
+    for section, values in overrides.items():
+        data.setdefault(section, {}).update(values)
+    path.write_text(NodeConfig.model_validate(data).to_toml())

@@ -1,0 +1,168 @@
+"""Mempool: admitted, not yet committed transactions, in arrival order.
+
+Admission runs the tx through the same executor a block uses, on top of a *pending* working set that
+already holds every admitted tx's effects. So a sender's second tx is checked against the nonce and
+balance its first tx leaves behind, with no second copy of the ledger rules here. Each signature is
+verified once, at admission; the pool's tx ids double as the "already verified" set handed to block
+building and validation.
+
+Bounds: total txs, total bytes, txs per sender. When full, submission is refused with MempoolFull
+(the API answers 503 + Retry-After): backpressure instead of unbounded memory.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from chain import crypto
+from chain.receipts import Receipt, TxCode
+from chain.state import State, _Executor
+from chain.tx import SignedTx
+from node.node_view import MempoolFull, TxRejected
+
+REJECTED_MEMORY = 20_000
+
+
+@dataclass(slots=True)
+class _Entry:
+    tx: SignedTx
+    raw: bytes
+    sender: bytes
+
+
+class _AllVerified:
+    """Membership test for the executor: every pooled tx had its signature checked at admission."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+class Mempool:
+    def __init__(self, state: State, *, max_txs: int, max_bytes: int, max_per_account: int) -> None:
+        self.max_txs = max_txs
+        self.max_bytes = max_bytes
+        self.max_per_account = max_per_account
+        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._per_sender: dict[bytes, int] = {}
+        self._bytes = 0
+        self._state = state
+        self._pending = _Executor(state, state.height + 1, _AllVerified())
+        self._rejected: OrderedDict[bytes, tuple[str, str]] = OrderedDict()
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, tx_id: object) -> bool:
+        return tx_id in self._entries
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    @property
+    def accounts(self) -> int:
+        return len(self._per_sender)
+
+    def get(self, tx_id: bytes) -> SignedTx | None:
+        e = self._entries.get(tx_id)
+        return e.tx if e else None
+
+    def raw(self, tx_id: bytes) -> bytes | None:
+        e = self._entries.get(tx_id)
+        return e.raw if e else None
+
+    def rejected(self, tx_id: bytes) -> tuple[str, str] | None:
+        return self._rejected.get(tx_id)
+
+    def pending_nonce(self, addr: bytes) -> int:
+        """Next nonce for `addr` counting its pooled txs."""
+        return self._pending.account(addr)[0]
+
+    def reap(self, max_txs: int) -> list[SignedTx]:
+        """Up to max_txs txs in arrival order (which is nonce order per sender)."""
+        out: list[SignedTx] = []
+        for e in self._entries.values():
+            if len(out) >= max_txs:
+                break
+            out.append(e.tx)
+        return out
+
+    def txs(self) -> Iterator[SignedTx]:
+        return (e.tx for e in self._entries.values())
+
+    # -- admission -----------------------------------------------------------------------------
+
+    def check_capacity(self, sender: bytes, size: int) -> None:
+        if len(self._entries) >= self.max_txs or self._bytes + size > self.max_bytes:
+            raise MempoolFull(retry_after_s=1.0)
+        if self._per_sender.get(sender, 0) >= self.max_per_account:
+            raise MempoolFull(retry_after_s=1.0)
+
+    def add(self, tx: SignedTx, raw: bytes, *, signature_checked: bool = False) -> bool:
+        """Admit `tx`; False if it is already pooled. Raises TxRejected or MempoolFull.
+
+        `signature_checked` lets a caller that verified signatures in bulk (a worker pool) skip the
+        check here; otherwise it is done now, once.
+        """
+        tx_id = tx.tx_id
+        if tx_id in self._entries:
+            return False
+        sender = crypto.address_of(tx.body.sender)
+        self.check_capacity(sender, len(raw))
+        if not signature_checked and not tx.verify_signature():
+            self._remember_rejected(tx_id, TxCode.BAD_SIGNATURE, "signature does not verify")
+            raise TxRejected("bad_signature", "signature does not verify")
+        receipt = self._pending.run(tx)
+        if receipt.code is not TxCode.OK:
+            self._remember_rejected(tx_id, receipt.code, receipt.message)
+            raise TxRejected(receipt.code.name.lower(), receipt.message)
+        self._entries[tx_id] = _Entry(tx, raw, sender)
+        self._per_sender[sender] = self._per_sender.get(sender, 0) + 1
+        self._bytes += len(raw)
+        return True
+
+    def _remember_rejected(self, tx_id: bytes, code: TxCode, message: str) -> None:
+        self._rejected[tx_id] = (code.name.lower(), message)
+        self._rejected.move_to_end(tx_id)
+        while len(self._rejected) > REJECTED_MEMORY:
+            self._rejected.popitem(last=False)
+
+    # -- after a commit ------------------------------------------------------------------------
+
+    def update(self, state: State, committed: Iterable[bytes], rejected: Iterable[Receipt] = ()) -> list[Receipt]:
+        """Rebase on the new head state: drop committed txs, re-check the rest, evict what no longer applies.
+
+        Returns the receipts of evicted txs (e.g. a nonce another node's block already used, or an
+        expired tx). `rejected` are receipts the block builder refused; they are evicted too.
+        """
+        for tx_id in committed:
+            self._drop(tx_id)
+        for r in rejected:
+            if self._drop(r.tx_id):
+                self._remember_rejected(r.tx_id, r.code, r.message)
+        self._state = state
+        self._pending = _Executor(state, state.height + 1, _AllVerified())
+        evicted: list[Receipt] = []
+        for tx_id, e in list(self._entries.items()):
+            r = self._pending.run(e.tx)
+            if r.code is not TxCode.OK:
+                self._drop(tx_id)
+                self._remember_rejected(tx_id, r.code, r.message)
+                evicted.append(r)
+        return evicted
+
+    def _drop(self, tx_id: bytes) -> bool:
+        e = self._entries.pop(tx_id, None)
+        if e is None:
+            return False
+        self._bytes -= len(e.raw)
+        left = self._per_sender[e.sender] - 1
+        if left:
+            self._per_sender[e.sender] = left
+        else:
+            del self._per_sender[e.sender]
+        return True
