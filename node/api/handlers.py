@@ -106,8 +106,9 @@ class Handlers:
         return _lookup(self.store.get_block, height)
 
     def _certificate(self, height: int) -> bytes | None:
+        # The genesis block has no certificate (the store keeps b"" for it): report that as null.
         cert = _lookup(self.store.get_certificate, height)
-        return bytes(cert) if cert is not None else None
+        return bytes(cert) if cert else None
 
     def _summary(self, height: int) -> BlockSummary | None:
         cached = self._summaries.get(height)

@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -42,8 +43,8 @@ class Api:
         return r.status, await r.json()
 
 
-async def start(config: ApiConfig | None = None, node: TestNode | None = None) -> Api:
-    node = node or make_node()
+async def start(tmp_path: Path, config: ApiConfig | None = None) -> Api:
+    node = make_node(tmp_path)
     clock = FakeClock()
     cfg = config or ApiConfig(ip_rate_per_s=0, account_rate_per_s=0)
     client = TestClient(TestServer(create_app(node, cfg, clock=clock)))
@@ -51,11 +52,16 @@ async def start(config: ApiConfig | None = None, node: TestNode | None = None) -
     return Api(node, client, clock)
 
 
-@pytest.fixture
-async def api() -> AsyncIterator[Api]:
-    a = await start()
-    yield a
+async def stop(a: Api) -> None:
     await a.client.close()
+    a.node.store.close()
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    a = await start(tmp_path)
+    yield a
+    await stop(a)
 
 
 def addr(key: crypto.PrivateKey) -> str:
@@ -173,13 +179,13 @@ async def test_non_canonical_tx_bytes_refused(api: Api) -> None:
     assert_error(r.status, await r.json(), 400, "malformed_tx")
 
 
-async def test_body_too_large_is_413_json() -> None:
-    a = await start(ApiConfig(max_body_bytes=4096, ip_rate_per_s=0, account_rate_per_s=0))
+async def test_body_too_large_is_413_json(tmp_path: Path) -> None:
+    a = await start(tmp_path, ApiConfig(max_body_bytes=4096, ip_rate_per_s=0, account_rate_per_s=0))
     try:
         r = await a.client.post("/txs", data=b"{" + b" " * 10_000 + b"}", headers={"Content-Type": "application/json"})
         assert_error(r.status, await r.json(), 413, "body_too_large")
     finally:
-        await a.client.close()
+        await stop(a)
 
 
 async def test_mempool_full_is_503_with_retry_after(api: Api) -> None:
@@ -306,8 +312,8 @@ async def test_unexpected_exception_is_500_json_and_logged(api: Api, caplog: pyt
 # -- rate limits ---------------------------------------------------------------------------------------
 
 
-async def test_ip_rate_limit_429_then_recovers() -> None:
-    a = await start(ApiConfig(ip_rate_per_s=2, ip_burst=3, account_rate_per_s=0))
+async def test_ip_rate_limit_429_then_recovers(tmp_path: Path) -> None:
+    a = await start(tmp_path, ApiConfig(ip_rate_per_s=2, ip_burst=3, account_rate_per_s=0))
     try:
         for _ in range(3):
             assert (await a.client.get("/mempool")).status == 200
@@ -318,22 +324,22 @@ async def test_ip_rate_limit_429_then_recovers() -> None:
         assert (await a.client.get("/mempool")).status == 200
         assert (await a.client.get("/mempool")).status == 429
     finally:
-        await a.client.close()
+        await stop(a)
 
 
-async def test_x_forwarded_for_only_when_trusted() -> None:
+async def test_x_forwarded_for_only_when_trusted(tmp_path: Path) -> None:
     for trusted, expect_second in ((True, 200), (False, 429)):
-        a = await start(ApiConfig(ip_rate_per_s=1, ip_burst=1, account_rate_per_s=0, trust_x_forwarded_for=trusted))
+        a = await start(tmp_path / str(trusted), ApiConfig(ip_rate_per_s=1, ip_burst=1, account_rate_per_s=0, trust_x_forwarded_for=trusted))
         try:
             r1 = await a.client.get("/mempool", headers={"X-Forwarded-For": "1.1.1.1, 10.0.0.1"})
             r2 = await a.client.get("/mempool", headers={"X-Forwarded-For": "1.1.1.1, 10.0.0.2"})
             assert (r1.status, r2.status) == (200, expect_second)
         finally:
-            await a.client.close()
+            await stop(a)
 
 
-async def test_account_rate_limit_on_submission() -> None:
-    a = await start(ApiConfig(ip_rate_per_s=0, account_rate_per_s=1, account_burst=2))
+async def test_account_rate_limit_on_submission(tmp_path: Path) -> None:
+    a = await start(tmp_path, ApiConfig(ip_rate_per_s=0, account_rate_per_s=1, account_burst=2))
     try:
         assert (await a.post_tx(transfer(ALICE, BOB.address, 1, 0)))[0] == 202
         assert (await a.post_tx(transfer(ALICE, BOB.address, 1, 1)))[0] == 202
@@ -345,7 +351,7 @@ async def test_account_rate_limit_on_submission() -> None:
         a.clock.now += 1.0
         assert (await a.post_tx(transfer(ALICE, BOB.address, 1, 2)))[0] == 202
     finally:
-        await a.client.close()
+        await stop(a)
 
 
 # -- metrics, OpenAPI, explorer ------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """An in-process NodeView built from real chain parts, for the API tests.
 
 Blocks are made with chain.state.build_block, checked with apply_block, signed with real commit
-certificates (consensus.certificate) by real validator keys, and stored in chain.store.ChainStore
-on a tmp dir when that module is available; otherwise in `MemoryChain`, a minimal store that keeps
-the same real blocks in memory. The mempool admits txs with chain.state.check_tx, as the node does.
+certificates (consensus.certificate) by real validator keys, and committed to a real
+chain.store.ChainStore (LevelDB) in a tmp dir. The mempool admits txs with chain.state.check_tx,
+as the node does; it is the only part kept simple here (an ordered dict).
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from chain import crypto
-from chain.block import Block, BlockHeader
+from chain.block import Block
 from chain.encoding import DecodeError
 from chain.genesis import Genesis, GenesisAsset, GenesisBalance, GenesisValidator
-from chain.state import State, apply_block, build_block, check_tx, genesis_block, genesis_state
+from chain.state import apply_block, build_block, check_tx
+from chain.store import ChainStore
 from chain.tx import SignedTx, Transfer, TxBody
 from consensus.certificate import CommitCertificate
 from consensus.messages import VOTE_DOMAIN, VoteType, vote_sign_bytes
@@ -61,60 +62,12 @@ def transfer(sender: crypto.PrivateKey, to: bytes, amount: int, nonce: int, *, a
     return body.sign(sender)
 
 
-class MemoryChain:
-    """Stand-in for chain.store.ChainStore (same read API), holding real blocks and states."""
-
-    def __init__(self, genesis: Genesis) -> None:
-        st = genesis_state(genesis)
-        self._state = st
-        self._blocks: list[Block] = [genesis_block(genesis, st)]
-        self._certs: dict[int, bytes] = {}
-        self._by_hash = {self._blocks[0].hash: 0}
-        self._tx_loc: dict[bytes, tuple[int, int]] = {}
-
-    @property
-    def head_height(self) -> int:
-        return len(self._blocks) - 1
-
-    def get_block(self, height: int) -> Block | None:
-        return self._blocks[height] if 0 <= height < len(self._blocks) else None
-
-    def get_block_bytes(self, height: int) -> bytes | None:
-        b = self.get_block(height)
-        return b.encode() if b else None
-
-    def get_header(self, height: int) -> BlockHeader | None:
-        b = self.get_block(height)
-        return b.header if b else None
-
-    def get_certificate(self, height: int) -> bytes | None:
-        return self._certs.get(height)
-
-    def height_of_hash(self, block_hash: bytes) -> int | None:
-        return self._by_hash.get(block_hash)
-
-    def tx_location(self, tx_id: bytes) -> tuple[int, int] | None:
-        return self._tx_loc.get(tx_id)
-
-    def state(self) -> State:
-        return self._state
-
-    def commit(self, block: Block, new_state: State, certificate: bytes) -> None:
-        assert block.height == len(self._blocks)
-        self._blocks.append(block)
-        self._certs[block.height] = certificate
-        self._by_hash[block.hash] = block.height
-        for i, t in enumerate(block.tx_ids):
-            self._tx_loc[t] = (block.height, i)
-        self._state = new_state
-
-
 @dataclass
 class TestNode:
     """A NodeView: real genesis, state transition, certificates; an in-memory mempool."""
 
     genesis: Genesis
-    store: Any
+    store: ChainStore
     node_name: str = "apitest-node"
     version: str = "0.1.0-test"
     metrics: Metrics = field(default_factory=Metrics)
@@ -199,7 +152,7 @@ class TestNode:
             (k.public_key, k.sign(VOTE_DOMAIN, CHAIN_ID, payload)) for k in VALIDATOR_KEYS[:signers]
         )
         cert = CommitCertificate(height, 0, block.hash, tuple(votes)).encode()
-        self.store.commit(block, applied, cert)
+        self.store.commit(block, cert, applied)
         for k in VALIDATOR_KEYS[:signers]:
             self.last_signed[k.public_key] = height
         for i, tx in enumerate(block.txs):
@@ -213,6 +166,8 @@ class TestNode:
         return block
 
 
-def make_node(tmp_path: Path | None = None) -> TestNode:
+def make_node(tmp_path: Path) -> TestNode:
+    """A node on a fresh LevelDB store under tmp_path; close with `node.store.close()`."""
     genesis = make_genesis()
-    return TestNode(genesis=genesis, store=MemoryChain(genesis))
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    return TestNode(genesis=genesis, store=ChainStore.open(tmp_path / "chain", genesis))

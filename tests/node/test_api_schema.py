@@ -33,8 +33,8 @@ EXCLUDED = [positive_data_acceptance]
 
 
 @pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    node = make_node()
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    node = make_node(tmp_path_factory.mktemp("fuzz"))
     for i in range(3):
         node.submit_tx(transfer(ALICE, BOB.address, 10 + i, i).encode())
         node.commit_block()
@@ -62,6 +62,7 @@ def base_url() -> Iterator[str]:
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
     loop.close()
+    node.store.close()
 
 
 @schema.parametrize()
