@@ -65,13 +65,22 @@ def _make_middlewares(view: NodeView, config: ApiConfig, ip_limiter: KeyedRateLi
             resp = await handler(request)
             status = resp.status
             return resp
+        except web.HTTPException as e:  # redirects re-raised by the error middleware
+            status = e.status
+            raise
         finally:
             view.metrics.observe_http(_route_label(request), request.method, status, time.perf_counter() - start)
 
     @web.middleware
     async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        resp = await _errors_to_json(request, handler)
+        for k, v in SECURITY_HEADERS.items():
+            resp.headers.setdefault(k, v)
+        return resp
+
+    async def _errors_to_json(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            resp = await handler(request)
+            return await handler(request)
         except ApiError as e:
             return error_response(e.status, e.code, e.message, retry_after=e.retry_after)
         except web.HTTPException as e:
@@ -93,9 +102,6 @@ def _make_middlewares(view: NodeView, config: ApiConfig, ip_limiter: KeyedRateLi
             log.error("internal error on %s %s: %s", request.method, _route_label(request), type(e).__name__,
                       exc_info=True)
             return error_response(500, "internal", "internal error")
-        for k, v in SECURITY_HEADERS.items():
-            resp.headers.setdefault(k, v)
-        return resp
 
     @web.middleware
     async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -8,6 +8,7 @@ lets block summaries be cached by height.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import OrderedDict
 from collections.abc import Callable
@@ -161,7 +162,7 @@ class Handlers:
         except MempoolFull as e:
             metrics.tx_rejected("mempool_full", "api")
             raise ApiError(
-                503, "mempool_full", "mempool is full, retry later", retry_after=str(max(1, round(e.retry_after_s + 0.49)))
+                503, "mempool_full", "mempool is full, retry later", retry_after=str(max(1, math.ceil(e.retry_after_s)))
             ) from None
         if result.status == "accepted":
             metrics.tx_accepted("api")

@@ -407,3 +407,18 @@ async def test_explorer_served_with_csp(api: Api) -> None:
     r = await api.client.get("/static/../api/app.py")
     assert r.status in (403, 404)
     assert (await api.client.get("/static/nope.js")).status == 404
+
+
+def test_explorer_script_only_uses_ids_present_in_page() -> None:
+    """Every element the script looks up by id exists in index.html (a renamed id would silently
+    break the live page and the browser test's selectors)."""
+    import re
+
+    root = Path(__file__).resolve().parents[2] / "node" / "explorer"
+    script = (root / "app.js").read_text()
+    page = (root / "index.html").read_text()
+    used = set(re.findall(r'\$\("([A-Za-z0-9_-]+)"\)', script))
+    present = set(re.findall(r'\bid="([A-Za-z0-9_-]+)"', page))
+    assert used and used <= present, used - present
+    for required in ("latest-blocks", "latest-txs", "search", "tx-status", "validators", "account-balances"):
+        assert required in present
