@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from consensus.wal import FileWAL
 from network import messages as netmsg
 from network.peers import NetworkConfig, PeerManager
 from network.transport import LinkConfig
-from node import __version__
+from node import __version__, byzantine
 from node.api.app import create_app
 from node.api.config import ApiConfig
 from node.config import NodeConfig
@@ -99,12 +100,13 @@ class Node:
             mempool=self.mempool,
             wal=self.wal,
             settings=config.consensus,
-            broadcast=self._broadcast_consensus,
+            broadcast=self._consensus_broadcaster(),
             on_commit=self._on_commit,
             on_evidence=self._on_evidence,
             on_timeout=self.metrics.consensus_timeout,
         )
         self.peer_heights: dict[bytes, int] = {}
+        self._validators = self.store.state().validators
         self.evidence_seen: list[DuplicateVoteEvidence] = []
         self._last_signed: dict[bytes, int] = {}
         self._gossip_out: list[bytes] = []
@@ -177,8 +179,12 @@ class Node:
     def _allowed_peer_keys(self) -> frozenset[bytes]:
         return frozenset(v.pubkey for v in self.store.state().validators.validators) | self.observers
 
-    def _broadcast_consensus(self, msg: ConsensusMessage) -> None:
-        self.network.broadcast(netmsg.Consensus(encode_message(msg)))
+    def _consensus_broadcaster(self) -> Callable[[ConsensusMessage], None]:
+        bad = byzantine.modes()
+        if bad:
+            log.critical("UNSAFE byzantine test mode %s: this node misbehaves on purpose", sorted(bad))
+            return byzantine.wrap_broadcast(self.key, self.genesis.chain_id, self.network.broadcast, bad)
+        return lambda msg: self.network.broadcast(netmsg.Consensus(encode_message(msg)))
 
     async def _recv_loop(self) -> None:
         while True:
@@ -307,6 +313,9 @@ class Node:
     # -- commits -----------------------------------------------------------------------------------
 
     def _on_commit(self, block: Block, state: State, cert: CommitCertificate) -> None:
+        if state.validators != self._validators:
+            self._validators = state.validators
+            self.network.refresh_allowed()  # governance changed who may connect
         evicted = self.mempool.update(state, block.tx_ids)
         for r in evicted:
             self.metrics.tx_rejected(r.code.name.lower(), "evicted")

@@ -40,7 +40,7 @@ from consensus.events import (
     TimeoutFired,
     ValidateBlock,
 )
-from consensus.evidence import DuplicateVoteEvidence
+from consensus.evidence import DuplicateVoteEvidence, EvidenceError, verify_duplicate_vote_evidence
 from consensus.messages import Message, encode_message
 from consensus.wal import FileWAL
 from node.config import ConsensusSection
@@ -249,6 +249,14 @@ class ConsensusDriver:
         if done.block.header.time_ms > time.time() * 1000 + MAX_FUTURE_DRIFT_MS:
             log.warning("rejecting block %s: timestamp too far in the future", block_hash.hex()[:16])
             return False
+        validators = self.store.state().validators
+        for raw in done.block.evidence:
+            try:
+                ev = DuplicateVoteEvidence.decode(raw)
+                verify_duplicate_vote_evidence(ev, validators, self.chain_id)
+            except (DecodeError, EvidenceError, ValueError) as exc:
+                log.warning("rejecting block %s: bad evidence: %s", block_hash.hex()[:16], exc)
+                return False
         return True
 
     def _commit(self, action: Commit) -> None:

@@ -138,13 +138,13 @@ class LocalNet:
 
     # -- processes ---------------------------------------------------------------------------------
 
-    def start(self, i: int) -> None:
+    def start(self, i: int, extra_env: dict[str, str] | None = None) -> None:
         n = self.nodes[i]
-        log = open(n.log_path, "ab")
-        n.proc = subprocess.Popen(
-            [sys.executable, "-m", "node.cli", "run", "--home", str(n.home)],
-            env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        with open(n.log_path, "ab") as log:
+            n.proc = subprocess.Popen(
+                [sys.executable, "-m", "node.cli", "run", "--home", str(n.home)],
+                env={**_env(), **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
         n.pid_path.write_text(str(n.proc.pid))
 
     def start_all(self) -> None:

@@ -1,0 +1,42 @@
+"""TEST ONLY: a misbehaving validator, to prove honest nodes survive one.
+
+Enabled solely by the environment variable PAYNET_UNSAFE_BYZANTINE_TEST_MODE (never by config, so an
+operator cannot switch it on by editing a file). Modes, comma-separated:
+- "equivocate": every vote this node signs is followed by a conflicting vote (same height, round and
+  type, random block hash) signed with the same key -- double signing, which honest nodes must record
+  as evidence;
+- "garbage": every consensus message is followed by undecodable consensus bytes and a batch of junk
+  transactions -- honest nodes must drop them, penalise this peer and keep committing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from chain.crypto import PrivateKey
+from consensus.messages import Message, Vote, encode_message
+from network import messages as netmsg
+
+ENV_VAR = "PAYNET_UNSAFE_BYZANTINE_TEST_MODE"
+
+
+def modes() -> frozenset[str]:
+    return frozenset(m.strip() for m in os.environ.get(ENV_VAR, "").split(",") if m.strip())
+
+
+def wrap_broadcast(
+    key: PrivateKey, chain_id: str, send: Callable[[netmsg.Message], object], active: frozenset[str]
+) -> Callable[[Message], None]:
+    """A consensus broadcast function that misbehaves according to `active` modes."""
+
+    def broadcast(msg: Message) -> None:
+        send(netmsg.Consensus(encode_message(msg)))
+        if "equivocate" in active and isinstance(msg, Vote) and msg.validator == key.public_key:
+            twin = Vote.create(key, chain_id, msg.vote_type, msg.height, msg.round, os.urandom(32))
+            send(netmsg.Consensus(encode_message(twin)))
+        if "garbage" in active:
+            send(netmsg.Consensus(os.urandom(64)))
+            send(netmsg.Txs(tuple(os.urandom(100) for _ in range(8))))
+
+    return broadcast
