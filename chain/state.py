@@ -65,11 +65,15 @@ __all__ = [
     "build_block",
     "chain_state_root",
     "check_tx",
+    "decode_changes",
+    "encode_changes",
     "execute_txs",
     "genesis_block",
     "genesis_state",
+    "pending_state_root",
     "seal",
     "state_from_reader",
+    "validator_set_problem",
 ]
 
 STATE_DOMAIN = b"paynet/state/v1"
