@@ -445,7 +445,7 @@ class _AcceptAll:
 _ACCEPT_ALL = _AcceptAll()
 
 
-class _Executor:
+class Executor:
     """Applies txs for one block over a private working set; produces the block's writes.
 
     Accounts are decoded to [nonce, {asset: balance}] once and mutated in place; every rule is
@@ -656,7 +656,7 @@ def check_tx(
     `nonce_window` lets a mempool admit a sender's queued txs: a nonce up to that many ahead of the
     account's is treated as next (other rules are still checked against `state`).
     """
-    ex = _Executor(state, next_height, verified if verify_signature else _ACCEPT_ALL)
+    ex = Executor(state, next_height, verified if verify_signature else _ACCEPT_ALL)
     if nonce_window > 0:
         acct = ex.account(crypto.address_of(tx.body.sender))
         if acct[0] < tx.body.nonce <= acct[0] + nonce_window:
@@ -673,12 +673,12 @@ def execute_txs(
     `pending_height == height`, and the writes are in `changes()`. `seal` turns it into the
     state after a block; `pending_state_root` says which root that block must carry.
     """
-    ex = _Executor(state, height, verified)
+    ex = Executor(state, height, verified)
     receipts = [ex.run(tx) for tx in txs]
     return _pending(state, ex, height), receipts
 
 
-def _pending(state: State, ex: _Executor, height: int) -> State:
+def _pending(state: State, ex: Executor, height: int) -> State:
     return State(
         chain_id=state.chain_id,
         height=state.height,
@@ -750,7 +750,7 @@ def apply_block(state: State, block: Block, *, verified: Container[bytes] = ()) 
     block h changes who signs block h+1.
     """
     _check_header(state, block)
-    ex = _Executor(state, block.height, verified)
+    ex = Executor(state, block.height, verified)
     receipts: list[Receipt] = []
     for i, tx in enumerate(block.txs):
         r = ex.run(tx)
@@ -788,7 +788,7 @@ def build_block(
     if proposer not in {v.address for v in state.validators.validators}:
         raise ValueError("proposer is not a validator")
     limit = min(max_txs, MAX_BLOCK_TXS)
-    ex = _Executor(state, height, verified)
+    ex = Executor(state, height, verified)
     kept: list[SignedTx] = []
     rejected: list[Receipt] = []
     if limit > 0:

@@ -234,7 +234,7 @@ class ConsensusDriver:
         block = Block.decode(payload)
         if block.hash != block_hash:
             raise BlockInvalid("payload does not hash to the proposed block hash")
-        new_state, _ = apply_block(self.store.state(), block, verified=self.mempool)
+        new_state, _ = apply_block(self.store.state(), block, verified=self.mempool.verified_in(block.txs))
         self._remember(block, new_state)
         return self._executed[block_hash]
 

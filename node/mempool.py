@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from chain import crypto
 from chain.receipts import Receipt, TxCode
-from chain.state import State, _Executor
+from chain.state import State, Executor
 from chain.tx import SignedTx
 from node.node_view import MempoolFull, TxRejected
 
@@ -48,7 +48,7 @@ class Mempool:
         self._per_sender: dict[bytes, int] = {}
         self._bytes = 0
         self._state = state
-        self._pending = _Executor(state, state.height + 1, _AllVerified())
+        self._pending = Executor(state, state.height + 1, _AllVerified())
         self._rejected: OrderedDict[bytes, tuple[str, str]] = OrderedDict()
 
     # -- queries -------------------------------------------------------------------------------
@@ -89,6 +89,19 @@ class Mempool:
             if len(out) >= max_txs:
                 break
             out.append(e.tx)
+        return out
+
+    def verified_in(self, txs: Iterable[SignedTx]) -> set[bytes]:
+        """Ids of `txs` whose exact signature this pool already verified.
+
+        The block hash commits to tx bodies (tx ids), not signatures, so a block may carry a pooled tx's
+        body with a different signature: only a byte-identical signature may skip verification.
+        """
+        out: set[bytes] = set()
+        for tx in txs:
+            e = self._entries.get(tx.tx_id)
+            if e is not None and e.tx.signature == tx.signature:
+                out.add(tx.tx_id)
         return out
 
     def txs(self) -> Iterator[SignedTx]:
@@ -145,7 +158,7 @@ class Mempool:
             if self._drop(r.tx_id):
                 self._remember_rejected(r.tx_id, r.code, r.message)
         self._state = state
-        self._pending = _Executor(state, state.height + 1, _AllVerified())
+        self._pending = Executor(state, state.height + 1, _AllVerified())
         evicted: list[Receipt] = []
         for tx_id, e in list(self._entries.items()):
             r = self._pending.run(e.tx)

@@ -1,0 +1,107 @@
+"""Mempool admission, bounds, eviction after commits, and the signature-verdict cache."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from chain import crypto
+from chain.genesis import Genesis, GenesisAsset, GenesisBalance, GenesisValidator
+from chain.state import build_block, genesis_state
+from chain.tx import SignedTx, Transfer, TxBody
+from node.mempool import Mempool
+from node.node_view import MempoolFull, TxRejected
+
+VAL = crypto.PrivateKey(b"\x01" * 32)
+ALICE = crypto.PrivateKey(b"\x02" * 32)
+BOB = crypto.PrivateKey(b"\x03" * 32)
+
+
+def _genesis() -> Genesis:
+    return Genesis(
+        chain_id="test",
+        genesis_time_ms=0,
+        validators=[GenesisValidator(name="v", pubkey=VAL.public_key.hex(), power=1)],
+        assets=[GenesisAsset(id="USD", issuer=crypto.format_address(VAL.address), decimals=2)],
+        balances=[GenesisBalance(address=crypto.format_address(ALICE.address), asset="USD", amount=1000)],
+    )
+
+
+def _tx(key: crypto.PrivateKey, nonce: int, amount: int = 10, to: bytes = BOB.address) -> SignedTx:
+    return TxBody("test", key.public_key, nonce, 100, Transfer(to, "USD", amount)).sign(key)
+
+
+def _pool(**kw: int) -> Mempool:
+    limits = {"max_txs": 100, "max_bytes": 1 << 20, "max_per_account": 50} | kw
+    return Mempool(genesis_state(_genesis()), **limits)
+
+
+def test_admits_sequential_nonces_and_dedupes() -> None:
+    pool = _pool()
+    a, b = _tx(ALICE, 0), _tx(ALICE, 1)
+    assert pool.add(a, a.encode()) and pool.add(b, b.encode())
+    assert not pool.add(a, a.encode())
+    assert len(pool) == 2 and pool.pending_nonce(ALICE.address) == 2
+    assert pool.reap(10) == [a, b]
+
+
+def test_rejections_name_the_rule() -> None:
+    pool = _pool()
+    with pytest.raises(TxRejected) as e:
+        pool.add(_tx(ALICE, 1), _tx(ALICE, 1).encode())
+    assert e.value.code == "bad_nonce"
+    big = _tx(ALICE, 0, amount=900)
+    pool.add(big, big.encode())
+    over = _tx(ALICE, 1, amount=200)  # 900 already pending out of 1000
+    with pytest.raises(TxRejected) as e:
+        pool.add(over, over.encode())
+    assert e.value.code == "insufficient_funds"
+    assert pool.rejected(over.tx_id) == ("insufficient_funds", e.value.message)
+    forged = dataclasses.replace(_tx(ALICE, 1), signature=bytes(64))
+    with pytest.raises(TxRejected) as e:
+        pool.add(forged, forged.encode())
+    assert e.value.code == "bad_signature"
+
+
+def test_bounds_give_backpressure() -> None:
+    pool = _pool(max_txs=2)
+    for n in range(2):
+        t = _tx(ALICE, n)
+        pool.add(t, t.encode())
+    with pytest.raises(MempoolFull):
+        t = _tx(ALICE, 2)
+        pool.add(t, t.encode())
+    per_account = _pool(max_per_account=1)
+    t = _tx(ALICE, 0)
+    per_account.add(t, t.encode())
+    with pytest.raises(MempoolFull):
+        t1 = _tx(ALICE, 1)
+        per_account.add(t1, t1.encode())
+
+
+def test_commit_removes_included_and_evicts_invalidated() -> None:
+    pool = _pool()
+    txs = [_tx(ALICE, n) for n in range(3)]
+    for t in txs:
+        pool.add(t, t.encode())
+    state = genesis_state(_genesis())
+    # Another proposer's block used nonce 0 for a different payment: our nonce-0 tx and the chain after it die.
+    other = _tx(ALICE, 0, amount=11)
+    block, new_state, _ = build_block(state, [other], height=1, time_ms=1, proposer=VAL.address, max_txs=10)
+    evicted = pool.update(new_state, block.tx_ids)
+    assert len(pool) == 2
+    assert {r.tx_id for r in evicted} == {txs[0].tx_id}
+    # txs[1] (nonce 1) now applies directly after the committed nonce 0
+    assert [t.tx_id for t in pool.reap(10)] == [txs[1].tx_id, txs[2].tx_id]
+    assert pool.rejected(txs[0].tx_id)[0] == "bad_nonce"
+
+
+def test_signature_cache_only_covers_identical_signatures() -> None:
+    pool = _pool()
+    t = _tx(ALICE, 0)
+    pool.add(t, t.encode())
+    twin = dataclasses.replace(t, signature=bytes(64))  # same body, same tx id, different signature
+    assert twin.tx_id == t.tx_id
+    assert pool.verified_in([t]) == {t.tx_id}
+    assert pool.verified_in([twin]) == set()
