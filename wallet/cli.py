@@ -1,0 +1,504 @@
+"""`paynet-wallet`: keys, balances, signed transfers, finality and verified receipts.
+
+Every command takes `--json` (machine-readable output on stdout); otherwise output is rich tables.
+Expected failures (wrong passphrase, refused amount, node errors) print one clear line and exit
+non-zero without a traceback; a receipt that fails verification exits 3 with a loud red message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from chain import crypto
+from chain.block import BlockHeader
+from chain.genesis import Genesis
+
+from wallet import ops
+from wallet.client import NodeClient
+from wallet.errors import UsageError, WalletError
+from wallet.store import HOME_ENV, PinnedValidator, WalletConfig, WalletHome, check_node_url, default_home
+from wallet.verify import TRUST_NOTE, ReceiptError
+
+PASSPHRASE_ENV = "PAYNET_WALLET_PASSPHRASE"
+JSON_META = "paynet_wallet.json"
+T = TypeVar("T")
+
+
+@dataclass
+class Ctx:
+    home: WalletHome
+    nodes: list[str] = field(default_factory=list)  # --node overrides for this invocation
+    http_timeout: float = 5.0
+
+    @property
+    def json(self) -> bool:
+        """--json may be given on the group or on the command; both land in the shared ctx.meta."""
+        ctx = click.get_current_context(silent=True)
+        return bool(ctx and ctx.meta.get(JSON_META))
+
+    def config(self) -> WalletConfig:
+        cfg = self.home.load_config()
+        if self.nodes:
+            cfg = cfg.model_copy(update={"nodes": [check_node_url(u) for u in self.nodes]})
+        return cfg
+
+    def client(self, cfg: WalletConfig) -> NodeClient:
+        return NodeClient(cfg.nodes, timeout_s=self.http_timeout)
+
+
+def out_console() -> Console:
+    return Console(highlight=False)
+
+
+def err_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def emit(ctx: Ctx, data: dict[str, Any], render: Callable[[Console], None]) -> None:
+    if ctx.json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        render(out_console())
+
+
+def run(coro: Awaitable[T]) -> T:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def passphrase(confirm: bool = False) -> str:
+    """From $PAYNET_WALLET_PASSPHRASE (scripts, tests) or a hidden prompt."""
+    env = os.environ.get(PASSPHRASE_ENV)
+    if env is not None:
+        return env
+    return str(click.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm, err=True))
+
+
+# -- error handling -------------------------------------------------------------------------------------
+
+
+class WalletGroup(click.Group):
+    """Turns WalletError into a message + exit code; anything else is a bug and keeps its traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except WalletError as e:
+            as_json = bool(ctx.meta.get(JSON_META))
+            if isinstance(e, ReceiptError):
+                text = f"RECEIPT VERIFICATION FAILED: {e}"
+                kind = "receipt_verification_failed"
+            else:
+                text = f"error: {e}"
+                kind = type(e).__name__
+            if as_json:
+                click.echo(json.dumps({"error": {"type": kind, "message": str(e)}}, indent=2))
+            err_console().print(text, style="bold red", markup=False, soft_wrap=True)
+            raise click.exceptions.Exit(e.exit_code) from None
+
+
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta[JSON_META] = True
+
+
+json_option = click.option(
+    "--json", "json_flag", is_flag=True, expose_value=False, callback=_set_json, is_eager=True,
+    help="Machine-readable JSON on stdout.",
+)
+
+
+@click.group(cls=WalletGroup)
+@click.option("--home", type=click.Path(path_type=Path), envvar=HOME_ENV, default=None,
+              help=f"Wallet directory (default ~/.paynet-wallet, or ${HOME_ENV}).")
+@click.option("--node", "nodes", multiple=True, help="Node URL(s) for this command, instead of the configured ones.")
+@click.option("--http-timeout", type=float, default=5.0, show_default=True, help="Per-request timeout (s).")
+@json_option
+@click.pass_context
+def main(ctx: click.Context, home: Path | None, nodes: tuple[str, ...], http_timeout: float) -> None:
+    """paynet wallet: local keys, signed payments, locally verified receipts."""
+    ctx.obj = Ctx(WalletHome(home or default_home()), nodes=list(nodes), http_timeout=http_timeout)
+
+
+# -- init -----------------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--node", "nodes", multiple=True, required=True, help="Node API URL; repeat for failover order.")
+@click.option("--genesis", "genesis_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Genesis file to pin the validator set and chain id from (recommended).")
+@click.option("--trust-node-genesis", is_flag=True,
+              help="Instead of a file, take the genesis validator set from the first node (trust on first use).")
+@click.option("--force", is_flag=True, help="Replace an existing config (re-pins the validator set).")
+@json_option
+@click.pass_obj
+def init(obj: Ctx, nodes: tuple[str, ...], genesis_file: Path | None, trust_node_genesis: bool, force: bool) -> None:
+    """Create the wallet home and pin the network's genesis validator set."""
+    urls = [check_node_url(u) for u in nodes]
+    if bool(genesis_file) == trust_node_genesis:
+        raise UsageError("give exactly one of --genesis FILE or --trust-node-genesis")
+    if obj.home.has_config() and not force:
+        raise WalletError(f"{obj.home.config_path} exists; pass --force to re-pin the validator set")
+    warnings: list[str] = []
+    if genesis_file is not None:
+        try:
+            genesis = Genesis.load(genesis_file)
+        except (OSError, ValidationError, ValueError) as e:
+            raise UsageError(f"{genesis_file} is not a valid genesis file: {e}") from None
+        cfg = WalletConfig.from_genesis(genesis, urls, f"genesis-file:{genesis_file.resolve()}")
+        warnings = run(_check_nodes_match(cfg, obj.http_timeout))
+    else:
+        cfg = run(_config_from_node(urls, obj.http_timeout))
+        warnings.append(f"validator set trusted from {cfg.pinned_from[5:]} on first use; compare it with the genesis file")
+    obj.home.save_config(cfg, overwrite=force)
+    data = {"home": str(obj.home.root), **cfg.model_dump(), "warnings": warnings}
+
+    def render(c: Console) -> None:
+        c.print(f"Wallet home [bold]{obj.home.root}[/] for chain [bold]{cfg.chain_id}[/]")
+        c.print(f"Pinned {len(cfg.validators)} validators from {cfg.pinned_from}")
+        c.print("Nodes: " + ", ".join(cfg.nodes))
+        for w in warnings:
+            err_console().print(f"warning: {w}", style="yellow", markup=False, soft_wrap=True)
+
+    emit(obj, data, render)
+
+
+async def _check_nodes_match(cfg: WalletConfig, timeout: float) -> list[str]:
+    """A node on another chain is a config mistake: refuse. An unreachable one is only a warning."""
+    warnings = []
+    for url in cfg.nodes:
+        async with NodeClient([url], timeout_s=timeout) as client:
+            try:
+                status = await client.status()
+            except WalletError as e:
+                warnings.append(f"could not check {url}: {e}")
+                continue
+        if status.get("chain_id") != cfg.chain_id or status.get("genesis_hash") != cfg.genesis_hash:
+            raise WalletError(f"node {url} runs chain {status.get('chain_id')!r} with a different genesis than the file")
+    return warnings
+
+
+async def _config_from_node(urls: list[str], timeout: float) -> WalletConfig:
+    async with NodeClient(urls, timeout_s=timeout) as client:
+        status = await client.status()
+        vals = await client.get("/validators")
+        block0 = await client.get("/blocks/0")
+        url = client.current_url
+    header = BlockHeader.decode(bytes.fromhex(block0["header_raw"]))
+    if header.chain_id != status["chain_id"] or header.height != 0:
+        raise WalletError(f"node {url} returned an inconsistent genesis block")
+    vset = ops.pinned_set_from_node(vals, header.validators_hash)
+    names = {v["pubkey"]: v.get("name") for v in vals["validators"]}
+    return WalletConfig(
+        nodes=urls,
+        chain_id=status["chain_id"],
+        genesis_hash=status.get("genesis_hash"),
+        validators=[PinnedValidator(name=names.get(v.pubkey.hex()), pubkey=v.pubkey.hex(), power=v.power)
+                    for v in vset.validators],
+        pinned_from=f"node:{url}",
+    )
+
+
+# -- keys -----------------------------------------------------------------------------------------------
+
+
+def _key_json(name: str, pubkey: bytes) -> dict[str, str]:
+    return {"name": name, "address": crypto.format_address(crypto.address_of(pubkey)), "public_key": pubkey.hex()}
+
+
+@main.command()
+@click.argument("name")
+@json_option
+@click.pass_obj
+def new(obj: Ctx, name: str) -> None:
+    """Create a new key NAME (encrypted with a passphrase)."""
+    obj.home.key_path(name)  # validate the name before asking for a passphrase
+    if obj.home.key_path(name).exists():
+        raise UsageError(f"a key named {name!r} already exists")
+    info = obj.home.save_key(name, crypto.PrivateKey.generate(), passphrase(confirm=True))
+    data = _key_json(name, info.public_key)
+    emit(obj, data, lambda c: c.print(f"Created key [bold]{name}[/]: {data['address']}"))
+
+
+@main.command("import")
+@click.argument("name")
+@click.option("--seed-hex-file", default="-", show_default=True,
+              help="File whose first line is the 32-byte Ed25519 seed in hex ('-' = stdin).")
+@json_option
+@click.pass_obj
+def import_(obj: Ctx, name: str, seed_hex_file: str) -> None:
+    """Import an existing key NAME from its hex seed."""
+    obj.home.key_path(name)
+    if seed_hex_file == "-":
+        line = click.get_text_stream("stdin").readline()
+    else:
+        try:
+            with open(seed_hex_file) as f:
+                line = f.readline()
+        except OSError as e:
+            raise UsageError(f"cannot read {seed_hex_file}: {e.strerror}") from None
+    text = line.strip().lower().removeprefix("0x")
+    try:
+        seed = bytes.fromhex(text)
+    except ValueError:
+        seed = b""
+    if len(seed) != 32:
+        raise UsageError("seed must be 64 hex digits (32 bytes)")
+    info = obj.home.save_key(name, crypto.PrivateKey(seed), passphrase(confirm=True))
+    data = _key_json(name, info.public_key)
+    emit(obj, data, lambda c: c.print(f"Imported key [bold]{name}[/]: {data['address']}"))
+
+
+@main.command("list")
+@json_option
+@click.pass_obj
+def list_(obj: Ctx) -> None:
+    """List keys (no passphrase needed: addresses are stored in clear)."""
+    keys = [_key_json(i.name, i.public_key) for i in obj.home.list_keys()]
+
+    def render(c: Console) -> None:
+        t = Table("name", "address", "public key")
+        t.columns[1].no_wrap = True
+        for k in keys:
+            t.add_row(k["name"], k["address"], k["public_key"][:16] + "…")
+        c.print(t)
+
+    emit(obj, {"keys": keys}, render)
+
+
+@main.command()
+@click.argument("name")
+@json_option
+@click.pass_obj
+def address(obj: Ctx, name: str) -> None:
+    """Print the address of key NAME."""
+    data = _key_json(name, obj.home.key_info(name).public_key)
+    emit(obj, data, lambda c: c.print(data["address"]))
+
+
+@main.command("export-public")
+@click.argument("name")
+@json_option
+@click.pass_obj
+def export_public(obj: Ctx, name: str) -> None:
+    """Print key NAME's public key and address (never the secret)."""
+    data = _key_json(name, obj.home.key_info(name).public_key)
+    emit(obj, data, lambda c: c.print(f"name: {name}\naddress: {data['address']}\npublic_key: {data['public_key']}"))
+
+
+# -- reading the chain ------------------------------------------------------------------------------------
+
+
+@main.command("balance")
+@click.argument("who")
+@json_option
+@click.pass_obj
+def balance_cmd(obj: Ctx, who: str) -> None:
+    """Balances of key name or address WHO."""
+    addr = obj.home.resolve_address(who)
+    cfg = obj.config()
+
+    async def go() -> dict[str, Any]:
+        async with obj.client(cfg) as client:
+            return await ops.balance(client, addr)
+
+    data = run(go())
+
+    def render(c: Console) -> None:
+        c.print(f"[bold]{data['address']}[/]  nonce {data['nonce']}  (from {data['node']})")
+        t = Table("asset", "balance")
+        for asset, b in data["balances"].items():
+            t.add_row(asset, b["amount"] or str(b["units"]))
+        c.print(t)
+
+    emit(obj, data, render)
+
+
+@main.command("history")
+@click.argument("who")
+@click.option("--limit", type=click.IntRange(1, 200), default=20, show_default=True)
+@click.option("--blocks", "max_blocks", type=click.IntRange(1, 10_000), default=500, show_default=True,
+              help="At most this many recent blocks are scanned when the node has no account index.")
+@json_option
+@click.pass_obj
+def history_cmd(obj: Ctx, who: str, limit: int, max_blocks: int) -> None:
+    """Recent transactions of key name or address WHO (newest first; run `tx TXID` to verify one)."""
+    addr = obj.home.resolve_address(who)
+    cfg = obj.config()
+
+    async def go() -> dict[str, Any]:
+        async with obj.client(cfg) as client:
+            data = await ops.history(client, addr, limit, max_blocks)
+            decimals = {k: int(v["decimals"]) for k, v in (await client.assets()).items()}
+        for e in data["txs"]:
+            if e["asset"] in decimals and e["amount_units"] is not None:
+                e["amount"] = ops.format_amount(int(e["amount_units"]), decimals[e["asset"]])
+        return data
+
+    data = run(go())
+
+    def render(c: Console) -> None:
+        c.print(f"[bold]{data['address']}[/]  ({data['source']}; node-reported, `tx TXID` verifies one)")
+        t = Table("height", "kind", "dir", "amount", "counterparty", "tx id")
+        for e in data["txs"]:
+            other = e["to"] if e["direction"] == "out" else e["from"]
+            amount = f"{e.get('amount', e['amount_units'])} {e['asset']}" if e["asset"] else ""
+            t.add_row(str(e["height"]), str(e["kind"]), e["direction"], amount, str(other or ""), e["tx_id"][:16] + "…")
+        c.print(t)
+
+    emit(obj, data, render)
+
+
+@main.command("tx")
+@click.argument("tx_id")
+@json_option
+@click.pass_obj
+def tx_cmd(obj: Ctx, tx_id: str) -> None:
+    """Show transaction TX_ID; a final one is shown only after its receipt verifies locally."""
+    cfg = obj.config()
+
+    async def go() -> dict[str, Any]:
+        async with obj.client(cfg) as client:
+            return await ops.show_tx(client, cfg, tx_id)
+
+    data = run(go())
+
+    def render(c: Console) -> None:
+        c.print(f"tx {data['tx_id']}: [bold]{data['status']}[/]")
+        if data["status"] == "rejected":
+            c.print(f"{data.get('code')}: {data.get('message')}")
+        if "tx" in data:
+            _render_fields(c, data["tx"])
+        if "receipt" in data:
+            _render_receipt(c, data["receipt"])
+
+    emit(obj, data, render)
+    if data["status"] == "rejected":
+        raise click.exceptions.Exit(4)
+
+
+def _render_fields(c: Console, fields: dict[str, Any]) -> None:
+    t = Table(show_header=False)
+    for k, v in fields.items():
+        t.add_row(k, str(v))
+    c.print(t)
+
+
+def _render_receipt(c: Console, r: dict[str, Any]) -> None:
+    c.print(
+        f"[bold green]receipt verified[/]: block {r['height']} ({r['block_hash'][:16]}…), tx #{r['index']},"
+        f" signed by {r['signers']} validators with power {r['signed_power']}/{r['total_power']}"
+    )
+    c.print(f"[dim]{TRUST_NOTE}[/]")
+
+
+# -- transactions -----------------------------------------------------------------------------------------
+
+
+def _tx_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--timeout", type=click.FloatRange(0.1, 3600), default=60.0, show_default=True,
+                     help="Seconds to wait for finality.")(f)
+    f = click.option("--no-wait", is_flag=True, help="Print the tx id at once; do not wait for finality.")(f)
+    f = click.option("--expiry-margin", type=click.IntRange(1, 100_000), default=ops.DEFAULT_EXPIRY_MARGIN,
+                     show_default=True, help="The tx is void after current height + this.")(f)
+    return f
+
+
+def _transact(obj: Ctx, kind: str, from_name: str, to: str | None, amount: str, asset: str, memo: str,
+              no_wait: bool, timeout: float, expiry_margin: int) -> None:
+    cfg = obj.config()
+    to_addr = obj.home.resolve_address(to) if to is not None else None
+    key = obj.home.unlock(from_name, passphrase())  # fail fast on a wrong passphrase, before any network I/O
+
+    async def go() -> dict[str, Any]:
+        async with obj.client(cfg) as client:
+            signed = await ops.build_and_sign(client, cfg, key, kind, to=to_addr, asset=asset, amount_text=amount,
+                                              memo=memo, expiry_margin=expiry_margin)
+            sub = await ops.submit(client, signed)
+            data: dict[str, Any] = {"tx_id": signed.tx_id, "submitted_to": sub.url, "submit_status": sub.status,
+                                    "nonce": signed.tx.body.nonce,
+                                    "tx": ops.describe_tx(signed.tx, {asset: (await ops.asset_decimals(client, asset))[0]})}
+            if no_wait:
+                data["status"] = "pending" if sub.status != "final" else "final"
+            elif obj.json:
+                data["receipt"] = await ops.wait_and_verify(client, cfg, signed, timeout)
+                data["status"] = "final"
+            else:
+                with err_console().status(f"waiting for finality of {signed.tx_id[:16]}…") as spinner:
+                    def update(status: str, url: str) -> None:
+                        spinner.update(f"waiting for finality of {signed.tx_id[:16]}… {status} ({url})")
+                    data["receipt"] = await ops.wait_and_verify(client, cfg, signed, timeout, update)
+                data["status"] = "final"
+            data["failovers"] = [{"url": u, "reason": r} for u, r in client.failovers]
+            return data
+
+    data = run(go())
+
+    def render(c: Console) -> None:
+        if no_wait:
+            c.print(data["tx_id"])
+            return
+        c.print(f"tx {data['tx_id']}: [bold]final[/]")
+        _render_fields(c, data["tx"])
+        _render_receipt(c, data["receipt"])
+
+    emit(obj, data, render)
+
+
+@main.command()
+@click.option("--from", "from_name", required=True, help="Key name that signs and pays.")
+@click.option("--to", "to", required=True, help="Recipient address (or a key name in this wallet).")
+@click.option("--amount", required=True, help="Decimal amount, e.g. 12.50 (exact; never rounded).")
+@click.option("--asset", required=True)
+@click.option("--memo", default="", help="Reference text (<= 256 bytes).")
+@_tx_options
+@json_option
+@click.pass_obj
+def send(obj: Ctx, from_name: str, to: str, amount: str, asset: str, memo: str, no_wait: bool, timeout: float,
+         expiry_margin: int) -> None:
+    """Sign a transfer locally, submit it, wait for finality and verify the receipt."""
+    _transact(obj, "transfer", from_name, to, amount, asset, memo, no_wait, timeout, expiry_margin)
+
+
+@main.command()
+@click.option("--from", "from_name", required=True, help="Issuer key name.")
+@click.option("--to", "to", required=True, help="Recipient address (or a key name in this wallet).")
+@click.option("--amount", required=True)
+@click.option("--asset", required=True)
+@click.option("--memo", default="")
+@_tx_options
+@json_option
+@click.pass_obj
+def issue(obj: Ctx, from_name: str, to: str, amount: str, asset: str, memo: str, no_wait: bool, timeout: float,
+          expiry_margin: int) -> None:
+    """Issue new units of an asset (asset issuer only)."""
+    _transact(obj, "issue", from_name, to, amount, asset, memo, no_wait, timeout, expiry_margin)
+
+
+@main.command()
+@click.option("--from", "from_name", required=True, help="Issuer key name (burns from its own balance).")
+@click.option("--amount", required=True)
+@click.option("--asset", required=True)
+@click.option("--memo", default="")
+@_tx_options
+@json_option
+@click.pass_obj
+def burn(obj: Ctx, from_name: str, amount: str, asset: str, memo: str, no_wait: bool, timeout: float,
+         expiry_margin: int) -> None:
+    """Burn units of an asset from the issuer's balance (asset issuer only)."""
+    _transact(obj, "burn", from_name, None, amount, asset, memo, no_wait, timeout, expiry_margin)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

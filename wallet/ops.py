@@ -1,0 +1,260 @@
+"""Wallet operations over a NodeClient: build and sign txs, wait for finality, verify, read history.
+
+No click and no printing here: each function returns plain data (JSON-ready dicts) so the CLI only
+chooses how to show it and the operations are callable from scripts and tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from chain import crypto
+from chain.tx import MAX_MEMO_BYTES, Burn, Issue, Payload, SignedTx, Transfer, TxBody
+from chain.validators import ValidatorSet
+
+from wallet.amounts import format_amount, parse_amount
+from wallet.client import NodeClient, Submitted
+from wallet.errors import UsageError, WalletError
+from wallet.store import WalletConfig
+from wallet.verify import TRUST_NOTE, verify_receipt, verify_signed_tx
+
+DEFAULT_EXPIRY_MARGIN = 100
+"""Blocks after the current height during which the tx may still be included (then it is void)."""
+
+
+@dataclass(frozen=True)
+class Signed:
+    tx: SignedTx
+    raw: bytes
+    tx_id: str
+
+
+async def asset_decimals(client: NodeClient, asset: str) -> tuple[int, dict[str, Any]]:
+    assets = await client.assets()
+    if asset not in assets:
+        raise UsageError(f"unknown asset {asset!r}; the network has: {', '.join(sorted(assets)) or 'none'}")
+    return int(assets[asset]["decimals"]), assets[asset]
+
+
+async def check_chain(client: NodeClient, config: WalletConfig) -> dict[str, Any]:
+    """Refuse to sign for a node on another chain (the signature would be useless, and it means the
+    config points somewhere unexpected)."""
+    status = await client.status()
+    if status.get("chain_id") != config.chain_id:
+        raise WalletError(
+            f"node {client.current_url} serves chain {status.get('chain_id')!r}, wallet is pinned to {config.chain_id!r}"
+        )
+    if config.genesis_hash and status.get("genesis_hash") != config.genesis_hash:
+        raise WalletError(f"node {client.current_url} has a different genesis than the one pinned")
+    return status
+
+
+def make_payload(kind: str, to: bytes | None, asset: str, amount: int) -> Payload:
+    if kind == "transfer":
+        assert to is not None
+        return Transfer(to, asset, amount)
+    if kind == "issue":
+        assert to is not None
+        return Issue(to, asset, amount)
+    if kind == "burn":
+        return Burn(asset, amount)
+    raise ValueError(kind)
+
+
+async def build_and_sign(
+    client: NodeClient,
+    config: WalletConfig,
+    key: crypto.PrivateKey,
+    kind: str,
+    *,
+    to: bytes | None,
+    asset: str,
+    amount_text: str,
+    memo: str = "",
+    expiry_margin: int = DEFAULT_EXPIRY_MARGIN,
+) -> Signed:
+    """Fetch what the tx needs (decimals, height, nonce), then sign locally: the key never leaves."""
+    if len(memo.encode()) > MAX_MEMO_BYTES:
+        raise UsageError(f"memo is longer than {MAX_MEMO_BYTES} bytes")
+    decimals, info = await asset_decimals(client, asset)
+    amount = parse_amount(amount_text, decimals)
+    if kind in ("issue", "burn") and info.get("issuer") != crypto.format_address(key.address):
+        raise UsageError(f"{crypto.format_address(key.address)} is not the issuer of {asset} ({info.get('issuer')})")
+    status = await check_chain(client, config)
+    nonce = await client.next_nonce(key.address)
+    body = TxBody(
+        chain_id=config.chain_id,
+        sender=key.public_key,
+        nonce=nonce,
+        expiry_height=int(status["height"]) + expiry_margin,
+        payload=make_payload(kind, to, asset, amount),
+        memo=memo,
+    )
+    tx = body.sign(key)
+    return Signed(tx, tx.encode(), tx.tx_id.hex())
+
+
+async def submit(client: NodeClient, signed: Signed) -> Submitted:
+    sub = await client.submit(signed.raw)
+    if sub.tx_id != signed.tx_id:
+        raise WalletError(f"node {sub.url} answered with tx id {sub.tx_id}, expected {signed.tx_id}")
+    return sub
+
+
+async def wait_and_verify(
+    client: NodeClient,
+    config: WalletConfig,
+    signed: Signed,
+    timeout_s: float,
+    on_update: Callable[[str, str], None] | None = None,
+) -> dict[str, Any]:
+    """Wait for finality, then verify the receipt locally. Raises ReceiptError if it does not verify."""
+    data = await client.wait_final(signed.raw, signed.tx_id, timeout_s, on_update=on_update)
+    verified = verify_receipt(signed.tx.tx_id, data.get("receipt"), config.validator_set(), config.chain_id)
+    return verified.to_json()
+
+
+def describe_tx(tx: SignedTx, decimals: dict[str, int]) -> dict[str, Any]:
+    """A tx as display fields, amounts both raw (minor units) and formatted."""
+    p = tx.body.payload
+    out: dict[str, Any] = {
+        "kind": tx.body.kind.name.lower(),
+        "from": crypto.format_address(tx.body.sender_address),
+        "nonce": tx.body.nonce,
+        "expiry_height": tx.body.expiry_height,
+        "memo": tx.body.memo,
+    }
+    to = getattr(p, "to", None)
+    if to is not None:
+        out["to"] = crypto.format_address(to)
+    asset = getattr(p, "asset", None)
+    amount = getattr(p, "amount", None)
+    if asset is not None and amount is not None:
+        out["asset"] = asset
+        out["amount_units"] = amount
+        if asset in decimals:
+            out["amount"] = format_amount(amount, decimals[asset])
+    return out
+
+
+async def show_tx(client: NodeClient, config: WalletConfig, tx_id: str) -> dict[str, Any]:
+    """GET a tx; a final one comes back only with its receipt verified and its bytes tied to the id."""
+    text = tx_id.lower().removeprefix("0x")
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise UsageError("tx id must be 64 hex digits")
+    data = await client.get_tx(text)
+    if data is None:
+        raise WalletError(f"no node knows transaction {text}")
+    decimals = {k: int(v["decimals"]) for k, v in (await client.assets()).items()}
+    out: dict[str, Any] = {"tx_id": text, "status": data.get("status")}
+    if data.get("status") == "rejected":
+        out.update(code=data.get("code"), message=data.get("message"))
+        return out
+    tx = verify_signed_tx(bytes.fromhex(text), data.get("raw"), config.chain_id)
+    out["tx"] = describe_tx(tx, decimals)
+    if data.get("status") == "final":
+        out["receipt"] = verify_receipt(
+            bytes.fromhex(text), data.get("receipt"), config.validator_set(), config.chain_id
+        ).to_json()
+    return out
+
+
+async def balance(client: NodeClient, addr: bytes) -> dict[str, Any]:
+    acct = await client.account(addr)
+    assets = await client.assets()
+    balances = dict(acct["balances"]) if acct else {}
+    return {
+        "address": crypto.format_address(addr),
+        "node": client.current_url,
+        "nonce": int(acct["nonce"]) if acct else 0,
+        "balances": {
+            a: {"amount": format_amount(int(v), int(assets[a]["decimals"])) if a in assets else None, "units": int(v)}
+            for a, v in sorted(balances.items())
+        },
+    }
+
+
+async def history(client: NodeClient, addr: bytes, limit: int, max_blocks: int) -> dict[str, Any]:
+    """Recent txs touching `addr`, newest first. Uses the node's account index when it has one,
+    else scans at most `max_blocks` recent blocks (bounded work on both sides). Listing only: run
+    `tx TXID` to verify one."""
+    addr_text = crypto.format_address(addr)
+    acct = await client.account(addr)
+    refs = acct.get("recent_txs") if acct else None
+    entries: list[dict[str, Any]] = []
+    if refs is not None:
+        for ref in refs[:limit]:
+            data = await client.get_tx(ref["tx_id"])
+            fields = (data or {}).get("tx") or {}
+            entries.append(_entry(ref["tx_id"], int(ref["height"]), fields, addr_text))
+        return {"address": addr_text, "source": "account index", "txs": entries, "blocks_scanned": 0}
+    scanned = 0
+    before: int | None = None
+    while scanned < max_blocks and len(entries) < limit:
+        page = min(100, max_blocks - scanned)
+        path = f"/blocks?limit={page}" + (f"&before={before}" if before is not None else "")
+        data = await client.get(path)
+        for summary in data["blocks"]:
+            scanned += 1
+            if summary["tx_count"] == 0:
+                continue
+            for tx_id, fields in await _block_txs(client, summary):
+                if addr_text in (fields.get("sender_address"), fields.get("to")):
+                    entries.append(_entry(tx_id, int(summary["height"]), fields, addr_text))
+            if len(entries) >= limit:
+                break
+        before = data.get("next_before")
+        if before is None:
+            break
+    return {"address": addr_text, "source": "block scan", "txs": entries[:limit], "blocks_scanned": scanned}
+
+
+async def _block_txs(client: NodeClient, summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    if summary["tx_count"] <= len(summary["txs"]):
+        return [(t["tx_id"], t) for t in summary["txs"]]
+    out: list[tuple[str, dict[str, Any]]] = []
+    offset = 0
+    while offset < summary["tx_count"]:
+        block = await client.get(f"/blocks/{summary['height']}?tx_offset={offset}&tx_limit=1000")
+        ids = block["tx_ids"][offset : offset + len(block["txs"])]
+        out.extend(zip(ids, block["txs"]))
+        if not block["txs"]:
+            break
+        offset += len(block["txs"])
+    return list(reversed(out))  # newest first within the block, like the account index
+
+
+def _entry(tx_id: str, height: int, fields: dict[str, Any], addr_text: str) -> dict[str, Any]:
+    sender = fields.get("sender_address")
+    return {
+        "tx_id": tx_id,
+        "height": height,
+        "kind": fields.get("kind"),
+        "direction": "out" if sender == addr_text else "in",
+        "from": sender,
+        "to": fields.get("to"),
+        "asset": fields.get("asset"),
+        "amount_units": fields.get("amount"),
+    }
+
+
+def pinned_set_from_node(validators_json: dict[str, Any], genesis_header_validators_hash: bytes) -> ValidatorSet:
+    """Trust-on-first-use: the node's current validator set, accepted only if it is the set that the
+    genesis block names (so a set changed by governance cannot be pinned by accident)."""
+    vset = ValidatorSet.from_pairs(
+        [(bytes.fromhex(v["pubkey"]), int(v["power"])) for v in validators_json["validators"]]
+    )
+    if vset.hash != genesis_header_validators_hash:
+        raise WalletError(
+            "the node's current validator set is not the genesis set (changed by governance?);"
+            " pin from the genesis file with --genesis instead"
+        )
+    return vset
+
+
+__all__ = [
+    "DEFAULT_EXPIRY_MARGIN", "Signed", "TRUST_NOTE", "asset_decimals", "balance", "build_and_sign", "check_chain",
+    "describe_tx", "history", "make_payload", "pinned_set_from_node", "show_tx", "submit", "wait_and_verify",
+]

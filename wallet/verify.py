@@ -1,0 +1,167 @@
+"""Check a receipt from a node's JSON alone: is this tx in a block that the pinned validators made final?
+
+Pure logic, no I/O. A node can lie about anything it sends; what it cannot forge is
+  1. a header whose canonical bytes hash to the block hash (we decode and re-encode it ourselves),
+  2. an RFC 6962 audit path from the tx id to that header's tx_root, and
+  3. precommit signatures from more than 2/3 of the power of the validator set we pinned at init.
+Limitation, stated on purpose: the validator set can change by governance. This verifier trusts
+only the pinned (genesis) set, and refuses a block whose header names another set, instead of
+guessing. Following governance updates block by block is future work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chain import merkle
+from chain.block import HASH_SIZE, BlockHeader
+from chain.encoding import DecodeError
+from chain.tx import SignedTx
+from chain.validators import ValidatorSet
+from consensus.certificate import CertificateError, CommitCertificate, verify_commit_certificate
+
+from wallet.errors import WalletError
+
+TRUST_NOTE = "verified against the validator set pinned from genesis (governance changes are not followed)"
+
+
+class ReceiptError(WalletError):
+    """The receipt does not prove finality. The message says which check failed."""
+
+    exit_code = 3
+
+
+@dataclass(frozen=True)
+class VerifiedReceipt:
+    tx_id: bytes
+    height: int
+    index: int
+    block_hash: bytes
+    time_ms: int
+    signers: int
+    signed_power: int
+    total_power: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "verified": True,
+            "tx_id": self.tx_id.hex(),
+            "height": self.height,
+            "index": self.index,
+            "block_hash": self.block_hash.hex(),
+            "time_ms": self.time_ms,
+            "signers": self.signers,
+            "signed_power": self.signed_power,
+            "total_power": self.total_power,
+            "trust": TRUST_NOTE,
+        }
+
+
+def _hex(value: Any, what: str, size: int | None = None) -> bytes:
+    if not isinstance(value, str):
+        raise ReceiptError(f"{what} is missing or not a string")
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise ReceiptError(f"{what} is not hex") from None
+    if size is not None and len(raw) != size:
+        raise ReceiptError(f"{what} must be {size} bytes")
+    return raw
+
+
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ReceiptError(f"{what} is missing or not a non-negative integer")
+    return value
+
+
+def verify_receipt(
+    tx_id: bytes, receipt: Mapping[str, Any], validators: ValidatorSet, chain_id: str
+) -> VerifiedReceipt:
+    """Raise ReceiptError unless `receipt` proves `tx_id` final on `chain_id` under `validators`."""
+    if not isinstance(receipt, Mapping):
+        raise ReceiptError("receipt is missing")
+    height = _int(receipt.get("height"), "receipt height")
+    index = _int(receipt.get("index"), "receipt index")
+    tx_count = _int(receipt.get("tx_count"), "receipt tx_count")
+    block_hash = _hex(receipt.get("block_hash"), "block_hash", HASH_SIZE)
+    header_raw = _hex(receipt.get("header_raw"), "header_raw")
+    proof_obj = receipt.get("proof")
+    if not isinstance(proof_obj, list):
+        raise ReceiptError("proof is missing or not a list")
+    proof = [_hex(p, "proof hash", HASH_SIZE) for p in proof_obj]
+
+    # 1. The header: decode it ourselves (the pretty `header` object is display only) and hash the
+    #    canonical re-encoding, so a non-canonical or altered header cannot pass.
+    try:
+        header = BlockHeader.decode(header_raw)
+    except (DecodeError, ValueError) as e:
+        raise ReceiptError(f"header_raw does not decode: {e}") from None
+    if header.encode() != header_raw:
+        raise ReceiptError("header_raw is not the canonical header encoding")
+    if header.hash != block_hash:
+        raise ReceiptError("block hash does not match sha256 of the header")
+    if header.chain_id != chain_id:
+        raise ReceiptError(f"header is for chain {header.chain_id!r}, this wallet is pinned to {chain_id!r}")
+    if header.height != height:
+        raise ReceiptError(f"header height {header.height} differs from receipt height {height}")
+
+    # 2. Inclusion: the tx id is leaf `index` of the header's tx_root.
+    if not merkle.verify_inclusion(tx_id, index, tx_count, proof, header.tx_root):
+        raise ReceiptError("Merkle inclusion proof does not lead from the tx id to the header's tx_root")
+
+    # 3. Finality: a quorum of the pinned set signed this block hash at this height.
+    if header.validators_hash != validators.hash:
+        raise ReceiptError(
+            "block was made by a validator set other than the one pinned from genesis (changed by"
+            " governance?); this wallet verifies only against the pinned set"
+        )
+    cert_raw = receipt.get("certificate")
+    if cert_raw is None:
+        raise ReceiptError("receipt has no commit certificate")
+    cert_bytes = _hex(cert_raw, "certificate")
+    try:
+        cert = CommitCertificate.decode(cert_bytes)
+    except (DecodeError, ValueError) as e:
+        raise ReceiptError(f"certificate does not decode: {e}") from None
+    if cert.encode() != cert_bytes:
+        raise ReceiptError("certificate is not canonically encoded")
+    try:
+        verify_commit_certificate(cert, validators, chain_id, height, block_hash)
+    except CertificateError as e:
+        raise ReceiptError(f"commit certificate: {e}") from None
+
+    return VerifiedReceipt(
+        tx_id=tx_id,
+        height=height,
+        index=index,
+        block_hash=block_hash,
+        time_ms=header.time_ms,
+        signers=len(cert.precommits),
+        signed_power=sum(validators.power_of(pk) for pk, _ in cert.precommits),
+        total_power=validators.total_power,
+    )
+
+
+def verify_signed_tx(tx_id: bytes, raw_hex: Any, chain_id: str) -> SignedTx:
+    """Check that a node's `raw` bytes are the tx with this id, correctly signed for this chain.
+
+    Used when showing someone else's tx: the receipt proves the id is final, this ties the
+    displayed fields (amount, recipient) to that id."""
+    raw = _hex(raw_hex, "raw tx")
+    try:
+        tx = SignedTx.decode(raw)
+    except (DecodeError, ValueError) as e:
+        raise ReceiptError(f"raw tx does not decode: {e}") from None
+    if tx.tx_id != tx_id:
+        raise ReceiptError("raw tx bytes do not hash to the requested tx id")
+    if tx.body.chain_id != chain_id:
+        raise ReceiptError(f"tx is for chain {tx.body.chain_id!r}")
+    if not tx.verify_signature():
+        raise ReceiptError("tx signature is invalid")
+    return tx
+
+
+__all__ = ["ReceiptError", "TRUST_NOTE", "VerifiedReceipt", "verify_receipt", "verify_signed_tx"]
