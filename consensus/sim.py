@@ -94,6 +94,8 @@ class SeedResult:
     events: int = 0
     sim_time_ms: int = 0
     evidence: int = 0
+    crashes: int = 0
+    max_round: int = 0
     trace: list[str] = field(default_factory=list)
 
 
@@ -172,12 +174,13 @@ class Simulation:
                 t_crash = r.randint(0, self.gst)
                 self._push(t_crash, "crash", victim, None)
                 self._push(r.randint(t_crash, self.gst), "restart", victim, None)
-        if cfg.adversarial:
-            self.gst = max(self.gst, 3000)
-            self.loss = max(self.loss, 0.3)
+        if cfg.adversarial:  # many short, lossy rounds before GST: room for a split decision
+            self.gst = 8000
+            self.loss = r.choice([0.2, 0.35])
+            self.max_delay = r.choice([30, 100])
         self.byz_modes = {
             nd.idx: {m for m in ("equivocate", "amnesia", "garbage", "double_propose", "silent") if r.random() < 0.4}
-            | ({"amnesia", "equivocate"} if cfg.adversarial else set())
+            | ({"amnesia", "mute_votes"} if cfg.adversarial else set())
             for nd in self.nodes
             if nd.byzantine
         }
@@ -211,7 +214,7 @@ class Simulation:
             for nd in self.nodes:
                 nd.core = ConsensusCore(CHAIN_ID, nd.key, self.params, self._verify)
                 self._feed(nd, NewHeight(1, self.vset))
-            self._push(self.gst, "gossip", -1, None)
+            self._push(min(self.gst, self.cfg.regossip_ms), "gossip", -1, None)
             deadline = self.gst + self.cfg.liveness_bound_ms * (self.cfg.heights + 1)
             while self.queue:
                 if self._all_done():
@@ -266,6 +269,7 @@ class Simulation:
         nd = self.nodes[idx]
         if kind == "crash":
             self._log(f"crash node {idx}")
+            self.result.crashes += 1
             nd.alive = False
             nd.incarnation += 1
             nd.core = None
@@ -285,7 +289,8 @@ class Simulation:
         elif kind == "event":
             incarnation, event = data
             if incarnation == nd.incarnation:
-                self._log(f"node {idx} <- {_short(event)}")
+                if self.tracing:
+                    self._log(f"node {idx} <- {_short(event)}")
                 self._feed(nd, event)
 
     def _restart(self, nd: _Node) -> None:
@@ -327,7 +332,8 @@ class Simulation:
             self._log(f"node {nd.idx} <- garbage from {src}")
             self._feed(nd, MessageBytesReceived(raw))
             return
-        self._log(f"node {nd.idx} <- {src}: {_short(msg)}")
+        if self.tracing:
+            self._log(f"node {nd.idx} <- {src}: {_short(msg)}")
         if msg.height < nd.core.height and msg.height in nd.committed and not nd.byzantine:
             self._offer_sync(nd, self.nodes[src], msg.height)
             return
@@ -343,6 +349,8 @@ class Simulation:
             return
         self._sync_sent[(peer.idx, height)] = self.now
         _hash, payload, cert = nd.committed[height]
+        if self.now < self.gst and self.cfg.adversarial:
+            return  # the adversary delays block sync until GST
         if self.now >= self.gst or not (self.loss and self.rng.random() < self.loss):
             self._push(self.now + self.rng.randint(1, 50), "sync", peer.idx, (cert, payload))
 
@@ -375,6 +383,7 @@ class Simulation:
                 self._on_evidence(nd, act)
 
     def _on_commit(self, nd: _Node, act: Commit) -> None:
+        self.result.max_round = max(self.result.max_round, act.certificate.round)
         self._log(f"node {nd.idx} COMMIT h={act.height} {act.block_hash.hex()[:8]} r={act.certificate.round}")
         if not nd.byzantine:
             try:
@@ -422,6 +431,8 @@ class Simulation:
         r = self.rng
         if "silent" in modes and r.random() < 0.5:
             return
+        if "mute_votes" in modes and isinstance(msg, Vote):
+            return  # only the targeted amnesia votes go out
         if "garbage" in modes and r.random() < 0.3:
             junk = r.choice([r.randbytes(r.randint(0, 64)), raw[:-1], raw[:-3] + b"\x00\x00\x00", b"\x92\x02\x96" + raw[3:]])
             self._broadcast(nd, junk)
@@ -452,6 +463,8 @@ class Simulation:
         for vt in (VoteType.PREVOTE, VoteType.PRECOMMIT):
             vote = Vote.create(nd.key, CHAIN_ID, vt, prop.height, prop.round, prop.block_hash)
             a, _ = self._split(nd)
+            if self.cfg.adversarial:  # build every polka, but help only one node decide
+                a = [o for o in self.nodes if o is not nd] if vt == VoteType.PREVOTE else a[:1]
             self._broadcast(nd, encode_message(vote), a)
 
 
@@ -510,20 +523,25 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if run_seed(args.seed, cfg).failure is None else 1
     t0 = time.perf_counter()
     failures: list[SeedResult] = []
-    safe = live = heights = events = 0
+    safe = live = heights = events = evidence = crashes = 0
+    max_round = 0
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         res = run_seed(seed, cfg)
         safe += res.safe
         live += res.live and res.safe
         heights += res.heights
         events += res.events
+        evidence += res.evidence
+        crashes += res.crashes
+        max_round = max(max_round, res.max_round)
         if res.failure:
             failures.append(res)
     elapsed = time.perf_counter() - t0
     print(
         f"validators={cfg.validators} byzantine={cfg.byzantine} heights/run={cfg.heights} "
         f"seeds={args.seeds} safe={safe} live={live} heights_committed={heights} "
-        f"events={events} elapsed={elapsed:.1f}s"
+        f"events={events} crashes={crashes} evidence={evidence} max_commit_round={max_round} "
+        f"elapsed={elapsed:.1f}s"
     )
     for res in failures[:20]:
         print(f"FAIL seed={res.seed}: {res.failure}")
