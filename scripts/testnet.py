@@ -106,7 +106,7 @@ def status(home: Path) -> None:
             pool = net.get(i, "/mempool")
             age = f"{(now_ms - s['latest_block_time_ms']) / 1000:.1f}s ago" if s.get("latest_block_time_ms") else "-"
             table.add_row(
-                f"validator-{i}", str(pid), str(s["height"]), str(s.get("round", "")), str(len(s.get("peers", []))),
+                f"validator-{i}", str(pid), str(s["height"]), str(s.get("consensus", {}).get("round", "")), str(len(s.get("peers", []))),
                 str(pool.get("size", "")), age, s.get("sync_state", ""),
             )
         except OSError:
