@@ -152,6 +152,7 @@ def run(home: Path) -> None:
     from chain.store import StoreError
     from network.pki import PkiError
     from node.app import Node, load_cert
+    from node.backup import start_control_server
     from node.provision import unlock_node_key
 
     try:
@@ -172,7 +173,11 @@ def run(home: Path) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: loop.create_task(node.stop()))
         await node.start()
-        await node.wait_stopped()
+        control = await start_control_server(node)  # admin socket for `paynet-node backup` (node/backup.py)
+        try:
+            await node.wait_stopped()
+        finally:
+            control.close()
 
     try:
         asyncio.run(main_async())
@@ -196,6 +201,39 @@ def status(home: Path) -> None:
             click.echo(json.dumps(json.loads(resp.read()), indent=2))
     except OSError as exc:
         raise click.ClickException(f"node API at {url} is not answering: {exc}") from None
+
+
+@main.command()
+@click.argument("dest", type=click.Path(path_type=Path))
+@HOME_OPTION
+@click.option("--include-key", is_flag=True, help="also copy the (still encrypted) identity keystore")
+@click.option("--timeout", default=300.0, show_default=True, help="seconds to wait for a running node's snapshot")
+def backup(dest: Path, home: Path, include_key: bool, timeout: float) -> None:
+    """Back up a node home into the new directory DEST, while the node runs or not. Prints the manifest."""
+    from node.backup import BackupError, backup_home
+
+    try:
+        manifest = backup_home(home, dest, include_key=include_key, timeout=timeout)
+    except (BackupError, OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(manifest.to_json(), nl=False)
+
+
+@main.command()
+@click.argument("backup_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@HOME_OPTION
+def restore(backup_dir: Path, home: Path) -> None:
+    """Rebuild a node home (new or empty directory) from BACKUP_DIR; no consensus WAL is restored."""
+    from chain.store import StoreError
+    from node.backup import BackupError, restore_home
+
+    try:
+        manifest = restore_home(backup_dir, home)
+    except (BackupError, StoreError, OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if not manifest.includes_key:
+        click.echo(f"note: the backup has no identity key; put the node's keystore in {home} before `run`", err=True)
+    click.echo(json.dumps({"home": str(home), "height": manifest.height, "block_hash": manifest.block_hash}))
 
 
 if __name__ == "__main__":
