@@ -120,3 +120,14 @@ async def test_network_ca_cert_for_non_validator_key_cannot_connect(net: LocalNe
         await _refused(mgr)
     finally:
         await mgr.stop()
+
+
+def test_no_secret_in_any_log(net: LocalNet) -> None:
+    from chain.keystore import load_key
+
+    logs = "".join(n.log_path.read_text(errors="replace") for n in net.nodes)
+    assert "committed block" in logs
+    assert PASSPHRASE not in logs
+    for n in net.nodes:
+        seed = load_key(n.home / "node_key.json", PASSPHRASE).seed
+        assert seed.hex() not in logs and seed.hex().upper() not in logs
