@@ -241,7 +241,7 @@ def import_(obj: Ctx, name: str, seed_hex_file: str) -> None:
     """Import an existing key NAME from its hex seed."""
     obj.home.key_path(name)
     if seed_hex_file == "-":
-        line = click.get_text_stream("stdin").readline()
+        line = sys.stdin.readline()
     else:
         try:
             with open(seed_hex_file) as f:
