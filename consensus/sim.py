@@ -146,9 +146,11 @@ class Simulation:
         self.queue: list[tuple[int, int, str, int, Any]] = []
         self.decided: dict[int, bytes] = {}
         self._vcache: dict[tuple[bytes, bytes, bytes, bytes], bool] = {}
+        self._decoded: dict[bytes, Message] = {}  # decoding is a pure function of the bytes
         self.params = ConsensusParams(**{**SIM_PARAMS.__dict__, "unsafe_disable_locking": config.unsafe_disable_locking})
         self._sync_sent: dict[tuple[int, int], int] = {}
         self._seen_hashes: list[bytes] = []
+        self._undone = self._count_undone()
         self._plan_faults()
 
     # ---- fault plan ---------------------------------------------------------------------------
@@ -238,7 +240,10 @@ class Simulation:
         return self.result
 
     def _all_done(self) -> bool:
-        return all(nd.byzantine or nd.app_height >= self.cfg.heights for nd in self.nodes)
+        return self._undone == 0
+
+    def _count_undone(self) -> int:
+        return sum(1 for nd in self.nodes if not nd.byzantine and nd.app_height < self.cfg.heights)
 
     def _check_liveness(self, honest: list[_Node]) -> None:
         bound = self.cfg.liveness_bound_ms
@@ -327,7 +332,12 @@ class Simulation:
     def _deliver(self, nd: _Node, src: int, raw: bytes) -> None:
         assert nd.core is not None
         try:
-            msg = decode_message(raw)
+            msg = self._decoded.get(raw)
+            if msg is None:
+                msg = decode_message(raw)
+                if len(self._decoded) > 100_000:
+                    self._decoded.clear()
+                self._decoded[raw] = msg
         except (DecodeError, ValueError):
             self._log(f"node {nd.idx} <- garbage from {src}")
             self._feed(nd, MessageBytesReceived(raw))
@@ -401,6 +411,7 @@ class Simulation:
         if act.height not in nd.committed:
             nd.committed[act.height] = (act.block_hash, act.payload, act.certificate)
             nd.commit_times[act.height] = self.now
+            self._undone = self._count_undone()
         self._push(self.now, "event", nd.idx, (nd.incarnation, NewHeight(act.height + 1, self.vset)))
 
     def _on_evidence(self, nd: _Node, act: RecordEvidence) -> None:
@@ -505,6 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-faults", action="store_true")
     ap.add_argument("--adversarial", action="store_true")
     ap.add_argument("--unsafe-disable-locking", action="store_true", help="TEST ONLY: break safety on purpose")
+    ap.add_argument("--trace-lines", type=int, default=200, help="trace lines printed for the first failure")
+    ap.add_argument("--full-trace", action="store_true", help="print the whole trace of the first failure")
     args = ap.parse_args(argv)
     f = (args.validators - 1) // 3
     byz = f if args.byzantine is None else args.byzantine
@@ -547,6 +560,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAIL seed={res.seed}: {res.failure}")
     if failures:
         first = failures[0]
+        lines = replay_trace(first.seed, cfg).splitlines()
+        if not args.full_trace and len(lines) > 3 + args.trace_lines:
+            lines = lines[:3] + [f"# ... {len(lines) - 3 - args.trace_lines} earlier events omitted (--full-trace)"] \
+                + lines[-args.trace_lines:]
+        print(f"--- trace of seed {first.seed} ---")
+        print("\n".join(lines))
         print(f"replay the first failure with: python -m consensus.sim --validators {cfg.validators} "
               f"--byzantine {cfg.byzantine} --heights {cfg.heights} --seed {first.seed}"
               f"{' --adversarial' if cfg.adversarial else ''}{' --unsafe-disable-locking' if cfg.unsafe_disable_locking else ''}")
