@@ -218,6 +218,9 @@ class Link:
 
     async def run(self, on_frame: FrameHandler) -> str:
         """Pump frames both ways until the link ends; return the reason. Always closes the socket."""
+        if self.close_reason is not None:  # closed before it ever ran
+            await self.shutdown()
+            return self.close_reason
         self._tasks = [
             asyncio.create_task(self._read_loop(on_frame), name=f"{self!r}-read"),
             asyncio.create_task(self._write_loop(), name=f"{self!r}-write"),

@@ -29,6 +29,7 @@ async def make_manager():
         allowed: set[bytes] | Callable[[], set[bytes]],
         peers: tuple[tuple[str, int], ...] = (),
         chain_id: str = CHAIN_ID,
+        events: list[tuple[str, bytes]] | None = None,
         **overrides,
     ) -> PeerManager:
         cfg = dataclasses.replace(FAST, peers=tuple(peers), **overrides)
@@ -41,6 +42,8 @@ async def make_manager():
             genesis_hash=GENESIS,
             allowed_keys=allowed_fn,
             config=cfg,
+            on_connected=None if events is None else (lambda info: events.append(("up", info.pubkey))),
+            on_disconnected=None if events is None else (lambda pk, reason: events.append(("down", pk))),
         )
         await pm.start()
         started.append(pm)

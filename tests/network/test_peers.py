@@ -176,7 +176,8 @@ async def test_restarted_peer_is_redialled(pki, make_manager):
     allowed = {a_id.pub, b_id.pub}
     b = await make_manager(b_id, allowed)
     port = addr(b)[1]
-    a = await make_manager(a_id, allowed, peers=(("127.0.0.1", port),))
+    events: list[tuple[str, bytes]] = []
+    a = await make_manager(a_id, allowed, peers=(("127.0.0.1", port),), events=events)
     await wait_until(lambda: a.connected_peers() == [b_id.pub])
     assert a.send(b_id.pub, Status(1))
     assert await recv_within(b) == (a_id.pub, Status(1))
@@ -191,6 +192,7 @@ async def test_restarted_peer_is_redialled(pki, make_manager):
     assert await recv_within(b2) == (a_id.pub, Status(2))
     assert b2.send(a_id.pub, Status(3))
     assert await recv_within(a) == (b_id.pub, Status(3))
+    assert events == [("up", b_id.pub), ("down", b_id.pub), ("up", b_id.pub)]
 
 
 async def test_send_queue_is_bounded_under_slow_reader(pki, make_manager):
@@ -276,3 +278,27 @@ async def test_stop_is_clean(pki, make_manager):
     assert all(t.done() for t in ours), [t for t in ours if not t.done()]
     with pytest.raises((ConnectionError, OSError)):
         await asyncio.open_connection(*addr(a))
+
+
+async def test_keepalive_holds_an_idle_link_open(pki, make_manager):
+    a_id, b_id = pki.identity("a"), pki.identity("b")
+    allowed = {a_id.pub, b_id.pub}
+    fast_link = LinkConfig(idle_timeout=0.4, keepalive_interval=0.05)
+    a = await make_manager(a_id, allowed, link=fast_link)
+    b = await make_manager(b_id, allowed, peers=(addr(a),), link=fast_link)
+    await wait_until(lambda: a.connected_peers() == [b_id.pub])
+    # Many idle timeouts' worth of PINGs go by without any disconnect.
+    await wait_until(lambda: a.stats.frames_in >= 30 and b.stats.frames_in >= 30, timeout=10)
+    assert a.stats.disconnects == 0 and b.stats.disconnects == 0 and a.stats.idle_timeouts == 0
+    assert a.recv_nowait() is None  # PINGs are not delivered to the node
+
+
+async def test_block_sized_message_crosses_a_link(pki, make_manager):
+    a_id, b_id = pki.identity("a"), pki.identity("b")
+    allowed = {a_id.pub, b_id.pub}
+    a = await make_manager(a_id, allowed)
+    b = await make_manager(b_id, allowed, peers=(addr(a),))
+    await wait_until(lambda: a.connected_peers() == [b_id.pub])
+    big = BlockResponse(((bytes(range(256)) * (6 * 4096), b"cert"),))  # a 6 MiB block
+    assert b.send(a_id.pub, big)
+    assert await recv_within(a, timeout=20) == (b_id.pub, big)
