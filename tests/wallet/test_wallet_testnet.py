@@ -20,7 +20,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from chain import crypto
-from node.localnet import DEMO_ASSET, DEMO_BALANCE, LocalNet, demo_key
+from chain.genesis import Genesis
+from node.localnet import DEMO_ASSET, DEMO_BALANCE, LocalNet, demo_key, issuer_key
 from wallet.cli import main
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -238,6 +239,36 @@ def test_tampered_receipt_rejected(net: LocalNet, tmp_path: Path) -> None:
         assert w.json("tx", tx_id, nodes=[proxy.url])["receipt"]["verified"] is True
     finally:
         proxy.close()
+
+
+def test_issuer_issue_burn_and_trust_on_first_use(net: LocalNet, tmp_path: Path) -> None:
+    urls = [n.api_url for n in net.nodes]
+    w = Wallet(tmp_path / "tofu-wallet")
+    cfg = w.json("init", "--trust-node-genesis", "--node", urls[2], "--node", urls[3])
+    genesis = Genesis.load(net.root / "genesis.json")
+    assert cfg["chain_id"] == genesis.chain_id and cfg["genesis_hash"] == genesis.hash.hex()
+    assert sorted(v["pubkey"] for v in cfg["validators"]) == sorted(v.pubkey for v in genesis.validators)
+
+    seed = tmp_path / "issuer.seed"
+    seed.write_text(issuer_key().seed.hex())
+    w.json("import", "issuer", "--seed-hex-file", str(seed))
+    holder = w.json("new", "holder")["address"]
+    supply0 = {a["id"]: a["supply"] for a in net.get(2, "/assets")["assets"]}[DEMO_ASSET]
+
+    issued = w.json("issue", "--from", "issuer", "--to", holder, "--amount", "5.00", "--asset", DEMO_ASSET)
+    assert issued["receipt"]["verified"] and issued["tx"]["kind"] == "issue"
+    w.json("issue", "--from", "issuer", "--to", "issuer", "--amount", "2", "--asset", DEMO_ASSET)
+    burned = w.json("burn", "--from", "issuer", "--amount", "1.25", "--asset", DEMO_ASSET)
+    assert burned["receipt"]["verified"] and burned["tx"]["kind"] == "burn"
+    on_every_node(
+        net, [0, 1, 2, 3], burned["receipt"]["height"],
+        lambda i: account(net, i, holder)["balances"] == {DEMO_ASSET: 500}
+        and {a["id"]: a["supply"] for a in net.get(i, "/assets")["assets"]}[DEMO_ASSET] == supply0 + 500 + 200 - 125,
+        "supply after issue and burn",
+    )
+    # Only the issuer may issue: refused locally with a clear message, nothing signed or sent.
+    r = w("issue", "--from", "holder", "--to", holder, "--amount", "1", "--asset", DEMO_ASSET)
+    assert r.exit_code == 2 and "not the issuer" in r.stderr
 
 
 def test_node_killed_mid_send_pays_exactly_once(net: LocalNet, tmp_path: Path) -> None:
