@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from dataclasses import dataclass
-from typing import Awaitable, Callable
-
-import pytest
+from typing import Callable
 
 from chain.crypto import PrivateKey
 from network.framing import FrameDecoder, encode_frame

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 
 import pytest
 
@@ -15,7 +16,6 @@ from network.transport import LinkConfig, tls_connect
 from netkit import (
     CHAIN_ID,
     GENESIS,
-    FAST,
     Pki,
     raw_client,
     read_until_closed,
@@ -152,7 +152,7 @@ async def test_bad_frame_disconnects_sender_and_server_keeps_serving(pki, make_m
     await writer.drain()
     await read_until_closed(reader)
     await wait_until(lambda: evil_id.pub not in a.connected_peers())
-    assert a.scores.score(evil_id.pub, __import__("time").monotonic()) < 0
+    assert a.scores.score(evil_id.pub, time.monotonic()) < 0
     assert a.stats.oversized_frames + a.stats.malformed_frames + a.stats.malformed_messages == 1
     writer.close()
 
