@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +49,10 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
         net.stop_all()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    # A missing browser is a broken test environment, not a reason to skip: CI must run this test.
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """The system Chromium under Playwright. A missing browser FAILS the test rather than skipping it:
+    it means a broken test environment, and CI (which runs .ci/run) must always exercise this test."""
     if not CHROMIUM.exists():
         pytest.fail(f"Chromium not found at {CHROMIUM}: run .ci/run (it installs it) or "
                     "`apt-get install -y --no-install-recommends chromium`", pytrace=False)
@@ -59,14 +61,19 @@ def browser() -> Iterator[Any]:
     except ImportError:
         pytest.fail("playwright is not installed: `pip install -e '.[test]'` (or run .ci/run)", pytrace=False)
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
-            yield b
+            yield browser
         finally:
-            b.close()
+            browser.close()
 
 
-def test_explorer_follows_live_chain_and_a_payment(net: LocalNet, browser: Any, tmp_path: Path) -> None:
+def test_explorer_follows_live_chain_and_a_payment(net: LocalNet, tmp_path: Path) -> None:
+    with chromium() as browser:
+        check_explorer(net, browser, tmp_path)
+
+
+def check_explorer(net: LocalNet, browser: Any, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
     page = browser.new_page(viewport={"width": 1400, "height": 900})
