@@ -26,6 +26,7 @@ from chain.block import BlockHeader
 from chain.genesis import Genesis
 
 from wallet import ops
+from wallet.amounts import format_amount
 from wallet.client import NodeClient
 from wallet.errors import UsageError, WalletError
 from wallet.store import HOME_ENV, PinnedValidator, WalletConfig, WalletHome, check_node_url, default_home
@@ -343,7 +344,7 @@ def history_cmd(obj: Ctx, who: str, limit: int, max_blocks: int) -> None:
             decimals = {k: int(v["decimals"]) for k, v in (await client.assets()).items()}
         for e in data["txs"]:
             if e["asset"] in decimals and e["amount_units"] is not None:
-                e["amount"] = ops.format_amount(int(e["amount_units"]), decimals[e["asset"]])
+                e["amount"] = format_amount(int(e["amount_units"]), decimals[e["asset"]])
         return data
 
     data = run(go())
@@ -428,7 +429,7 @@ def _transact(obj: Ctx, kind: str, from_name: str, to: str | None, amount: str, 
             sub = await ops.submit(client, signed)
             data: dict[str, Any] = {"tx_id": signed.tx_id, "submitted_to": sub.url, "submit_status": sub.status,
                                     "nonce": signed.tx.body.nonce,
-                                    "tx": ops.describe_tx(signed.tx, {asset: (await ops.asset_decimals(client, asset))[0]})}
+                                    "tx": ops.describe_tx(signed.tx, {asset: signed.decimals})}
             if no_wait:
                 data["status"] = "pending" if sub.status != "final" else "final"
             elif obj.json:

@@ -29,6 +29,7 @@ class Signed:
     tx: SignedTx
     raw: bytes
     tx_id: str
+    decimals: int  # of the tx's asset, for display
 
 
 async def asset_decimals(client: NodeClient, asset: str) -> tuple[int, dict[str, Any]]:
@@ -93,7 +94,7 @@ async def build_and_sign(
         memo=memo,
     )
     tx = body.sign(key)
-    return Signed(tx, tx.encode(), tx.tx_id.hex())
+    return Signed(tx, tx.encode(), tx.tx_id.hex(), decimals)
 
 
 async def submit(client: NodeClient, signed: Signed) -> Submitted:
