@@ -8,6 +8,7 @@ the payment happens exactly once), and a tampered receipt refused.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import urllib.error
 import urllib.request
@@ -208,9 +209,14 @@ def test_tampered_receipt_rejected(net: LocalNet, tmp_path: Path) -> None:
     urls = [n.api_url for n in net.nodes]
     w = make_wallet(tmp_path, net, urls, "tamper-wallet")
     import_demo(w, tmp_path, "payer", 2)
-    out = w.json("send", "--from", "payer", "--to", crypto.format_address(demo_key(3).address),
-                 "--amount", "1", "--asset", DEMO_ASSET)
-    tx_id = out["tx_id"]
+    # Human (non --json) mode: spinner on stderr, table and verified receipt on stdout.
+    sent = w("send", "--from", "payer", "--to", crypto.format_address(demo_key(3).address),
+             "--amount", "1", "--asset", DEMO_ASSET)
+    assert sent.exit_code == 0, (sent.output, sent.stderr)
+    assert "receipt verified" in sent.stdout and "pinned from genesis" in sent.stdout
+    m = re.search(r"tx ([0-9a-f]{64}): final", sent.stdout)
+    assert m is not None
+    tx_id = m.group(1)
 
     proxy = NodeProxy(urls[1])
     try:
