@@ -220,10 +220,15 @@ class ConsensusCore:
         return out
 
     def regossip(self) -> list[Message]:
-        """Own proposals and votes at the current height, for the driver to re-send periodically.
+        """Messages for the driver to re-send periodically: our own proposals and votes at this
+        height, plus relayed votes of the current and previous round and the polka behind our
+        validValue.
 
-        The paper assumes gossip eventually delivers every message; over a lossy network that only
-        holds if nodes retransmit. Re-sending is harmless: receivers drop exact duplicates cheaply.
+        The paper assumes gossip: a message one honest node received eventually reaches all of
+        them. Over a lossy network that only holds if nodes retransmit and relay -- in particular
+        an equivocator's vote that completed a polka for us must reach the next proposer's
+        audience, or they can never accept its proof-of-lock round (line 28). Re-sending is cheap:
+        receivers drop exact duplicates before any signature check.
         """
         if self.height < 0 or self.step_p == Step.COMMITTED:
             return []
