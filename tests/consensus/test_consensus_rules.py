@@ -5,12 +5,15 @@ from __future__ import annotations
 from chain.validators import ValidatorSet
 from consensus.certificate import verify_commit_certificate
 from consensus.core import ConsensusCore, ConsensusParams
+from chain import crypto
 from consensus.events import (
+    BlockValidated,
     Broadcast,
     BuildProposal,
     Commit,
     NewHeight,
     PersistWal,
+    ProposalReceived,
     ProposalValueReady,
     RecordEvidence,
     Step,
@@ -30,6 +33,7 @@ from consensus_helpers import (
     make,
     own_votes,
     payload,
+    proposal,
     proposer_key,
     timeouts,
     vote,
@@ -76,8 +80,6 @@ def test_line22_valid_proposal_prevoted_and_wal_written_first():
 def test_line22_invalid_proposal_prevotes_nil():
     h = make()
     bad = Proposal.create(proposer_key(1, 0), CHAIN, 1, 0, -1, bhash("A"), b"not the preimage")
-    from consensus.events import ProposalReceived
-
     out = h.feed(ProposalReceived(bad))
     assert [v.block_hash for v in own_votes(out, PV)] == [None]
 
@@ -85,8 +87,6 @@ def test_line22_invalid_proposal_prevotes_nil():
 def test_proposal_from_wrong_proposer_is_ignored():
     h = make()
     wrong = next(k for k in KEYS if k.public_key != proposer_for(VSET, 1, 0))
-    from consensus.events import ProposalReceived
-
     out = h.feed(ProposalReceived(Proposal.create(wrong, CHAIN, 1, 0, -1, bhash("A"), payload("A"))))
     assert own_votes(out) == [] and h.core.step_p == Step.PROPOSE
 
@@ -233,8 +233,6 @@ def test_no_commit_without_valid_proposal():
     h.propose(0, "A")
     out = h.votes(PC, 0, "A", h.others())
     assert not any(isinstance(a, Commit) for a in out)
-    from consensus.events import BlockValidated
-
     out = h.feed(BlockValidated(1, 0, bhash("A"), True))
     assert any(isinstance(a, Commit) for a in out)
 
@@ -257,8 +255,6 @@ def test_counting_is_by_power():
 def test_bad_signatures_and_non_validators_do_not_count():
     h = make()
     h.timeout(0, Step.PROPOSE)
-    from chain import crypto
-
     outsider = crypto.PrivateKey(crypto.sha256(b"outsider"))
     k1, k2, _ = h.others()
     forged = Vote(PV, 1, 0, None, k1.public_key, bytes(64))
@@ -315,13 +311,8 @@ def test_future_round_window_bounds_memory():
 def test_observer_without_key_follows_and_commits():
     core = ConsensusCore(CHAIN, None)
     core.step(NewHeight(1, VSET))
-    from consensus.events import ProposalReceived
-    from consensus_helpers import proposal
-
     out = core.step(ProposalReceived(proposal(0, "A")))
     [vb] = [a for a in out if isinstance(a, ValidateBlock)]
-    from consensus.events import BlockValidated
-
     core.step(BlockValidated(1, 0, vb.block_hash, True))
     out = []
     for k in KEYS[:3]:
