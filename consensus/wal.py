@@ -66,6 +66,7 @@ class FileWAL(WAL):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _, good_len = self._scan()
         self._fh = open(self.path, "ab")
+        self._dirty = False
         if self._fh.tell() != good_len:  # cut a torn tail so appends start on a record boundary
             self._fh.truncate(good_len)
             self._fh.seek(good_len)
@@ -100,7 +101,18 @@ class FileWAL(WAL):
         self._fh.flush()
         os.fsync(self._fh.fileno())
 
-    def append(self, entry: bytes, starts_height: bool = False) -> None:
+    def sync(self) -> None:
+        """Make every appended record durable (a no-op if nothing is pending)."""
+        if self._dirty:
+            self._sync()
+            self._dirty = False
+
+    def append(self, entry: bytes, starts_height: bool = False, sync: bool = True) -> None:
+        """Append a record; with sync=False it is durable only after the next `sync()`.
+
+        A driver batches: records of received messages need not be durable one by one, only before the
+        node next says anything (a vote must be on disk before it is sent), so one fsync covers many.
+        """
         if starts_height:
             tmp = self.path.with_suffix(self.path.suffix + ".tmp")
             with open(tmp, "wb") as fh:
@@ -115,9 +127,12 @@ class FileWAL(WAL):
             finally:
                 os.close(dir_fd)
             self._fh = open(self.path, "ab")
+            self._dirty = False
             return
         self._fh.write(frame(entry))
-        self._sync()
+        self._dirty = True
+        if sync:
+            self.sync()
 
     def replay(self) -> list[bytes]:
         self._fh.flush()

@@ -154,8 +154,9 @@ class ConsensusDriver:
             if self._stopped:
                 return
             if isinstance(action, PersistWal):
-                self.wal.append(action.entry, action.starts_height)
+                self.wal.append(action.entry, action.starts_height, sync=False)
             elif isinstance(action, Broadcast):
+                self.wal.sync()  # everything logged so far is durable before we say anything
                 self._broadcast(action.message)
             elif isinstance(action, ScheduleTimeout):
                 self._schedule(action)
