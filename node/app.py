@@ -28,9 +28,10 @@ from chain.store import ChainStore
 from chain.tx import SignedTx
 from consensus.certificate import CommitCertificate
 from consensus.evidence import DuplicateVoteEvidence, EvidenceError, verify_duplicate_vote_evidence
-from consensus.events import MessageBytesReceived
+from consensus.events import ProposalReceived, VoteReceived
 from consensus.messages import Message as ConsensusMessage
-from consensus.messages import encode_message
+from consensus.messages import Vote, encode_message
+from consensus.messages import decode_message as decode_consensus
 from consensus.wal import FileWAL
 from network import messages as netmsg
 from network.peers import NetworkConfig, PeerManager
@@ -199,7 +200,12 @@ class Node:
 
     def _dispatch(self, peer: bytes, msg: netmsg.Message) -> None:
         if isinstance(msg, netmsg.Consensus):
-            self.driver.step(MessageBytesReceived(msg.data))
+            cmsg = decode_consensus(msg.data)  # DecodeError: the peer is penalised by the caller
+            # Consensus messages are few per block, so checking the signature here as well as in the core
+            # is cheap, and it lets the node score the peer that relayed a forgery.
+            if not cmsg.verify(self.genesis.chain_id):
+                raise ValueError("consensus message with an invalid signature")
+            self.driver.step(VoteReceived(cmsg) if isinstance(cmsg, Vote) else ProposalReceived(cmsg))
         elif isinstance(msg, netmsg.Txs):
             self._receive_gossip(peer, msg.txs)
         elif isinstance(msg, netmsg.Status):

@@ -34,5 +34,8 @@ def test_honest_three_commit_and_record_equivocation(tmp_path) -> None:
         for i in (1, 2):
             assert _evidence_heights(net, i, found[-1]) == _evidence_heights(net, 0, found[-1])
         assert "UNSAFE byzantine test mode" in net.nodes[3].log_path.read_text()
+        byz = net.nodes[3].pubkey.hex()[:16]
+        for i in range(3):  # every honest node scored the junk it received against the byzantine peer
+            assert f"invalid message from peer {byz}" in net.nodes[i].log_path.read_text()
     finally:
         net.stop_all()
