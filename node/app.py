@@ -133,6 +133,7 @@ class Node:
                 self,
                 ApiConfig(
                     max_body_bytes=api.max_body_bytes,
+                    max_batch_body_bytes=api.max_batch_body_bytes,
                     ip_rate_per_s=api.ip_rate_per_s,
                     ip_burst=api.ip_burst,
                     account_rate_per_s=api.account_rate_per_s,

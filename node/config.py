@@ -59,6 +59,7 @@ class ApiSection(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="largest request body; bigger gets 413")
+    max_batch_body_bytes: int = Field(1024 * 1024, ge=1024, description="largest POST /tx-batches body")
     ip_rate_per_s: float = Field(2000.0, gt=0, description="token-bucket refill per client IP")
     ip_burst: int = Field(4000, ge=1)
     account_rate_per_s: float = Field(500.0, gt=0, description="token-bucket refill per sending account (POST /txs)")

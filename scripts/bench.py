@@ -89,46 +89,69 @@ def presign(net: LocalNet, accounts: int, per_account: int, nonces: list[int], e
     return out
 
 
-async def _sender(session, url: str, txs, run: Run, bucket: "TokenBucket | None", progress, task, stop_at: float) -> None:
-    for tx_id, raw in txs:
-        while True:
-            if time.monotonic() > stop_at:
-                return
-            if bucket:
-                await bucket.take()
-            run.submitted_at[tx_id] = time.monotonic()
-            try:
-                async with session.post(url + "/txs", json={"tx": raw}) as resp:
-                    if resp.status in (200, 202):
-                        break
+async def _sender(session, url: str, txs, run: Run, bucket: "TokenBucket | None", progress, task, stop_at: float,
+                  batch: int) -> None:
+    """Submit one sender's txs in nonce order, `batch` per request (POST /tx-batches when batch > 1)."""
+    i = 0
+    while i < len(txs) and time.monotonic() < stop_at:
+        chunk = txs[i : i + batch]
+        if bucket:
+            await bucket.take(len(chunk))
+        now = time.monotonic()
+        for tx_id, _ in chunk:
+            run.submitted_at[tx_id] = now
+        try:
+            if batch == 1:
+                async with session.post(url + "/txs", json={"tx": chunk[0][1]}) as resp:
                     body = await resp.json(content_type=None)
-                    code = (body or {}).get("error", {}).get("code", str(resp.status))
-                    if resp.status in (429, 503):
-                        run.rejected[f"{resp.status} {code} (retried)"] += 1
-                        await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
-                        continue
-                    run.rejected[code] += 1
-                    run.submitted_at.pop(tx_id, None)
-                    return  # later nonces of this sender cannot apply
-            except aiohttp.ClientError as exc:
-                run.rejected[f"connection: {type(exc).__name__}"] += 1
-                await asyncio.sleep(0.5)
-        progress.advance(task)
+                    results = [{"status": "accepted"}] if resp.status in (200, 202) else [
+                        {"status": "rejected", "code": (body or {}).get("error", {}).get("code", str(resp.status))}]
+                    retry = float(resp.headers.get("Retry-After", "1")) if resp.status in (429, 503) else None
+            else:
+                async with session.post(url + "/tx-batches", json={"txs": [raw for _, raw in chunk]}) as resp:
+                    body = await resp.json(content_type=None)
+                    if resp.status == 429:
+                        results, retry = [], float(resp.headers.get("Retry-After", "1"))
+                    else:
+                        results, retry = body["results"], body.get("retry_after")
+        except aiohttp.ClientError as exc:
+            run.rejected[f"connection: {type(exc).__name__}"] += 1
+            await asyncio.sleep(0.5)
+            continue
+        done = 0
+        for (tx_id, _), r in zip(chunk, results):
+            if r["status"] != "rejected":
+                done += 1
+                continue
+            if r["code"] in ("mempool_full", "rate_limited", "backpressure"):
+                break  # retried from here after the pause below
+            run.rejected[r["code"]] += 1
+            for t, _ in txs[i + done :]:
+                run.submitted_at.pop(t, None)
+            progress.advance(task, done)
+            return  # later nonces of this sender cannot apply
+        for tx_id, _ in chunk[done:]:
+            run.submitted_at.pop(tx_id, None)
+        progress.advance(task, done)
+        i += done
+        if done < len(chunk):
+            run.rejected["backpressure (retried)"] += 1
+            await asyncio.sleep(retry or 1.0)
 
 
 class TokenBucket:
     def __init__(self, rate: float) -> None:
         self.rate, self.tokens, self.last = rate, 0.0, time.monotonic()
 
-    async def take(self) -> None:
+    async def take(self, n: int = 1) -> None:
         while True:
             now = time.monotonic()
-            self.tokens = min(self.rate / 10, self.tokens + (now - self.last) * self.rate)
+            self.tokens = min(max(n, self.rate / 10), self.tokens + (now - self.last) * self.rate)
             self.last = now
-            if self.tokens >= 1:
-                self.tokens -= 1
+            if self.tokens >= n:
+                self.tokens -= n
                 return
-            await asyncio.sleep(max(0.001, (1 - self.tokens) / self.rate))
+            await asyncio.sleep(max(0.001, (n - self.tokens) / self.rate))
 
 
 async def _follow_chain(session, url: str, start_height: int, run: Run, done: asyncio.Event) -> None:
@@ -146,7 +169,9 @@ async def _follow_chain(session, url: str, start_height: int, run: Run, done: as
         await asyncio.sleep(0.05)
 
 
-async def bench(net: LocalNet, rate: float, duration: float, accounts: int, drain: float) -> tuple[Run, dict]:
+async def bench(
+    net: LocalNet, rate: float, duration: float, accounts: int, drain: float, batch: int
+) -> tuple[Run, dict]:
     timeout = aiohttp.ClientTimeout(total=30)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
@@ -169,7 +194,7 @@ async def bench(net: LocalNet, rate: float, duration: float, accounts: int, drai
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("submitting", total=per_account * accounts)
             await asyncio.gather(
-                *(_sender(session, urls[i % len(urls)], signed[i], run, bucket, progress, task, t0 + duration)
+                *(_sender(session, urls[i % len(urls)], signed[i], run, bucket, progress, task, t0 + duration, batch)
                   for i in range(accounts))
             )
         t_submit_end = time.monotonic()
@@ -243,11 +268,14 @@ def plot(result: dict, path: Path) -> None:
 @click.option("--duration", default=30.0, show_default=True, help="seconds of submission")
 @click.option("--accounts", default=100, show_default=True, help="sending demo accounts (<= testnet's)")
 @click.option("--drain", default=30.0, show_default=True, help="seconds to wait for the last txs to be final")
+@click.option("--batch", default=20, show_default=True, type=click.IntRange(1, 1000),
+              help="txs per request (1 = POST /txs, else POST /tx-batches)")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="JSON result file (PNG plot beside it)")
-def main(home: Path, rate: float, duration: float, accounts: int, drain: float, out: Path | None) -> None:
+def main(home: Path, rate: float, duration: float, accounts: int, drain: float, batch: int, out: Path | None) -> None:
     net = LocalNet.load(home)
-    run, meta = asyncio.run(bench(net, rate, duration, accounts, drain))
+    run, meta = asyncio.run(bench(net, rate, duration, accounts, drain, batch))
     result = summarize(run, meta, rate, len(net.nodes))
+    result["batch"] = batch
     table = Table(title=f"paynet bench ({result['machine']})")
     for col in ("validators", "target tx/s", "submitted", "final", "committed TPS", "p50 s", "p95 s", "p99 s", "CPU % per node"):
         table.add_column(col)

@@ -89,7 +89,7 @@ def _make_middlewares(view: NodeView, config: ApiConfig, ip_limiter: KeyedRateLi
             code = HTTP_CODES.get(e.status, "http_error")
             message = e.reason or code
             if e.status == 413:
-                message = f"request body larger than {config.max_body_bytes} bytes"
+                message = f"request body larger than {config.max_batch_body_bytes} bytes"
             elif e.status == 404:
                 message = f"no such resource: {request.method} {request.path}"
             elif e.status == 405:
@@ -121,7 +121,8 @@ def create_app(view: NodeView, config: ApiConfig | None = None, *, clock: Clock 
                                   clock=clock)
     account_limiter = KeyedRateLimiter(config.account_rate_per_s, config.account_burst,
                                        max_keys=config.max_tracked_clients, clock=clock)
-    app = web.Application(client_max_size=config.max_body_bytes,
+    # The batch route takes larger bodies; every other handler enforces max_body_bytes itself.
+    app = web.Application(client_max_size=max(config.max_body_bytes, config.max_batch_body_bytes),
                           middlewares=_make_middlewares(view, config, ip_limiter))  # type: ignore[arg-type]
     handlers = Handlers(view, config, account_limiter)
     app[VIEW_KEY] = view

@@ -11,6 +11,9 @@ class ApiConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    max_batch_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, le=16 * 1024 * 1024, description="body limit of POST /tx-batches"
+    )
     ip_rate_per_s: float = Field(default=50.0, ge=0, description="requests per second per client IP, all routes")
     ip_burst: float = Field(default=100.0, ge=1)
     account_rate_per_s: float = Field(default=10.0, ge=0, description="POST /txs per second per sending account")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from chain import crypto
 from chain.block import Block, BlockHeader
@@ -26,6 +26,10 @@ from node.api import render
 from node.api.config import ApiConfig
 from node.api.errors import ApiError
 from node.api.models import (
+    MAX_BATCH_TXS,
+    BatchItemResult,
+    SubmitBatchRequest,
+    SubmitBatchResponse,
     AccountResponse,
     AccountTxRef,
     AssetModel,
@@ -138,13 +142,21 @@ class Handlers:
 
     async def submit_tx(self, request: web.Request) -> web.Response:
         metrics = self.view.metrics
-        body = await request.read()  # raises 413 past client_max_size
+        body = await request.read()  # raises 413 past client_max_size (the batch route's larger limit)
+        if len(body) > self.config.max_body_bytes:
+            raise ApiError(413, "body_too_large", f"request body larger than {self.config.max_body_bytes} bytes")
         metrics.tx_received("api")
         try:
             tx, raw = self._parse_submission(body)
         except ApiError as e:
             metrics.tx_rejected(e.code, "api")
             raise
+        tx_id, status = self._admit(tx, raw)
+        return json_response(SubmitTxResponse(tx_id=tx_id.hex(), status=status), 200 if status == "final" else 202)
+
+    def _admit(self, tx: SignedTx, raw: bytes) -> tuple[bytes, str]:
+        """Admit one decoded tx: rate limit per account, idempotency, mempool. Raises ApiError."""
+        metrics = self.view.metrics
         tx_id = tx.tx_id
         decision = self.account_limiter.check(tx.body.sender_address)
         if not decision.allowed:
@@ -153,7 +165,7 @@ class Handlers:
                 429, "rate_limited", "too many transactions from this account", retry_after=decision.retry_after_header
             )
         if _lookup(self.store.tx_location, tx_id) is not None:
-            return json_response(SubmitTxResponse(tx_id=tx_id.hex(), status="final"), 200)
+            return tx_id, "final"
         try:
             result = self.view.submit_tx(raw)
         except TxRejected as e:
@@ -166,7 +178,46 @@ class Handlers:
             ) from None
         if result.status == "accepted":
             metrics.tx_accepted("api")
-        return json_response(SubmitTxResponse(tx_id=result.tx_id.hex(), status=result.status), 202)
+        return result.tx_id, result.status
+
+    async def submit_batch(self, request: web.Request) -> web.Response:
+        """Many txs per request: amortises HTTP and JSON overhead for payment processors and the bench.
+
+        Items are independent and admitted in order (a sender's nonces may follow each other in one batch).
+        Backpressure (mempool full, rate limit) refuses the item and every later one, with retry_after set.
+        """
+        metrics = self.view.metrics
+        try:
+            obj = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
+        try:
+            req = SubmitBatchRequest.model_validate(obj)
+        except ValidationError as e:
+            raise ApiError(400, "invalid_request", f"body must be {{\"txs\": [hex, ...]}} of 1..{MAX_BATCH_TXS}: "
+                           f"{e.errors()[0]['msg']}") from None
+        results: list[BatchItemResult] = []
+        retry_after: int | None = None
+        for text in req.txs:
+            metrics.tx_received("api")
+            if retry_after is not None:
+                results.append(BatchItemResult(status="rejected", code="backpressure", message="not tried: an earlier item hit backpressure"))
+                continue
+            try:
+                tx, raw = self._decode_tx_hex(text)
+                tx_id, status = self._admit(tx, raw)
+                results.append(BatchItemResult(tx_id=tx_id.hex(), status=status))  # type: ignore[arg-type]
+            except ApiError as e:
+                if e.code == "malformed_tx":
+                    metrics.tx_rejected(e.code, "api")
+                if e.status in (429, 503):
+                    retry_after = int(e.retry_after or 1)
+                results.append(BatchItemResult(status="rejected", code=e.code, message=e.message))
+        rejected = sum(r.status == "rejected" for r in results)
+        return json_response(
+            SubmitBatchResponse(results=results, accepted=len(results) - rejected, rejected=rejected, retry_after=retry_after),
+            202,
+        )
 
     @staticmethod
     def _parse_submission(body: bytes) -> tuple[SignedTx, bytes]:
@@ -176,7 +227,10 @@ class Handlers:
             raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
         if not isinstance(obj, dict) or set(obj) != {"tx"} or not isinstance(obj["tx"], str):
             raise ApiError(400, "invalid_request", 'body must be {"tx": "<hex of signed tx bytes>"}')
-        text = obj["tx"]
+        return Handlers._decode_tx_hex(obj["tx"])
+
+    @staticmethod
+    def _decode_tx_hex(text: str) -> tuple[SignedTx, bytes]:
         if len(text) > 2 * MAX_TX_BYTES:
             raise ApiError(400, "malformed_tx", f"tx longer than {MAX_TX_BYTES} bytes")
         try:

@@ -53,6 +53,33 @@ class SubmitTxResponse(_Model):
     )
 
 
+MAX_BATCH_TXS = 1000
+
+
+class SubmitBatchRequest(_Model):
+    txs: list[str] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_TXS,
+        description=f"up to {MAX_BATCH_TXS} hex-encoded canonical SignedTx bytes, admitted in order",
+    )
+
+
+class BatchItemResult(_Model):
+    tx_id: str | None = Field(default=None, description="null when the item did not decode")
+    status: Literal["accepted", "duplicate", "final", "rejected"]
+    code: str | None = Field(default=None, description="why the item was rejected (same codes as POST /txs)")
+    message: str | None = None
+
+
+class SubmitBatchResponse(_Model):
+    results: list[BatchItemResult] = Field(description="one per submitted tx, in order")
+    accepted: int
+    rejected: int
+    retry_after: int | None = Field(
+        default=None, description="set when items were refused for backpressure (mempool full / rate limited)"
+    )
+
+
 class TxFields(_Model):
     """A decoded transaction; payload fields not used by its kind are null."""
 

@@ -53,6 +53,15 @@ ROUTES: tuple[RouteSpec, ...] = (
         errors=(400, 413, 429, 503),
     ),
     RouteSpec(
+        "POST",
+        "/tx-batches",
+        "submit_batch",
+        "Submit up to 1000 signed transactions in one request; each item gets its own result",
+        {202: m.SubmitBatchResponse},
+        request=m.SubmitBatchRequest,
+        errors=(400, 413, 429),
+    ),
+    RouteSpec(
         "GET",
         "/txs/{tx_id}",
         "get_tx",

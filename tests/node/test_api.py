@@ -188,6 +188,35 @@ async def test_body_too_large_is_413_json(tmp_path: Path) -> None:
         await stop(a)
 
 
+async def test_batch_admits_in_order_with_per_item_results(tmp_path: Path) -> None:
+    a = await start(tmp_path, ApiConfig(max_body_bytes=4096, ip_rate_per_s=0, account_rate_per_s=0))
+    try:
+        txs = [transfer(ALICE, BOB.address, 1, n) for n in range(20)]  # ~6 KB of hex: over the single-tx limit
+        body = {"txs": [t.encode().hex() for t in txs] + ["zz", transfer(ALICE, BOB.address, 1, 99).encode().hex()]}
+        r = await a.client.post("/tx-batches", json=body)
+        out = await r.json()
+        assert r.status == 202 and (out["accepted"], out["rejected"]) == (20, 2)
+        assert [x["tx_id"] for x in out["results"][:20]] == [t.tx_id.hex() for t in txs]
+        assert [x["code"] for x in out["results"][20:]] == ["malformed_tx", "bad_nonce"]
+        again = await (await a.client.post("/tx-batches", json={"txs": body["txs"][:1]})).json()
+        assert again["results"][0]["status"] == "duplicate"
+        r = await a.client.post("/txs", json={"tx": "00" * 3000})
+        assert_error(r.status, await r.json(), 413, "body_too_large")
+        r = await a.client.post("/tx-batches", json={"txs": []})
+        assert_error(r.status, await r.json(), 400, "invalid_request")
+    finally:
+        await stop(a)
+
+
+async def test_batch_backpressure_refuses_the_rest(api: Api) -> None:
+    api.node.max_mempool = 2
+    body = {"txs": [transfer(ALICE, BOB.address, 1, n).encode().hex() for n in range(4)]}
+    out = await (await api.client.post("/tx-batches", json=body)).json()
+    assert [x["status"] for x in out["results"]] == ["accepted", "accepted", "rejected", "rejected"]
+    assert [x["code"] for x in out["results"][2:]] == ["mempool_full", "backpressure"]
+    assert out["retry_after"] >= 1
+
+
 async def test_mempool_full_is_503_with_retry_after(api: Api) -> None:
     api.node.max_mempool = 1
     assert (await api.post_tx(transfer(ALICE, BOB.address, 1, 0)))[0] == 202
@@ -377,7 +406,7 @@ async def test_openapi_documents_every_route(api: Api) -> None:
     status, doc = await api.get("/openapi.json")
     assert status == 200 and doc["openapi"].startswith("3.")
     assert set(doc["paths"]) == {
-        "/txs", "/txs/{tx_id}", "/accounts/{address}", "/assets", "/blocks", "/blocks/{ref}",
+        "/txs", "/tx-batches", "/txs/{tx_id}", "/accounts/{address}", "/assets", "/blocks", "/blocks/{ref}",
         "/validators", "/mempool", "/status", "/metrics"}
     assert doc["paths"]["/txs"]["post"]["responses"]["429"]
     refs = set()
