@@ -48,6 +48,7 @@ P_HASH = b"h"
 P_TX = b"t"
 P_CERT = b"c"
 P_STATE = b"s"
+P_ACCOUNT_TX = b"x"  # address + height + index -> b"": txs that touch an account (sender or recipient)
 
 _U64 = struct.Struct(">Q")
 
@@ -216,8 +217,14 @@ class ChainStore:
         wb.put(P_BLOCK + hb, block.encode())
         wb.put(P_HEADER + hb, block.header.encode())
         wb.put(P_HASH + block.hash, hb)
-        for i, tx_id in enumerate(block.tx_ids):
-            wb.put(P_TX + tx_id, encode([block.height, i]))
+        for i, (tx_id, tx) in enumerate(zip(block.tx_ids, block.txs)):
+            loc = encode([block.height, i])
+            wb.put(P_TX + tx_id, loc)
+            suffix = hb + struct.pack(">I", i)
+            wb.put(P_ACCOUNT_TX + tx.body.sender_address + suffix, b"")
+            to = getattr(tx.body.payload, "to", None)
+            if to is not None:
+                wb.put(P_ACCOUNT_TX + to + suffix, b"")
         wb.put(P_CERT + hb, certificate)
 
     def commit(self, block: Block, certificate: bytes, new_state: State) -> None:
@@ -300,6 +307,18 @@ class ChainStore:
             return None
         height, index = decode(raw)
         return height, index
+
+    def account_history(self, addr: bytes, limit: int) -> list[tuple[int, int]]:
+        """(height, index) of the newest `limit` committed txs sent or received by `addr`, newest first."""
+        self._check_open()
+        out: list[tuple[int, int]] = []
+        with self._db.iterator(prefix=P_ACCOUNT_TX + addr, reverse=True, include_value=False) as it:
+            for key in it:
+                if len(out) >= limit:
+                    break
+                rest = key[len(P_ACCOUNT_TX) + len(addr):]
+                out.append((_U64.unpack(rest[:8])[0], struct.unpack(">I", rest[8:12])[0]))
+        return out
 
     def headers(self, start: int, stop: int) -> Iterator[BlockHeader]:
         """Headers for heights in [start, stop), ascending (explorer, sync)."""

@@ -7,6 +7,7 @@ from pathlib import Path
 import plyvel
 import pytest
 
+from chain import crypto
 from chain.block import Block
 from chain.encoding import encode
 from chain.state import State, apply_block, build_block, genesis_state
@@ -196,3 +197,28 @@ def test_interrupted_backup_is_refused(tmp_path: Path) -> None:
     dst.close()
     with pytest.raises(CorruptStore, match="no genesis marker"):
         ChainStore.open(tmp_path / "half", GENESIS)
+
+
+def test_account_history_indexes_senders_and_recipients_newest_first(tmp_path) -> None:
+    from chain.genesis import Genesis, GenesisAsset, GenesisBalance, GenesisValidator
+    from chain.state import build_block
+    from chain.store import ChainStore
+    from chain.tx import Transfer, TxBody
+
+    val, alice, bob = (crypto.PrivateKey(bytes([i]) * 32) for i in (1, 2, 3))
+    g = Genesis(
+        chain_id="hist", genesis_time_ms=0,
+        validators=[GenesisValidator(name="v", pubkey=val.public_key.hex(), power=1)],
+        assets=[GenesisAsset(id="USD", issuer=crypto.format_address(val.address), decimals=2)],
+        balances=[GenesisBalance(address=crypto.format_address(alice.address), asset="USD", amount=100)],
+    )
+    with ChainStore.open(tmp_path / "db", g) as store:
+        for h in (1, 2):
+            txs = [TxBody("hist", alice.public_key, n, 99, Transfer(bob.address, "USD", 1)).sign(alice)
+                   for n in ((0, 1) if h == 1 else (2,))]
+            block, state, rejected = build_block(store.state(), txs, height=h, time_ms=h, proposer=val.address, max_txs=9)
+            assert not rejected
+            store.commit(block, b"cert", state)
+        assert store.account_history(alice.address, 10) == [(2, 0), (1, 1), (1, 0)]
+        assert store.account_history(bob.address, 2) == [(2, 0), (1, 1)]
+        assert store.account_history(val.address, 10) == []
