@@ -63,33 +63,36 @@ def _want_address(obj: Any, what: str) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class Transfer:
+class _Payment:
+    """Shape shared by transfer and issue: [to, asset, amount]."""
+
     to: bytes
     asset: str
     amount: int
+
+    NAME = "payment"
 
     def to_list(self) -> list[Any]:
         return [self.to, self.asset, self.amount]
 
     @classmethod
-    def from_list(cls, obj: Any) -> "Transfer":
-        to, asset, amount = want_list(obj, 3, "transfer")
+    def from_list(cls, obj: Any) -> Any:
+        to, asset, amount = want_list(obj, 3, cls.NAME)
         return cls(_want_address(to, "to"), check_asset_id(asset), _want_amount(amount))
 
 
 @dataclass(frozen=True, slots=True)
-class Issue:
-    to: bytes
-    asset: str
-    amount: int
+class Transfer(_Payment):
+    """Move `amount` of `asset` from the sender to `to`."""
 
-    def to_list(self) -> list[Any]:
-        return [self.to, self.asset, self.amount]
+    NAME = "transfer"
 
-    @classmethod
-    def from_list(cls, obj: Any) -> "Issue":
-        to, asset, amount = want_list(obj, 3, "issue")
-        return cls(_want_address(to, "to"), check_asset_id(asset), _want_amount(amount))
+
+@dataclass(frozen=True, slots=True)
+class Issue(_Payment):
+    """Create `amount` of `asset` in `to`'s account (the asset's issuer only)."""
+
+    NAME = "issue"
 
 
 @dataclass(frozen=True, slots=True)
