@@ -448,14 +448,25 @@ class Checker:
         return b
 
     def run(self, top: int) -> list[Check]:
-        checks = []
-        blocks = {i: list(self.pool.map(lambda h, i=i: self.get(i, f"/blocks/{h}?tx_limit=0"), range(1, top + 1)))
-                  for i in range(self.n)}
-        checks.append(self.same_chain(blocks, top))
-        full = list(self.pool.map(lambda h: self.block(0, h), range(1, top + 1)))
-        checks.append(self.final_once(full))
-        checks.append(self.supply(full))
-        checks.append(self.replayed(full, top))
+        """Every check; a node that cannot answer a check's queries fails that check (never a traceback)."""
+        checks: list[Check] = []
+
+        def guarded(name: str, fn: Any, *args: Any) -> None:
+            try:
+                checks.append(fn(*args))
+            except (OSError, ApiError, ValueError, KeyError) as exc:
+                checks.append(Check(name, False, f"could not complete: {exc!r}"))
+
+        try:
+            blocks = {i: list(self.pool.map(lambda h, i=i: self.get(i, f"/blocks/{h}?tx_limit=0"), range(1, top + 1)))
+                      for i in range(self.n)}
+            full = list(self.pool.map(lambda h: self.block(0, h), range(1, top + 1)))
+        except (OSError, ApiError, ValueError, KeyError) as exc:
+            return [Check("chain readable", False, f"could not read blocks 1..{top} from every node: {exc!r}")]
+        guarded("same chain", self.same_chain, blocks, top)
+        guarded("final txs exactly once", self.final_once, full)
+        guarded("supply conserved", self.supply, full)
+        guarded("replay", self.replayed, full, top)
         pending = self.load.unconfirmed()
         checks.append(Check("liveness", pending == 0,
                             f"{self.load.stats.submitted - pending}/{self.load.stats.submitted} submitted txs final "
@@ -489,7 +500,10 @@ class Checker:
 
         def on_all(r: TxRec) -> str | None:
             for i in range(self.n):
-                st = self.get(i, f"/txs/{r.tx_id}")
+                try:
+                    st = self.get(i, f"/txs/{r.tx_id}")
+                except ApiError as exc:
+                    return f"node {i} does not know final tx {r.tx_id}: {exc}"
                 rc = st.get("receipt") or {}
                 if st.get("status") != "final" or (rc.get("height"), rc.get("index")) != where[r.tx_id][0]:
                     return f"node {i} reports tx {r.tx_id} as {st.get('status')} at {(rc.get('height'), rc.get('index'))}"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -37,5 +41,36 @@ def test_chaos_smoke(tmp_path_factory: pytest.TempPathFactory) -> None:
         injected = [ln for ln in out.stdout.splitlines() if ln.startswith("faults injected:")]
         assert injected and sum(int(x) for x in injected[0].replace(",", " ").split() if x.isdigit()) >= 2, report
     finally:
+        # Pid files first: chaos.py restarted some validators (not our children) and rewrote their pid
+        # files; net.stop_all() would delete those files while stopping our own, dead, originals.
+        _stop_from_pid_files(root)
         net.stop_all()
-        LocalNet.load(root).stop_all()  # validators that chaos.py restarted are not this process's children
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie: orphans of chaos.py may never be reaped where PID 1 does not reap."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def _stop_from_pid_files(root: Path) -> None:
+    pids = []
+    for n in LocalNet.load(root).nodes:
+        try:
+            pids.append(int(n.pid_path.read_text()))
+        except (FileNotFoundError, ValueError):
+            continue
+    for pid in pids:
+        for sig in (signal.SIGCONT, signal.SIGTERM):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_running(p) for p in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        if _running(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
