@@ -138,6 +138,7 @@ class Node:
                     ip_burst=api.ip_burst,
                     account_rate_per_s=api.account_rate_per_s,
                     account_burst=api.account_burst,
+                    trust_x_forwarded_for=api.trust_x_forwarded_for,
                 ),
             )
             self._runner = web.AppRunner(app, access_log=None)

@@ -64,6 +64,9 @@ class ApiSection(_Section):
     ip_burst: int = Field(4000, ge=1)
     account_rate_per_s: float = Field(500.0, gt=0, description="token-bucket refill per sending account (POST /txs)")
     account_burst: int = Field(1000, ge=1)
+    trust_x_forwarded_for: bool = Field(
+        False, description="rate-limit by the last X-Forwarded-For entry (only behind a trusted proxy)"
+    )
 
 
 class MempoolSection(_Section):
