@@ -324,7 +324,7 @@ class Node:
         if state.validators != self._validators:
             self._validators = state.validators
             self.network.refresh_allowed()  # governance changed who may connect
-        evicted = self.mempool.update(state, block.tx_ids)
+        evicted = self.mempool.update(state, block.txs)
         for r in evicted:
             self.metrics.tx_rejected(r.code.name.lower(), "evicted")
         now = time.monotonic()
@@ -355,8 +355,7 @@ class Node:
 
     # -- NodeView (HTTP API) ----------------------------------------------------------------------
 
-    def submit_tx(self, raw: bytes) -> SubmitResult:
-        tx = SignedTx.decode(raw)
+    def submit_tx(self, tx: SignedTx, raw: bytes) -> SubmitResult:
         tx_id = tx.tx_id
         if tx_id in self.mempool:
             return SubmitResult(tx_id, "duplicate")

@@ -13,16 +13,17 @@ Bounds: total txs, total bytes, txs per sender. When full, submission is refused
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from chain import crypto
 from chain.receipts import Receipt, TxCode
 from chain.state import State, Executor
-from chain.tx import SignedTx
+from chain.tx import Burn, Issue, SignedTx, Transfer
 from node.node_view import MempoolFull, TxRejected
 
 REJECTED_MEMORY = 20_000
+REBUILD_EVERY = 50
 
 
 @dataclass(slots=True)
@@ -30,6 +31,9 @@ class _Entry:
     tx: SignedTx
     raw: bytes
     sender: bytes
+
+
+_PAYMENTS = (Transfer, Issue, Burn)
 
 
 class _AllVerified:
@@ -49,6 +53,7 @@ class Mempool:
         self._bytes = 0
         self._state = state
         self._pending = Executor(state, state.height + 1, _AllVerified())
+        self._since_rebuild = 0
         self._rejected: OrderedDict[bytes, tuple[str, str]] = OrderedDict()
 
     # -- queries -------------------------------------------------------------------------------
@@ -146,19 +151,43 @@ class Mempool:
 
     # -- after a commit ------------------------------------------------------------------------
 
-    def update(self, state: State, committed: Iterable[bytes], rejected: Iterable[Receipt] = ()) -> list[Receipt]:
-        """Rebase on the new head state: drop committed txs, re-check the rest, evict what no longer applies.
+    def update(self, state: State, committed: Sequence[SignedTx], rejected: Iterable[Receipt] = ()) -> list[Receipt]:
+        """Rebase on the new head state after a commit; returns receipts of txs evicted as no longer valid.
 
-        Returns the receipts of evicted txs (e.g. a nonce another node's block already used, or an
-        expired tx). `rejected` are receipts the block builder refused; they are evicted too.
+        Fast path (the common case under load): the committed block's payment txs are already applied in the
+        pending working set (they came from this pool), so dropping them leaves exactly "new head + the
+        remaining txs" -- payments commute. Block txs this pool never saw are applied to the working set; if
+        one does not apply (another node's block used a nonce our pool holds), or the block holds governance
+        txs, or a builder refused some of our txs, the pool is re-checked in full against the new state,
+        O(pool). A full re-check also runs every REBUILD_EVERY commits and whenever the pool empties, so the
+        working set never reads from an old snapshot for long.
         """
-        for tx_id in committed:
-            self._drop(tx_id)
+        rejected = list(rejected)
+        fast = not rejected and self._since_rebuild < REBUILD_EVERY and len(self._entries) > 0
+        if fast:
+            for tx in committed:
+                e = self._entries.get(tx.tx_id)
+                if e is not None and e.tx.signature == tx.signature:
+                    self._drop(tx.tx_id)
+                elif type(tx.body.payload) not in _PAYMENTS or self._pending.run(tx).code is not TxCode.OK:
+                    fast = False
+                    break
+        if fast:
+            self._state = state
+            self._pending.height = state.height + 1  # expiry is judged against the next block
+            self._since_rebuild += 1
+            return []
+        return self._rebuild(state, committed, rejected)
+
+    def _rebuild(self, state: State, committed: Sequence[SignedTx], rejected: list[Receipt]) -> list[Receipt]:
+        for tx in committed:
+            self._drop(tx.tx_id)
         for r in rejected:
             if self._drop(r.tx_id):
                 self._remember_rejected(r.tx_id, r.code, r.message)
         self._state = state
         self._pending = Executor(state, state.height + 1, _AllVerified())
+        self._since_rebuild = 0
         evicted: list[Receipt] = []
         for tx_id, e in list(self._entries.items()):
             r = self._pending.run(e.tx)

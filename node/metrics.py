@@ -7,6 +7,8 @@ metric registration.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -40,6 +42,7 @@ class Metrics:
 
     def __init__(self, namespace: str = "paynet") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[int, str], Any] = {}
         r, ns = self.registry, namespace
         self.txs_received = Counter(
             "txs_received", "Transactions received for admission", ["source"], namespace=ns, registry=r
@@ -93,10 +96,18 @@ class Metrics:
     # -- transactions ------------------------------------------------------------------------------
 
     def tx_received(self, source: str = "gossip") -> None:
-        self.txs_received.labels(source=source).inc()
+        self._child(self.txs_received, source).inc()
 
     def tx_accepted(self, source: str = "gossip") -> None:
-        self.txs_accepted.labels(source=source).inc()
+        self._child(self.txs_accepted, source).inc()
+
+    def _child(self, metric: Counter, source: str) -> Any:
+        """Labelled child, cached: `labels()` costs a lock and a tuple build per call, on the per-tx path."""
+        key = (id(metric), source)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(source=source)
+        return child
 
     def tx_rejected(self, reason: str, source: str = "gossip") -> None:
         self.txs_rejected.labels(reason=reason, source=source).inc()

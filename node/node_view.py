@@ -101,7 +101,7 @@ class NodeView(Protocol):
 
     Required:
       genesis, node_name, version, store, metrics
-      submit_tx(raw) -> SubmitResult        raises TxRejected / MempoolFull; raw = canonical SignedTx bytes.
+      submit_tx(tx, raw) -> SubmitResult    raises TxRejected / MempoolFull; tx = decoded, raw = its canonical bytes.
                                             The API has already decoded raw once and counts
                                             received/accepted/rejected in metrics for HTTP-origin txs;
                                             submit_tx should count only txs from other sources (gossip).
@@ -125,7 +125,7 @@ class NodeView(Protocol):
     store: StoreReader
     metrics: "Metrics"
 
-    def submit_tx(self, raw: bytes) -> SubmitResult: ...
+    def submit_tx(self, tx: SignedTx, raw: bytes) -> SubmitResult: ...
 
     def pending_tx(self, tx_id: bytes) -> SignedTx | None: ...
 

@@ -167,7 +167,7 @@ class Handlers:
         if _lookup(self.store.tx_location, tx_id) is not None:
             return tx_id, "final"
         try:
-            result = self.view.submit_tx(raw)
+            result = self.view.submit_tx(tx, raw)
         except TxRejected as e:
             metrics.tx_rejected(e.code, "api")
             raise ApiError(400, e.code, e.message) from None

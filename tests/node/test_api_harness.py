@@ -16,7 +16,6 @@ from typing import Any
 
 from chain import crypto
 from chain.block import Block
-from chain.encoding import DecodeError
 from chain.genesis import Genesis, GenesisAsset, GenesisBalance, GenesisValidator
 from chain.state import apply_block, build_block, check_tx
 from chain.store import ChainStore
@@ -81,11 +80,7 @@ class TestNode:
 
     # -- NodeView ---------------------------------------------------------------------------------
 
-    def submit_tx(self, raw: bytes) -> SubmitResult:
-        try:
-            tx = SignedTx.decode(raw)
-        except DecodeError as e:
-            raise TxRejected("malformed_tx", str(e)) from None
+    def submit_tx(self, tx: SignedTx, raw: bytes) -> SubmitResult:
         if tx.tx_id in self.pending:
             return SubmitResult(tx.tx_id, "duplicate")
         if len(self.pending) >= self.max_mempool:

@@ -36,9 +36,11 @@ EXCLUDED = [positive_data_acceptance]
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     node = make_node(tmp_path_factory.mktemp("fuzz"))
     for i in range(3):
-        node.submit_tx(transfer(ALICE, BOB.address, 10 + i, i).encode())
+        tx = transfer(ALICE, BOB.address, 10 + i, i)
+        node.submit_tx(tx, tx.encode())
         node.commit_block()
-    node.submit_tx(transfer(ALICE, BOB.address, 1, 3).encode())  # one pending
+    pending = transfer(ALICE, BOB.address, 1, 3)
+    node.submit_tx(pending, pending.encode())  # one pending
 
     loop = asyncio.new_event_loop()
     ready = threading.Event()

@@ -89,7 +89,7 @@ def test_commit_removes_included_and_evicts_invalidated() -> None:
     # Another proposer's block used nonce 0 for a different payment: our nonce-0 tx and the chain after it die.
     other = _tx(ALICE, 0, amount=11)
     block, new_state, _ = build_block(state, [other], height=1, time_ms=1, proposer=VAL.address, max_txs=10)
-    evicted = pool.update(new_state, block.tx_ids)
+    evicted = pool.update(new_state, block.txs)
     assert len(pool) == 2
     assert {r.tx_id for r in evicted} == {txs[0].tx_id}
     # txs[1] (nonce 1) now applies directly after the committed nonce 0
@@ -105,3 +105,43 @@ def test_signature_cache_only_covers_identical_signatures() -> None:
     assert twin.tx_id == t.tx_id
     assert pool.verified_in([t]) == {t.tx_id}
     assert pool.verified_in([twin]) == set()
+
+
+def _view(pool: Mempool, addrs: list[bytes]) -> list[tuple[int, dict[str, int]]]:
+    return [(pool.pending_nonce(a), dict(pool._pending.account(a)[1])) for a in addrs]
+
+
+@pytest.mark.parametrize("foreign", [False, True])
+def test_fast_rebase_equals_full_recheck(foreign: bool) -> None:
+    """After a commit, keeping the working set (fast path) must give what a full re-check gives."""
+    g = _genesis()
+    pool = _pool()
+    pooled = [_tx(ALICE, n, amount=5 + n) for n in range(6)] + [_tx(BOB, 0, amount=3, to=VAL.address)]
+    for t in pooled[:6]:
+        pool.add(t, t.encode())
+    state = genesis_state(g)
+    # The block carries ALICE's first three pooled txs; with `foreign`, also a payment this pool never saw
+    # (BOB spending what ALICE's txs gave him).
+    block_txs = pooled[:3] + ([pooled[6]] if foreign else [])
+    block, new_state, rejected = build_block(state, block_txs, height=1, time_ms=1, proposer=VAL.address, max_txs=10)
+    assert not rejected
+    assert pool.update(new_state, block.txs) == []
+    assert pool._since_rebuild == 1  # took the fast path
+    full = Mempool(new_state, max_txs=100, max_bytes=1 << 20, max_per_account=50)
+    for t in pool.txs():
+        full.add(t, t.encode(), signature_checked=True)
+    addrs = [ALICE.address, BOB.address, VAL.address]
+    assert _view(pool, addrs) == _view(full, addrs)
+    assert [t.tx_id for t in pool.reap(10)] == [t.tx_id for t in pooled[3:6]]
+
+
+def test_conflicting_foreign_block_tx_forces_full_recheck() -> None:
+    pool = _pool()
+    mine = _tx(ALICE, 0, amount=7)
+    pool.add(mine, mine.encode())
+    other = _tx(ALICE, 0, amount=8)  # same nonce, another node's block
+    block, new_state, _ = build_block(genesis_state(_genesis()), [other], height=1, time_ms=1,
+                                      proposer=VAL.address, max_txs=10)
+    evicted = pool.update(new_state, block.txs)
+    assert [r.tx_id for r in evicted] == [mine.tx_id] and len(pool) == 0
+    assert pool.pending_nonce(ALICE.address) == 1
