@@ -379,7 +379,7 @@ class Node:
     def pending_nonce(self, addr: bytes) -> int | None:
         return self.mempool.pending_nonce(addr)
 
-    def account_history(self, addr: bytes, limit: int) -> list[tuple[int, int]]:
+    def account_history(self, addr: bytes, limit: int) -> list[tuple[int, int, bytes]]:
         return self.store.account_history(addr, limit)
 
     def mempool_summary(self) -> dict[str, int]:

@@ -114,7 +114,7 @@ class NodeView(Protocol):
       validator_last_signed() -> {validator pubkey: last height whose certificate it signed}
 
     Optional (looked up with getattr; the API degrades gracefully without them):
-      account_history(addr, limit) -> [(height, index), ...] newest first
+      account_history(addr, limit) -> [(height, index, tx_id), ...] newest first
       pending_nonce(addr) -> int | None     next nonce counting the sender's pending txs
       asset_ids() -> list[str]              every asset id known to state (else genesis assets are listed)
     """

@@ -55,6 +55,7 @@ SUMMARY_TXS = 5
 MAX_BLOCK_TXS_PAGE = 1000
 DEFAULT_BLOCK_TXS_PAGE = 100
 ACCOUNT_HISTORY = 20
+DECODED_BLOCK_CACHE = 8
 EXPLORER_DIR = Path(__file__).resolve().parent.parent / "explorer"
 _HEX_ID = re.compile(r"^(0x)?([0-9a-fA-F]{64})$")
 _HEIGHT = re.compile(r"^[0-9]{1,19}$")
@@ -98,6 +99,7 @@ class Handlers:
         self.config = config
         self.account_limiter = account_limiter
         self._summaries: OrderedDict[int, BlockSummary] = OrderedDict()
+        self._blocks: OrderedDict[int, Block] = OrderedDict()
         self._names = {bytes.fromhex(v.pubkey): v.name for v in view.genesis.validators}
         self._names_by_addr = {crypto.address_of(pk): n for pk, n in self._names.items()}
 
@@ -108,7 +110,18 @@ class Handlers:
         return self.view.store
 
     def _block(self, height: int) -> Block | None:
-        return _lookup(self.store.get_block, height)
+        """A committed block, decoded; the few most recent are kept (a 5,000-tx block takes ~100 ms to decode,
+        and receipts and explorer pages ask for the same recent blocks over and over)."""
+        block = self._blocks.get(height)
+        if block is not None:
+            self._blocks.move_to_end(height)
+            return block
+        block = _lookup(self.store.get_block, height)
+        if block is not None:
+            self._blocks[height] = block
+            if len(self._blocks) > DECODED_BLOCK_CACHE:
+                self._blocks.popitem(last=False)
+        return block
 
     def _certificate(self, height: int) -> bytes | None:
         # The genesis block has no certificate (the store keeps b"" for it): report that as null.
@@ -291,10 +304,8 @@ class Handlers:
         history_fn = getattr(self.view, "account_history", None)
         if callable(history_fn):
             recent = []
-            for height, index in history_fn(addr, ACCOUNT_HISTORY):
-                block = self._block(height)
-                if block is not None and 0 <= index < len(block.txs):
-                    recent.append(AccountTxRef(tx_id=block.tx_ids[index].hex(), height=height, index=index))
+            for height, index, tx_id in history_fn(addr, ACCOUNT_HISTORY):
+                recent.append(AccountTxRef(tx_id=tx_id.hex(), height=height, index=index))
         return json_response(
             AccountResponse(
                 address=crypto.format_address(addr),

@@ -219,6 +219,7 @@ def test_account_history_indexes_senders_and_recipients_newest_first(tmp_path) -
             block, state, rejected = build_block(store.state(), txs, height=h, time_ms=h, proposer=val.address, max_txs=9)
             assert not rejected
             store.commit(block, b"cert", state)
-        assert store.account_history(alice.address, 10) == [(2, 0), (1, 1), (1, 0)]
-        assert store.account_history(bob.address, 2) == [(2, 0), (1, 1)]
+        ids = {(h, i): store.get_block(h).tx_ids[i] for h, i in ((1, 0), (1, 1), (2, 0))}
+        assert store.account_history(alice.address, 10) == [(h, i, ids[h, i]) for h, i in ((2, 0), (1, 1), (1, 0))]
+        assert store.account_history(bob.address, 2) == [(h, i, ids[h, i]) for h, i in ((2, 0), (1, 1))]
         assert store.account_history(val.address, 10) == []

@@ -75,7 +75,6 @@ class TestNode:
     rejected: OrderedDict[bytes, tuple[str, str]] = field(default_factory=OrderedDict)
     last_signed: dict[bytes, int] = field(default_factory=dict)
     time_ms: int = 1_700_000_000_000
-    history: dict[bytes, list[tuple[int, int]]] = field(default_factory=dict)
     __test__ = False  # not a pytest test class
 
     # -- NodeView ---------------------------------------------------------------------------------
@@ -125,8 +124,8 @@ class TestNode:
     def validator_last_signed(self) -> dict[bytes, int]:
         return dict(self.last_signed)
 
-    def account_history(self, addr: bytes, limit: int) -> list[tuple[int, int]]:
-        return list(reversed(self.history.get(addr, [])))[:limit]
+    def account_history(self, addr: bytes, limit: int) -> list[tuple[int, int, bytes]]:
+        return self.store.account_history(addr, limit)
 
     # -- driving the chain ------------------------------------------------------------------------
 
@@ -150,11 +149,8 @@ class TestNode:
         self.store.commit(block, cert, applied)
         for k in VALIDATOR_KEYS[:signers]:
             self.last_signed[k.public_key] = height
-        for i, tx in enumerate(block.txs):
+        for tx in block.txs:
             self.pending.pop(tx.tx_id, None)
-            for addr in {tx.body.sender_address, getattr(tx.body.payload, "to", None)}:
-                if addr is not None:
-                    self.history.setdefault(addr, []).append((height, i))
         for r in refused:
             self.pending.pop(r.tx_id, None)
         self.metrics.block_committed(height, block.header.time_ms)
