@@ -26,27 +26,48 @@ class EncodeError(ValueError):
     """The object holds a type the canonical form does not allow."""
 
 
+_LEAVES = frozenset({type(None), bool, bytes, str})
+_INT_MIN = -MAX_INT - 1
+
+
 def _check(obj: Any, depth: int = 0) -> None:
-    if depth > 16:
-        raise EncodeError("nesting deeper than 16")
-    if obj is None or isinstance(obj, (bool, bytes, str)):
+    # Exact-type tests first: this runs over every field of every tx decoded, so the common cases
+    # must cost one set lookup; subclasses (IntEnum kinds) take the isinstance path below.
+    t = type(obj)
+    if t in _LEAVES:
         return
-    if isinstance(obj, int):
-        if not -MAX_INT - 1 <= obj <= MAX_INT:
+    if t is int:
+        if not _INT_MIN <= obj <= MAX_INT:
             raise EncodeError(f"integer {obj} outside signed 64-bit range")
         return
-    if isinstance(obj, msgpack.ExtType):  # a namedtuple, so it would otherwise pass as an array
-        raise EncodeError("msgpack extension types are not allowed in canonical encoding")
-    if isinstance(obj, (list, tuple)):
+    if t is list or t is tuple:
+        if depth >= 16:
+            raise EncodeError("nesting deeper than 16")
         for item in obj:
             _check(item, depth + 1)
         return
+    if isinstance(obj, msgpack.ExtType):  # a namedtuple, so it would otherwise pass as an array
+        raise EncodeError("msgpack extension types are not allowed in canonical encoding")
+    if isinstance(obj, (bool, bytes, str)):
+        return
+    if isinstance(obj, int):
+        return _check(int(obj), depth)
+    if isinstance(obj, (list, tuple)):
+        return _check(list(obj), depth)
     raise EncodeError(f"type {type(obj).__name__} not allowed in canonical encoding")
 
 
 def encode(obj: Any) -> bytes:
     """Encode `obj` canonically. Tuples and lists both become arrays."""
     _check(obj)
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def encode_validated(obj: Any) -> bytes:
+    """Encode an object whose fields were already type- and range-checked (by a `from_list` decoder).
+
+    Skips the recursive check of `encode`; used on hot paths that re-encode what `decode` produced.
+    """
     return msgpack.packb(obj, use_bin_type=True)
 
 

@@ -19,6 +19,7 @@ from chain.encoding import (
     DecodeError,
     decode,
     encode,
+    encode_validated,
     want_bytes,
     want_int,
     want_list,
@@ -249,8 +250,8 @@ class SignedTx:
     @classmethod
     def from_list(cls, obj: Any) -> "SignedTx":
         body_obj, sig = want_list(obj, 2, "signed tx")
-        body = TxBody.from_list(body_obj)
-        return cls(body, want_bytes(sig, "signature", crypto.SIGNATURE_SIZE), encode(body_obj))
+        body = TxBody.from_list(body_obj)  # checks every field's type and range, so no second check below
+        return cls(body, want_bytes(sig, "signature", crypto.SIGNATURE_SIZE), encode_validated(body_obj))
 
     @classmethod
     def decode(cls, data: bytes) -> "SignedTx":
