@@ -155,18 +155,32 @@ class TokenBucket:
 
 
 async def _follow_chain(session, url: str, start_height: int, run: Run, done: asyncio.Event) -> None:
+    """Record when each new height is first seen committed (cheap /status polls), and resolve which txs it
+    holds in a second task: fetching a 5,000-tx block takes the node a while, and that must not delay the
+    timestamps (it would inflate the measured latency)."""
+    seen_at: dict[int, float] = {}
+    queue: asyncio.Queue[int | None] = asyncio.Queue()
+
+    async def resolve() -> None:
+        while (height := await queue.get()) is not None:
+            block = await _get(session, f"{url}/blocks/{height}?tx_limit=0")
+            run.blocks.append((seen_at[height], height, block["tx_count"]))
+            for tx_id in block["tx_ids"]:
+                if tx_id in run.submitted_at:
+                    run.final_at[tx_id] = seen_at[height]
+
+    resolver = asyncio.create_task(resolve())
     height = start_height
     while not done.is_set():
         status = await _get(session, url + "/status")
+        now = time.monotonic()
         while height < status["height"]:
             height += 1
-            block = await _get(session, f"{url}/blocks/{height}?tx_limit=0")
-            seen = time.monotonic()
-            run.blocks.append((seen, height, block["tx_count"]))
-            for tx_id in block["tx_ids"]:
-                if tx_id in run.submitted_at:
-                    run.final_at[tx_id] = seen
-        await asyncio.sleep(0.05)
+            seen_at[height] = now
+            queue.put_nowait(height)
+        await asyncio.sleep(0.02)
+    queue.put_nowait(None)
+    await resolver
 
 
 async def bench(
