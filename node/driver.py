@@ -232,7 +232,7 @@ class ConsensusDriver:
         done = self._executed.get(block_hash)
         if done is not None:
             return done
-        block = Block.decode(payload)
+        block = Block.decode(payload, known=self.mempool.get)
         if block.hash != block_hash:
             raise BlockInvalid("payload does not hash to the proposed block hash")
         new_state, _ = apply_block(self.store.state(), block, verified=self.mempool.verified_in(block.txs))

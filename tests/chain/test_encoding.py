@@ -123,3 +123,22 @@ def test_sign_refuses_the_wrong_key() -> None:
     body = TxBody("c", USERS[0].public_key, 0, 10, Transfer(USERS[1].address, "USD", 1))
     with pytest.raises(ValueError):
         body.sign(USERS[1])
+
+
+def test_block_decode_reuses_known_txs_only_when_identical() -> None:
+    import dataclasses
+
+    from chain import crypto as _crypto
+    from chain.block import Block, make_block
+    from chain.tx import Transfer, TxBody
+
+    key = _crypto.PrivateKey(b"\x07" * 32)
+    txs = tuple(TxBody("c", key.public_key, n, 9, Transfer(b"\x01" * 20, "USD", 1)).sign(key) for n in range(3))
+    block = make_block(chain_id="c", height=1, time_ms=0, prev_hash=bytes(32), state_root=bytes(32),
+                       proposer=bytes(20), validators_hash=bytes(32), txs=txs)
+    data = block.encode()
+    pool = {txs[0].tx_id: txs[0], txs[1].tx_id: dataclasses.replace(txs[1], signature=bytes(64))}
+    decoded = Block.decode(data, known=pool.get)
+    assert decoded == Block.decode(data) == block
+    assert decoded.txs[0] is txs[0]  # reused
+    assert decoded.txs[1] is not pool[txs[1].tx_id] and decoded.txs[1].signature == txs[1].signature  # not reused
