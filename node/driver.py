@@ -176,7 +176,9 @@ class ConsensusDriver:
 
         def fire() -> None:
             self._timers.discard(handle)
-            self._on_timeout(action.step.name.lower())
+            core = self.core
+            if core is not None and (core.height, core.round, core.step_p) == (action.height, action.round, action.step):
+                self._on_timeout(action.step.name.lower())  # count only timeouts that still matter
             self.step(TimeoutFired(action.height, action.round, action.step))
 
         handle = loop.call_later(action.delay_ms / 1000, fire)

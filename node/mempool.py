@@ -36,11 +36,20 @@ class _Entry:
 _PAYMENTS = (Transfer, Issue, Burn)
 
 
-class _AllVerified:
-    """Membership test for the executor: every pooled tx had its signature checked at admission."""
+class _Verified:
+    """The executor's "signature already checked" set: every pooled tx, plus txs a caller vouches for.
 
-    def __contains__(self, item: object) -> bool:
-        return True
+    A tx being admitted is not in it, so the executor checks its signature -- after the cheap nonce and
+    expiry rules: a stale or out-of-order tx (common in gossip under load) is refused without the ~55 us
+    Ed25519 check.
+    """
+
+    def __init__(self, entries: "OrderedDict[bytes, _Entry]") -> None:
+        self.entries = entries
+        self.trusted: set[bytes] = set()
+
+    def __contains__(self, tx_id: object) -> bool:
+        return tx_id in self.entries or tx_id in self.trusted
 
 
 class Mempool:
@@ -52,7 +61,8 @@ class Mempool:
         self._per_sender: dict[bytes, int] = {}
         self._bytes = 0
         self._state = state
-        self._pending = Executor(state, state.height + 1, _AllVerified())
+        self._verified = _Verified(self._entries)
+        self._pending = Executor(state, state.height + 1, self._verified)
         self._since_rebuild = 0
         self._rejected: OrderedDict[bytes, tuple[str, str]] = OrderedDict()
 
@@ -131,10 +141,7 @@ class Mempool:
             return False
         sender = crypto.address_of(tx.body.sender)
         self.check_capacity(sender, len(raw))
-        if not signature_checked and not tx.verify_signature():
-            self._remember_rejected(tx_id, TxCode.BAD_SIGNATURE, "signature does not verify")
-            raise TxRejected("bad_signature", "signature does not verify")
-        receipt = self._pending.run(tx)
+        receipt = self._run_trusting(tx) if signature_checked else self._pending.run(tx)
         if receipt.code is not TxCode.OK:
             self._remember_rejected(tx_id, receipt.code, receipt.message)
             raise TxRejected(receipt.code.name.lower(), receipt.message)
@@ -142,6 +149,14 @@ class Mempool:
         self._per_sender[sender] = self._per_sender.get(sender, 0) + 1
         self._bytes += len(raw)
         return True
+
+    def _run_trusting(self, tx: SignedTx) -> Receipt:
+        """Run a tx whose signature was already checked elsewhere (bulk check, or a committed block)."""
+        self._verified.trusted.add(tx.tx_id)
+        try:
+            return self._pending.run(tx)
+        finally:
+            self._verified.trusted.discard(tx.tx_id)
 
     def _remember_rejected(self, tx_id: bytes, code: TxCode, message: str) -> None:
         self._rejected[tx_id] = (code.name.lower(), message)
@@ -169,7 +184,7 @@ class Mempool:
                 e = self._entries.get(tx.tx_id)
                 if e is not None and e.tx.signature == tx.signature:
                     self._drop(tx.tx_id)
-                elif type(tx.body.payload) not in _PAYMENTS or self._pending.run(tx).code is not TxCode.OK:
+                elif type(tx.body.payload) not in _PAYMENTS or self._run_trusting(tx).code is not TxCode.OK:
                     fast = False
                     break
         if fast:
@@ -186,7 +201,7 @@ class Mempool:
             if self._drop(r.tx_id):
                 self._remember_rejected(r.tx_id, r.code, r.message)
         self._state = state
-        self._pending = Executor(state, state.height + 1, _AllVerified())
+        self._pending = Executor(state, state.height + 1, self._verified)
         self._since_rebuild = 0
         evicted: list[Receipt] = []
         for tx_id, e in list(self._entries.items()):

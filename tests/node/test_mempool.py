@@ -62,6 +62,15 @@ def test_rejections_name_the_rule() -> None:
     with pytest.raises(TxRejected) as e:
         pool.add(forged, forged.encode())
     assert e.value.code == "bad_signature"
+    # cheap rules first: a stale nonce is refused as such, before any signature work
+    stale = dataclasses.replace(_tx(ALICE, 0, amount=1), signature=bytes(64))
+    with pytest.raises(TxRejected) as e:
+        pool.add(stale, stale.encode())
+    assert e.value.code == "bad_nonce"
+    # a caller that vouches for a signature is trusted for that one tx only
+    t1 = _tx(ALICE, 1, amount=1)
+    assert pool.add(t1, t1.encode(), signature_checked=True)
+    assert not pool._verified.trusted
 
 
 def test_bounds_give_backpressure() -> None:
