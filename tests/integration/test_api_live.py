@@ -24,7 +24,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
-from pathlib import Path
 
 import pytest
 
