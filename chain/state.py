@@ -522,6 +522,29 @@ class Executor:
         acct[0] += 1
         self.dirty_accounts.add(sender)
 
+    @staticmethod
+    def _debit(bals: dict[str, int], asset: str, amount: int) -> None:
+        """Take `amount` (already checked to be covered); a zero balance is dropped from the account."""
+        left = bals[asset] - amount
+        if left:
+            bals[asset] = left
+        else:
+            del bals[asset]
+
+    def _credit(self, addr: bytes, asset: str, amount: int) -> None:
+        bals = self.account(addr)[1]
+        bals[asset] = bals.get(asset, 0) + amount
+        self.dirty_accounts.add(addr)
+
+    def _issuer_refusal(self, tx_id: bytes, sender: bytes, asset: str) -> Receipt | None:
+        """Issue and burn share their permission rule: the asset exists and the sender is its issuer."""
+        info = self.asset(asset)
+        if info is None:
+            return Receipt(tx_id, TxCode.UNKNOWN_ASSET, f"unknown asset {asset}")
+        if info[0] != sender:
+            return Receipt(tx_id, TxCode.NOT_ISSUER, f"sender is not the issuer of {asset}")
+        return None
+
     def _transfer(self, tx_id: bytes, sender: bytes, acct: list[Any], p: Transfer) -> Receipt:
         if p.to == sender:
             return Receipt(tx_id, TxCode.SELF_TRANSFER, "transfer to the sender's own address")
@@ -531,49 +554,37 @@ class Executor:
         have = bals.get(p.asset, 0)
         if have < p.amount:
             return Receipt(tx_id, TxCode.INSUFFICIENT_FUNDS, f"balance {have} < amount {p.amount}")
-        dest = self.account(p.to)
         self._bump(sender, acct)
-        if have == p.amount:
-            del bals[p.asset]
-        else:
-            bals[p.asset] = have - p.amount
-        dbals = dest[1]
-        dbals[p.asset] = dbals.get(p.asset, 0) + p.amount
-        self.dirty_accounts.add(p.to)
+        self._debit(bals, p.asset, p.amount)
+        self._credit(p.to, p.asset, p.amount)
         return Receipt(tx_id, TxCode.OK)
 
     def _issue(self, tx_id: bytes, sender: bytes, acct: list[Any], p: Issue) -> Receipt:
-        info = self.asset(p.asset)
-        if info is None:
-            return Receipt(tx_id, TxCode.UNKNOWN_ASSET, f"unknown asset {p.asset}")
-        if info[0] != sender:
-            return Receipt(tx_id, TxCode.NOT_ISSUER, f"sender is not the issuer of {p.asset}")
+        refusal = self._issuer_refusal(tx_id, sender, p.asset)
+        if refusal is not None:
+            return refusal
+        info = self.assets[p.asset]
+        assert info is not None
         if info[2] + p.amount > MAX_AMOUNT:
             return Receipt(tx_id, TxCode.SUPPLY_OVERFLOW, f"supply of {p.asset} would exceed {MAX_AMOUNT}")
-        dest = self.account(p.to)
         self._bump(sender, acct)
         info[2] += p.amount
         self.dirty_assets.add(p.asset)
-        dbals = dest[1]
-        dbals[p.asset] = dbals.get(p.asset, 0) + p.amount
-        self.dirty_accounts.add(p.to)
+        self._credit(p.to, p.asset, p.amount)
         return Receipt(tx_id, TxCode.OK)
 
     def _burn(self, tx_id: bytes, sender: bytes, acct: list[Any], p: Burn) -> Receipt:
-        info = self.asset(p.asset)
-        if info is None:
-            return Receipt(tx_id, TxCode.UNKNOWN_ASSET, f"unknown asset {p.asset}")
-        if info[0] != sender:
-            return Receipt(tx_id, TxCode.NOT_ISSUER, f"sender is not the issuer of {p.asset}")
+        refusal = self._issuer_refusal(tx_id, sender, p.asset)
+        if refusal is not None:
+            return refusal
+        info = self.assets[p.asset]
+        assert info is not None
         bals = acct[1]
         have = bals.get(p.asset, 0)
         if have < p.amount:
             return Receipt(tx_id, TxCode.INSUFFICIENT_FUNDS, f"balance {have} < burn amount {p.amount}")
         self._bump(sender, acct)
-        if have == p.amount:
-            del bals[p.asset]
-        else:
-            bals[p.asset] = have - p.amount
+        self._debit(bals, p.asset, p.amount)
         info[2] -= p.amount
         self.dirty_assets.add(p.asset)
         return Receipt(tx_id, TxCode.OK)
