@@ -129,18 +129,9 @@ class Node:
             self._tasks.append(loop.create_task(coro))
         if self.config.api.enabled:
             api = self.config.api
-            app = create_app(
-                self,
-                ApiConfig(
-                    max_body_bytes=api.max_body_bytes,
-                    max_batch_body_bytes=api.max_batch_body_bytes,
-                    ip_rate_per_s=api.ip_rate_per_s,
-                    ip_burst=api.ip_burst,
-                    account_rate_per_s=api.account_rate_per_s,
-                    account_burst=api.account_burst,
-                    trust_x_forwarded_for=api.trust_x_forwarded_for,
-                ),
-            )
+            # The config file's [api] section carries every ApiConfig limit (plus where to listen).
+            limits = api.model_dump(include=set(ApiConfig.model_fields))
+            app = create_app(self, ApiConfig(**limits))
             self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()
             site = web.TCPSite(self._runner, api.host, api.port)

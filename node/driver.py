@@ -41,7 +41,7 @@ from consensus.events import (
     ValidateBlock,
 )
 from consensus.evidence import DuplicateVoteEvidence, EvidenceError, verify_duplicate_vote_evidence
-from consensus.messages import Message, encode_message
+from consensus.messages import Message
 from consensus.wal import FileWAL
 from node.config import ConsensusSection
 from node.mempool import Mempool
@@ -286,7 +286,3 @@ class ConsensusDriver:
         if raw not in self.pending_evidence and len(self.pending_evidence) < MAX_PENDING_EVIDENCE:
             self.pending_evidence[raw] = raw
         self._on_evidence(evidence)
-
-
-def encode_consensus(msg: Message) -> bytes:
-    return encode_message(msg)

@@ -60,7 +60,6 @@ class Mempool:
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
         self._per_sender: dict[bytes, int] = {}
         self._bytes = 0
-        self._state = state
         self._verified = _Verified(self._entries)
         self._pending = Executor(state, state.height + 1, self._verified)
         self._since_rebuild = 0
@@ -188,7 +187,6 @@ class Mempool:
                     fast = False
                     break
         if fast:
-            self._state = state
             self._pending.height = state.height + 1  # expiry is judged against the next block
             self._since_rebuild += 1
             return []
@@ -200,7 +198,6 @@ class Mempool:
         for r in rejected:
             if self._drop(r.tx_id):
                 self._remember_rejected(r.tx_id, r.code, r.message)
-        self._state = state
         self._pending = Executor(state, state.height + 1, self._verified)
         self._since_rebuild = 0
         evicted: list[Receipt] = []
