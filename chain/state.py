@@ -494,7 +494,7 @@ class Executor:
             return Receipt(tx_id, TxCode.MALFORMED, f"unsupported tx version {body.version}")
         if self.height > body.expiry_height:
             return Receipt(tx_id, TxCode.EXPIRED, f"expired at height {body.expiry_height}, block is {self.height}")
-        sender = crypto.address_of(body.sender)
+        sender = body.sender_address
         acct = self.account(sender)
         if body.nonce != acct[0]:
             return Receipt(tx_id, TxCode.BAD_NONCE, f"nonce {body.nonce}, account expects {acct[0]}")
@@ -669,7 +669,7 @@ def check_tx(
     """
     ex = Executor(state, next_height, verified if verify_signature else _ACCEPT_ALL)
     if nonce_window > 0:
-        acct = ex.account(crypto.address_of(tx.body.sender))
+        acct = ex.account(tx.body.sender_address)
         if acct[0] < tx.body.nonce <= acct[0] + nonce_window:
             acct[0] = tx.body.nonce
     return ex.run(tx)

@@ -210,7 +210,7 @@ class Node:
             self._apply_synced(peer, msg)
 
     def _receive_gossip(self, peer: bytes, raws: tuple[bytes, ...]) -> None:
-        bad = 0
+        bad = received = accepted = 0
         for raw in raws:
             try:
                 tx = SignedTx.decode(raw)
@@ -219,16 +219,18 @@ class Node:
                 continue
             if tx.tx_id in self.mempool:
                 continue  # (an already committed tx fails admission on its used nonce: no store lookup needed)
-            self.metrics.tx_received("gossip")
+            received += 1
             try:
                 self.mempool.add(tx, raw)
-                self.metrics.tx_accepted("gossip")
+                accepted += 1
             except TxRejected as exc:
                 self.metrics.tx_rejected(exc.code, "gossip")
                 if exc.code == "bad_signature":
                     bad += 1
             except MempoolFull:
                 self.metrics.tx_rejected("mempool_full", "gossip")
+        self.metrics.tx_received("gossip", received)
+        self.metrics.tx_accepted("gossip", accepted)
         if bad:
             self.network.penalize(peer, "invalid_message")
         self._after_mempool_change()
@@ -350,9 +352,7 @@ class Node:
         tx_id = tx.tx_id
         if tx_id in self.mempool:
             return SubmitResult(tx_id, "duplicate")
-        if self.store.tx_location(tx_id) is not None:
-            return SubmitResult(tx_id, "duplicate")
-        self.mempool.add(tx, raw)
+        self.mempool.add(tx, raw)  # a committed tx is refused here on its used nonce; the API then finds it
         self._gossip_out.append(raw)
         self._gossip_wake.set()
         self._submit_times[tx_id] = time.monotonic()

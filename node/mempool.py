@@ -138,7 +138,7 @@ class Mempool:
         tx_id = tx.tx_id
         if tx_id in self._entries:
             return False
-        sender = crypto.address_of(tx.body.sender)
+        sender = tx.body.sender_address
         self.check_capacity(sender, len(raw))
         receipt = self._run_trusting(tx) if signature_checked else self._pending.run(tx)
         if receipt.code is not TxCode.OK:

@@ -167,8 +167,10 @@ class Handlers:
         tx_id, status = self._admit(tx, raw)
         return json_response(SubmitTxResponse(tx_id=tx_id.hex(), status=status), 200 if status == "final" else 202)
 
-    def _admit(self, tx: SignedTx, raw: bytes) -> tuple[bytes, str]:
-        """Admit one decoded tx: rate limit per account, idempotency, mempool. Raises ApiError."""
+    def _admit(self, tx: SignedTx, raw: bytes, count_accepted: bool = True) -> tuple[bytes, str]:
+        """Admit one decoded tx: rate limit per account, idempotency, mempool. Raises ApiError.
+
+        `count_accepted=False`: the caller counts accepted txs itself, once per batch."""
         metrics = self.view.metrics
         tx_id = tx.tx_id
         decision = self.account_limiter.check(tx.body.sender_address)
@@ -177,11 +179,13 @@ class Handlers:
             raise ApiError(
                 429, "rate_limited", "too many transactions from this account", retry_after=decision.retry_after_header
             )
-        if _lookup(self.store.tx_location, tx_id) is not None:
-            return tx_id, "final"
         try:
             result = self.view.submit_tx(tx, raw)
         except TxRejected as e:
+            # A resubmitted tx that is already committed is refused on its used nonce (or its expiry); look it
+            # up only then, not on every submission (a store read per tx on the hot path).
+            if _lookup(self.store.tx_location, tx_id) is not None:
+                return tx_id, "final"
             metrics.tx_rejected(e.code, "api")
             raise ApiError(400, e.code, e.message) from None
         except MempoolFull as e:
@@ -189,7 +193,7 @@ class Handlers:
             raise ApiError(
                 503, "mempool_full", "mempool is full, retry later", retry_after=str(max(1, math.ceil(e.retry_after_s)))
             ) from None
-        if result.status == "accepted":
+        if result.status == "accepted" and count_accepted:
             metrics.tx_accepted("api")
         return result.tx_id, result.status
 
@@ -211,14 +215,16 @@ class Handlers:
                            f"{e.errors()[0]['msg']}") from None
         results: list[BatchItemResult] = []
         retry_after: int | None = None
+        metrics.tx_received("api", len(req.txs))
+        accepted = 0
         for text in req.txs:
-            metrics.tx_received("api")
             if retry_after is not None:
                 results.append(BatchItemResult(status="rejected", code="backpressure", message="not tried: an earlier item hit backpressure"))
                 continue
             try:
                 tx, raw = self._decode_tx_hex(text)
-                tx_id, status = self._admit(tx, raw)
+                tx_id, status = self._admit(tx, raw, count_accepted=False)
+                accepted += status == "accepted"
                 results.append(BatchItemResult(tx_id=tx_id.hex(), status=status))  # type: ignore[arg-type]
             except ApiError as e:
                 if e.code == "malformed_tx":
@@ -226,6 +232,7 @@ class Handlers:
                 if e.status in (429, 503):
                     retry_after = int(e.retry_after or 1)
                 results.append(BatchItemResult(status="rejected", code=e.code, message=e.message))
+        metrics.tx_accepted("api", accepted)
         rejected = sum(r.status == "rejected" for r in results)
         return json_response(
             SubmitBatchResponse(results=results, accepted=len(results) - rejected, rejected=rejected, retry_after=retry_after),

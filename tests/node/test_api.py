@@ -200,6 +200,9 @@ async def test_batch_admits_in_order_with_per_item_results(tmp_path: Path) -> No
         assert [x["code"] for x in out["results"][20:]] == ["malformed_tx", "bad_nonce"]
         again = await (await a.client.post("/tx-batches", json={"txs": body["txs"][:1]})).json()
         assert again["results"][0]["status"] == "duplicate"
+        text = await (await a.client.get("/metrics")).text()  # counted once per batch, not once per item
+        assert 'paynet_txs_received_total{source="api"} 23.0' in text
+        assert 'paynet_txs_accepted_total{source="api"} 20.0' in text
         r = await a.client.post("/txs", json={"tx": "00" * 3000})
         assert_error(r.status, await r.json(), 413, "body_too_large")
         r = await a.client.post("/tx-batches", json={"txs": []})
