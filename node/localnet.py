@@ -15,9 +15,11 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from chain import crypto
+from chain.genesis import Genesis
 
 PASSPHRASE = "local-testnet-passphrase"
 CHAIN_ID = "paynet-local"
@@ -76,6 +78,10 @@ class NodeProc:
     @property
     def pid_path(self) -> Path:
         return self.home / "node.pid"
+
+
+class NodeExited(RuntimeError):
+    """A node process this LocalNet started has ended while we waited on it."""
 
 
 @dataclass
@@ -207,11 +213,31 @@ class LocalNet:
         with urllib.request.urlopen(self.nodes[i].api_url + path, timeout=timeout) as resp:
             return json.loads(resp.read())
 
+    @cached_property
+    def genesis_hex(self) -> str:
+        return Genesis.load(self.root / "genesis.json").hash.hex()
+
     def height(self, i: int) -> int | None:
+        """Node i's committed height; None while it is down, or when the process answering on its port
+        belongs to another network (a second testnet on the same ports must not pass for this one)."""
         try:
-            return int(self.get(i, "/status")["height"])
+            status = self.get(i, "/status")
+            if status.get("genesis_hash") != self.genesis_hex:
+                return None
+            return int(status["height"])
         except (OSError, ValueError, KeyError):
             return None
+
+    def exited(self, i: int) -> str | None:
+        """If node i was started here and its process has ended: why (the last lines of its log)."""
+        n = self.nodes[i]
+        if n.proc is None or n.proc.poll() is None:
+            return None
+        try:
+            tail = n.log_path.read_text(errors="replace").strip().splitlines()[-3:]
+        except OSError:
+            tail = []
+        return f"validator-{i} exited with code {n.proc.returncode}: " + " | ".join(tail)
 
     def wait_for(self, predicate, timeout: float, what: str, interval: float = 0.2):  # type: ignore[no-untyped-def]
         """Poll `predicate` until it returns a truthy value or `timeout` passes (then raise)."""
@@ -222,14 +248,24 @@ class LocalNet:
                 value = predicate()
                 if value:
                     return value
+            except NodeExited:
+                raise
             except Exception as exc:  # the condition may fail while nodes start
                 last_exc = exc
             time.sleep(interval)
         raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last error: {last_exc})")
 
     def wait_height(self, height: int, nodes: list[int] | None = None, timeout: float = 60) -> None:
+        """Wait until every node in `nodes` has committed `height`; fail at once if one of them exits."""
         idx = nodes if nodes is not None else list(range(len(self.nodes)))
-        self.wait_for(lambda: all((self.height(i) or -1) >= height for i in idx), timeout, f"height {height} on {idx}")
+
+        def reached() -> bool:
+            for i in idx:
+                if (why := self.exited(i)) is not None:
+                    raise NodeExited(why)
+            return all((self.height(i) or -1) >= height for i in idx)
+
+        self.wait_for(reached, timeout, f"height {height} on {idx}")
 
 
 def _apply_overrides(path: Path, overrides: dict[str, dict[str, object]]) -> None:

@@ -69,7 +69,14 @@ def _machine() -> str:
     return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
 
 
-async def _get(session: aiohttp.ClientSession, url: str) -> dict:
+async def _get(session: aiohttp.ClientSession, url: str, attempts: int = 10) -> dict:
+    """GET JSON; a node that answers 429/503 (its rate limit or load) is asked again after Retry-After."""
+    for _ in range(attempts - 1):
+        async with session.get(url) as resp:
+            if resp.status not in (429, 503):
+                resp.raise_for_status()
+                return await resp.json()
+            await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
     async with session.get(url) as resp:
         resp.raise_for_status()
         return await resp.json()

@@ -23,7 +23,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from chain import crypto  # noqa: E402
-from node.localnet import DEMO_ASSET, LocalNet, demo_key  # noqa: E402
+from node.localnet import DEMO_ASSET, LocalNet, NodeExited, demo_key  # noqa: E402
 
 DEFAULT_HOME = Path("testnet-home")
 console = Console()
@@ -66,6 +66,8 @@ def up(validators: int, base_port: int, home: Path, demo_accounts: int, fresh: b
     with console.status("waiting for the network to commit blocks ..."):
         try:
             net.wait_height(2, timeout=90)
+        except NodeExited as exc:
+            raise click.ClickException(str(exc)) from None
         except TimeoutError as exc:
             raise click.ClickException(f"{exc}; see `python scripts/testnet.py logs 0`") from None
     table = Table(title=f"paynet testnet ({len(net.nodes)} validators) is up")

@@ -139,16 +139,52 @@ def test_file_wal_roundtrip_torn_tail_and_corruption(tmp_path):
         FileWAL(path)
 
 
-def test_file_wal_new_height_rewrites_file(tmp_path):
+def test_file_wal_new_height_is_appended_and_hides_earlier_records(tmp_path):
     path = tmp_path / "c.wal"
-    w = FileWAL(path)
-    for i in range(50):
+    w = FileWAL(path, rotate_bytes=10_000)
+    w.append(b"h1", starts_height=True)
+    for _ in range(5):
+        w.append(b"x" * 100, sync=False)
+    w.append(b"h2", starts_height=True, sync=False)  # no fsync of its own: the next sync covers it
+    w.append(b"after", sync=False)
+    assert w.replay() == [b"h2", b"after"]
+    w.sync()
+    w.close()
+    assert os.path.getsize(path) > 500  # appended in place, not rewritten
+    assert FileWAL(path).replay() == [b"h2", b"after"]
+    # lost height start (crash before the sync): the previous height's records come back, and the driver
+    # sees they are stale against the store's head
+    data = path.read_bytes()
+    cut = data.index(b"h2") - 8
+    path.write_bytes(data[:cut])
+    assert FileWAL(path).replay() == [b"h1"] + [b"x" * 100] * 5
+
+
+def test_file_wal_rewrites_file_at_a_height_start_past_the_size_limit(tmp_path):
+    path = tmp_path / "c.wal"
+    w = FileWAL(path, rotate_bytes=1000)
+    for _ in range(50):
         w.append(b"x" * 100)
     size = os.path.getsize(path)
     w.append(b"h2", starts_height=True)
     w.append(b"after")
     assert w.replay() == [b"h2", b"after"] and os.path.getsize(path) < size
     w.close()
+    assert FileWAL(path).replay() == [b"h2", b"after"]
+
+
+def test_file_wal_flipped_height_flag_is_corruption_not_a_new_height(tmp_path):
+    path = tmp_path / "c.wal"
+    w = FileWAL(path)
+    for e in (b"h1", b"vote", b"more"):
+        w.append(e, starts_height=e == b"h1")
+    w.close()
+    data = bytearray(path.read_bytes())
+    second = 8 + 2  # header + b"h1"
+    data[second] |= 0x80  # mark "vote" as a height start: earlier records would be dropped
+    path.write_bytes(bytes(data))
+    with pytest.raises(WalCorruptError):
+        FileWAL(path)
 
 
 def test_restart_from_file_wal(tmp_path):
