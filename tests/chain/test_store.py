@@ -223,3 +223,18 @@ def test_account_history_indexes_senders_and_recipients_newest_first(tmp_path) -
         assert store.account_history(alice.address, 10) == [(h, i, ids[h, i]) for h, i in ((2, 0), (1, 1), (1, 0))]
         assert store.account_history(bob.address, 2) == [(h, i, ids[h, i]) for h, i in ((2, 0), (1, 1))]
         assert store.account_history(val.address, 10) == []
+
+
+def test_store_tables_are_not_compressed(tmp_path: Path) -> None:
+    """LevelDB compression is off (chain/store.py LEVELDB_OPTIONS: compactions were the cost, not disk).
+
+    Highly compressible values must take their full size in the table files once compacted; with snappy
+    they would shrink ~20x."""
+    store = ChainStore.open(tmp_path / "db", GENESIS)
+    raw = b"\0" * 4096
+    for i in range(256):  # 1 MiB of zeros
+        store._db.put(b"z" + i.to_bytes(4, "big"), raw)
+    store._db.compact_range()
+    store.close()
+    tables = sum(p.stat().st_size for p in (tmp_path / "db").glob("*.ldb"))
+    assert tables >= 256 * 4096
