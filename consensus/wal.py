@@ -65,9 +65,14 @@ class MemoryWAL(WAL):
         return list(self.entries)
 
 
+def _crc(body: bytes, starts_height: bool) -> int:
+    """CRC-32 of the body, seeded with the height-start flag so a flipped flag fails the check."""
+    return zlib.crc32(body, 1 if starts_height else 0)
+
+
 def frame(entry: bytes, starts_height: bool = False) -> bytes:
     flag = _STARTS_HEIGHT if starts_height else 0
-    return _HEADER.pack(len(entry) | flag, zlib.crc32(entry, 1 if starts_height else 0)) + entry
+    return _HEADER.pack(len(entry) | flag, _crc(entry, starts_height)) + entry
 
 
 class FileWAL(WAL):
@@ -104,7 +109,7 @@ class FileWAL(WAL):
             if end > len(data):
                 break  # torn body at the end
             body = data[pos + _HEADER.size:end]
-            if zlib.crc32(body, 1 if starts_height else 0) != crc:
+            if _crc(body, starts_height) != crc:
                 if end == len(data):
                     break  # torn (partly written) last record
                 raise WalCorruptError(f"CRC mismatch in record at offset {pos}")

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -156,6 +158,16 @@ class LocalNet:
     def start_all(self) -> None:
         for i in range(len(self.nodes)):
             self.start(i)
+
+    @contextmanager
+    def running(self, height: int = 1, timeout: float = 60) -> Iterator[LocalNet]:
+        """Start every node, wait until each has committed `height`, and stop them all on exit (error too)."""
+        self.start_all()
+        try:
+            self.wait_height(height, timeout=timeout)
+            yield self
+        finally:
+            self.stop_all()
 
     def pid(self, i: int) -> int | None:
         n = self.nodes[i]

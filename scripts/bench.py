@@ -71,15 +71,14 @@ def _machine() -> str:
 
 async def _get(session: aiohttp.ClientSession, url: str, attempts: int = 10) -> dict:
     """GET JSON; a node that answers 429/503 (its rate limit or load) is asked again after Retry-After."""
-    for _ in range(attempts - 1):
+    for attempt in range(1, attempts + 1):
         async with session.get(url) as resp:
-            if resp.status not in (429, 503):
-                resp.raise_for_status()
-                return await resp.json()
-            await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
-    async with session.get(url) as resp:
-        resp.raise_for_status()
-        return await resp.json()
+            if resp.status in (429, 503) and attempt < attempts:
+                await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
+                continue
+            resp.raise_for_status()
+            return await resp.json()
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def presign(net: LocalNet, accounts: int, per_account: int, nonces: list[int], expiry: int) -> list[list[tuple[str, str]]]:

@@ -165,12 +165,14 @@ class Handlers:
             metrics.tx_rejected(e.code, "api")
             raise
         tx_id, status = self._admit(tx, raw)
+        if status == "accepted":
+            metrics.tx_accepted("api")
         return json_response(SubmitTxResponse(tx_id=tx_id.hex(), status=status), 200 if status == "final" else 202)
 
-    def _admit(self, tx: SignedTx, raw: bytes, count_accepted: bool = True) -> tuple[bytes, str]:
+    def _admit(self, tx: SignedTx, raw: bytes) -> tuple[bytes, str]:
         """Admit one decoded tx: rate limit per account, idempotency, mempool. Raises ApiError.
 
-        `count_accepted=False`: the caller counts accepted txs itself, once per batch."""
+        Refusals are counted here; accepted txs are counted by the caller (once per batch for batches)."""
         metrics = self.view.metrics
         tx_id = tx.tx_id
         decision = self.account_limiter.check(tx.body.sender_address)
@@ -193,8 +195,6 @@ class Handlers:
             raise ApiError(
                 503, "mempool_full", "mempool is full, retry later", retry_after=str(max(1, math.ceil(e.retry_after_s)))
             ) from None
-        if result.status == "accepted" and count_accepted:
-            metrics.tx_accepted("api")
         return result.tx_id, result.status
 
     async def submit_batch(self, request: web.Request) -> web.Response:
@@ -223,7 +223,7 @@ class Handlers:
                 continue
             try:
                 tx, raw = self._decode_tx_hex(text)
-                tx_id, status = self._admit(tx, raw, count_accepted=False)
+                tx_id, status = self._admit(tx, raw)
                 accepted += status == "accepted"
                 results.append(BatchItemResult(tx_id=tx_id.hex(), status=status))  # type: ignore[arg-type]
             except ApiError as e:

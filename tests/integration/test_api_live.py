@@ -112,12 +112,8 @@ def metric_value(text: str, name: str, labels: str = "") -> float | None:
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
     net = LocalNet.provision(tmp_path_factory.mktemp("api-live"), validators=4, base_port=BASE_PORT,
                              demo_accounts=DEMO_ACCOUNTS)
-    net.start_all()
-    try:
-        net.wait_height(2, timeout=60)
+    with net.running(height=2):
         yield net
-    finally:
-        net.stop_all()
 
 
 def port(net: LocalNet, i: int = 0) -> int:

@@ -29,10 +29,7 @@ def _cli(*args: str) -> dict:
 
 def test_backup_running_node_restore_and_catch_up(tmp_path_factory: pytest.TempPathFactory) -> None:
     root = tmp_path_factory.mktemp("bknet")
-    net = LocalNet.provision(root, validators=4, base_port=28500, demo_accounts=4)
-    net.start_all()
-    try:
-        net.wait_height(2, timeout=60)
+    with LocalNet.provision(root, validators=4, base_port=28500, demo_accounts=4).running(height=2) as net:
         sender, receiver = demo_key(0), demo_key(1)
         before = [submit(net, 0, transfer(sender, receiver.address, 10 + n, nonce=n)) for n in range(3)]
         net.wait_for(lambda: all(tx_status(net, 1, t) == "final" for t in before), 60, "txs final on node 1")
@@ -73,5 +70,3 @@ def test_backup_running_node_restore_and_catch_up(tmp_path_factory: pytest.TempP
             return any(v["pubkey"] == me and (v["last_signed_height"] or 0) > target for v in vals)
 
         net.wait_for(signs_again, 60, "node 1 precommits in a certificate after its restore")
-    finally:
-        net.stop_all()

@@ -41,12 +41,8 @@ UI_TIMEOUT_MS = 30_000  # a block every ~1 s; generous for a loaded 2-core CI ma
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
     net = LocalNet.provision(tmp_path_factory.mktemp("explorer-net"), validators=4, base_port=BASE_PORT,
                              demo_accounts=4)
-    net.start_all()
-    try:
-        net.wait_height(1, timeout=60)
+    with net.running(height=1):
         yield net
-    finally:
-        net.stop_all()
 
 
 @contextmanager

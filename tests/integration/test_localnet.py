@@ -21,16 +21,14 @@ def test_second_network_on_same_ports_is_reported_not_mistaken(tmp_path_factory:
     first = LocalNet.provision(tmp_path_factory.mktemp("first"), validators=1, base_port=BASE_PORT, demo_accounts=1)
     second = LocalNet.provision(tmp_path_factory.mktemp("second"), validators=1, base_port=BASE_PORT, demo_accounts=1)
     assert first.genesis_hex != second.genesis_hex  # each provisioning makes its own keys and genesis
-    first.start_all()
-    try:
-        first.wait_height(2, timeout=60)
+    with first.running(height=2):
         assert second.height(0) is None  # the first network answers on the port, but it is not this one
         second.start_all()
-        started = time.monotonic()
-        with pytest.raises(NodeExited, match="validator-0 exited"):
-            second.wait_height(2, timeout=60)
-        assert time.monotonic() - started < 30  # reported when the process ends, not after the timeout
+        try:
+            started = time.monotonic()
+            with pytest.raises(NodeExited, match="validator-0 exited"):
+                second.wait_height(2, timeout=60)
+            assert time.monotonic() - started < 30  # reported when the process ends, not after the timeout
+        finally:
+            second.stop_all()
         assert first.height(0) is not None and first.height(0) >= 2
-    finally:
-        second.stop_all()
-        first.stop_all()

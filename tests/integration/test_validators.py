@@ -24,13 +24,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("net4")
-    net = LocalNet.provision(root, validators=4, base_port=28000, demo_accounts=6)
-    net.start_all()
-    try:
-        net.wait_height(2, timeout=60)
+    with LocalNet.provision(root, validators=4, base_port=28000, demo_accounts=6).running(height=2) as net:
         yield net
-    finally:
-        net.stop_all()
 
 
 def test_payments_submitted_to_any_node_become_final_on_all(net: LocalNet) -> None:

@@ -101,13 +101,8 @@ class NodeProxy:
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
     root = tmp_path_factory.mktemp("wallet-net")
-    network = LocalNet.provision(root, validators=4, base_port=BASE_PORT, demo_accounts=4)
-    try:
-        network.start_all()
-        network.wait_height(1, timeout=45)
+    with LocalNet.provision(root, validators=4, base_port=BASE_PORT, demo_accounts=4).running(timeout=45) as network:
         yield network
-    finally:
-        network.stop_all()
 
 
 @dataclass
