@@ -149,6 +149,19 @@ class RecordEvidence:
 
 
 @dataclass(frozen=True)
+class Halt:
+    """Stop consensus on this node for good: continuing could only diverge from the network.
+
+    Emitted when a block certified by 2f+1 precommits still does not validate here, i.e. this node's
+    application disagrees with the network's. The runner executes it like any failure it catches itself.
+    """
+
+    height: int
+    block_hash: bytes | None
+    reason: str
+
+
+@dataclass(frozen=True)
 class PersistWal:
     """Append `entry` to the WAL and fsync before executing the next action.
 
@@ -159,4 +172,4 @@ class PersistWal:
     starts_height: bool = False
 
 
-Action = Union[Broadcast, ScheduleTimeout, BuildProposal, ValidateBlock, Commit, RecordEvidence, PersistWal]
+Action = Union[Broadcast, ScheduleTimeout, BuildProposal, ValidateBlock, Commit, RecordEvidence, PersistWal, Halt]

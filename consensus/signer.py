@@ -1,0 +1,305 @@
+"""The double-sign guard: every consensus signature a validator makes goes through one signer.
+
+The model is CometBFT's privval (`FilePV` with its `priv_validator_state.json`): the signer remembers
+the last (height, round, step) it signed and the exact bytes, persists that record durably BEFORE
+the signature is returned, and refuses any later request that would conflict with it:
+
+- a request below the last signed (height, round, step) -> `SignRefused` (the validator already
+  moved on; signing now could contradict what it said later);
+- the same (height, round, step) with identical signed bytes -> the same signature again (a restart
+  re-sending what it already said is harmless);
+- the same (height, round, step) with different bytes -> `SignRefused` (that pair would be
+  equivocation evidence);
+- a height at or below `floor` -> `SignRefused` (the node found its own precommits in committed
+  blocks above what this state file remembers, e.g. after a restore from an old backup).
+
+The WAL alone cannot give this promise: it lives with the data directory, which a backup restore
+replaces with an older copy. The state file lives beside the key, and `FileSignerState` writes it by
+tmp file + fsync + rename + directory fsync, so a crash leaves either the old or the new record,
+never a torn one; damage is reported as `SignerStateError` rather than guessed around.
+
+Steps within a round: proposal (1) < prevote (2) < precommit (3), the order the core signs them in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from chain import crypto
+from consensus.messages import (
+    PROPOSAL_DOMAIN,
+    VOTE_DOMAIN,
+    Proposal,
+    Vote,
+    VoteType,
+    proposal_sign_bytes,
+    vote_sign_bytes,
+)
+
+STEP_PROPOSAL = 1
+STEP_PREVOTE = 2
+STEP_PRECOMMIT = 3
+
+_VOTE_STEP = {VoteType.PREVOTE: STEP_PREVOTE, VoteType.PRECOMMIT: STEP_PRECOMMIT}
+STATE_VERSION = 1
+
+
+class SignRefused(Exception):
+    """The requested signature would conflict with one this validator already gave."""
+
+
+class SignerStateError(Exception):
+    """The signer's state could not be read or written; the message names the file and the remedy."""
+
+
+@dataclass(frozen=True)
+class LastSigned:
+    """The last signature given: where (height, round, step), for what, and the exact signed bytes
+    (domain + chain id + payload, so identical requests can be recognised byte for byte)."""
+
+    height: int
+    round: int
+    step: int
+    block_hash: bytes | None
+    signature: bytes
+    signed: bytes
+
+    @property
+    def hrs(self) -> tuple[int, int, int]:
+        return (self.height, self.round, self.step)
+
+
+@dataclass(frozen=True)
+class SignerState:
+    """What a state store persists: the last signature and the height floor."""
+
+    public_key: bytes | None = None
+    last: LastSigned | None = None
+    floor: int = 0
+
+
+class SignerStateStore(Protocol):
+    """Durable home of a `SignerState`. `save` returns only once the state is durable."""
+
+    location: str
+
+    def load(self) -> SignerState: ...
+
+    def save(self, state: SignerState) -> None: ...
+
+
+class Signer(Protocol):
+    """Every signature the consensus core makes (votes and proposals) goes through this."""
+
+    public_key: bytes
+
+    def sign_vote(
+        self, chain_id: str, vote_type: VoteType, height: int, round: int, block_hash: bytes | None
+    ) -> Vote: ...
+
+    def sign_proposal(
+        self, chain_id: str, height: int, round: int, pol_round: int, block_hash: bytes, payload: bytes
+    ) -> Proposal: ...
+
+
+class GuardedSigner:
+    """A key plus a persisted last-signed record; refuses conflicting signatures (module docstring)."""
+
+    def __init__(self, key: crypto.PrivateKey, state: SignerStateStore) -> None:
+        self._key = key
+        self._store = state
+        self.public_key = key.public_key
+        loaded = state.load()
+        if loaded.public_key is not None and loaded.public_key != self.public_key:
+            raise SignerStateError(
+                f"signer state {state.location} belongs to validator key {loaded.public_key.hex()[:16]}, "
+                f"not {self.public_key.hex()[:16]}: point the node at the state file kept beside this key"
+            )
+        self._state = replace(loaded, public_key=self.public_key)
+
+    def __repr__(self) -> str:
+        return f"GuardedSigner(pub={self.public_key.hex()[:16]}, last={self.last and self.last.hrs}, floor={self.floor})"
+
+    @property
+    def last(self) -> LastSigned | None:
+        return self._state.last
+
+    @property
+    def floor(self) -> int:
+        return self._state.floor
+
+    def raise_floor(self, height: int) -> None:
+        """Refuse every signature at heights <= `height` from now on (persisted).
+
+        Used at start-up when the node finds its own precommits in recently committed blocks at or
+        above the height this state remembers: something signed there that this file does not know of.
+        """
+        if height > self._state.floor:
+            new = replace(self._state, floor=height)
+            self._store.save(new)
+            self._state = new
+
+    def sign_vote(
+        self, chain_id: str, vote_type: VoteType, height: int, round: int, block_hash: bytes | None
+    ) -> Vote:
+        payload = vote_sign_bytes(vote_type, height, round, block_hash)
+        step = _VOTE_STEP[VoteType(vote_type)]
+        sig = self._sign(VOTE_DOMAIN, chain_id, payload, height, round, step, block_hash)
+        return Vote(VoteType(vote_type), height, round, block_hash, self.public_key, sig)
+
+    def sign_proposal(
+        self, chain_id: str, height: int, round: int, pol_round: int, block_hash: bytes, payload: bytes
+    ) -> Proposal:
+        signed = proposal_sign_bytes(height, round, pol_round, block_hash)
+        sig = self._sign(PROPOSAL_DOMAIN, chain_id, signed, height, round, STEP_PROPOSAL, block_hash)
+        return Proposal(height, round, pol_round, block_hash, self.public_key, sig, payload)
+
+    def _sign(
+        self, domain: bytes, chain_id: str, payload: bytes, height: int, round: int, step: int, block_hash: bytes | None
+    ) -> bytes:
+        """Check the request against the last signature, persist the new one, then hand it out."""
+        if height <= self._state.floor:
+            raise SignRefused(f"height {height} is at or below the signing floor {self._state.floor}")
+        signed = crypto.signing_message(domain, chain_id, payload)
+        last = self._state.last
+        if last is not None:
+            if (height, round, step) < last.hrs:
+                raise SignRefused(f"(height, round, step) {(height, round, step)} is below the last signed {last.hrs}")
+            if (height, round, step) == last.hrs:
+                if signed == last.signed:
+                    return last.signature
+                raise SignRefused(f"conflicting signature requested at (height, round, step) {last.hrs}")
+        sig = self._key.sign(domain, chain_id, payload)
+        new = replace(self._state, last=LastSigned(height, round, step, block_hash, sig, signed))
+        self._store.save(new)  # durable before the signature leaves this function
+        self._state = new
+        return sig
+
+
+class MemorySignerState:
+    """In-memory store: for tests and the simulator, where the object survives a simulated crash
+    exactly as a file would (every save is 'durable' at once)."""
+
+    def __init__(self) -> None:
+        self.location = "<memory>"
+        self.state = SignerState()
+        self.saves = 0
+
+    def load(self) -> SignerState:
+        return self.state
+
+    def save(self, state: SignerState) -> None:
+        self.state = state
+        self.saves += 1
+
+
+def _checksum(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _hex_or_none(b: bytes | None) -> str | None:
+    return None if b is None else b.hex()
+
+
+def state_to_json(state: SignerState) -> bytes:
+    """A readable JSON record (operators inspect it like CometBFT's state file) with a checksum."""
+    last = state.last
+    body: dict[str, Any] = {
+        "version": STATE_VERSION,
+        "public_key": _hex_or_none(state.public_key),
+        "floor": state.floor,
+        "last": None
+        if last is None
+        else {
+            "height": last.height,
+            "round": last.round,
+            "step": last.step,
+            "block_hash": _hex_or_none(last.block_hash),
+            "signature": last.signature.hex(),
+            "signed": last.signed.hex(),
+        },
+    }
+    return (json.dumps({**body, "checksum": _checksum(body)}, indent=1) + "\n").encode()
+
+
+def state_from_json(data: bytes) -> SignerState:
+    """Parse and check a state record; raise ValueError for anything but an intact record."""
+    obj = json.loads(data)
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    checksum = obj.pop("checksum", None)
+    if checksum != _checksum(obj):
+        raise ValueError("checksum mismatch")
+    if obj.get("version") != STATE_VERSION:
+        raise ValueError(f"unknown version {obj.get('version')!r}")
+    pk = obj["public_key"]
+    floor = obj["floor"]
+    if not isinstance(floor, int) or floor < 0:
+        raise ValueError("bad floor")
+    raw = obj["last"]
+    last = None
+    if raw is not None:
+        fields = (raw["height"], raw["round"], raw["step"])
+        if not all(isinstance(x, int) and x >= 0 for x in fields) or raw["step"] not in (1, 2, 3):
+            raise ValueError("bad height/round/step")
+        bh = raw["block_hash"]
+        last = LastSigned(
+            raw["height"],
+            raw["round"],
+            raw["step"],
+            None if bh is None else bytes.fromhex(bh),
+            bytes.fromhex(raw["signature"]),
+            bytes.fromhex(raw["signed"]),
+        )
+    return SignerState(None if pk is None else bytes.fromhex(pk), last, floor)
+
+
+class FileSignerState:
+    """A JSON state file, replaced atomically (tmp + fsync + rename + directory fsync) on every save.
+
+    A crash mid-save leaves the previous file intact (and a stray `.tmp`, ignored and overwritten);
+    anything else that is unreadable is damage and raises `SignerStateError` -- never silently
+    treated as "nothing signed", which is exactly the state that would allow a double sign.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.location = str(self.path)
+        self._tmp = self.path.with_name(self.path.name + ".tmp")
+
+    def load(self) -> SignerState:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return SignerState()
+        except OSError as exc:
+            raise SignerStateError(f"signer state {self.path} cannot be read ({exc}): fix the file's permissions or disk") from None
+        try:
+            return state_from_json(data)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SignerStateError(
+                f"signer state {self.path} is damaged ({exc}): restore it from a copy kept beside the key; "
+                f"never just delete it (an empty state would let this validator sign conflicting votes)"
+            ) from None
+
+    def save(self, state: SignerState) -> None:
+        data = state_to_json(state)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self._tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(self._tmp, self.path)
+            dir_fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            raise SignerStateError(f"signer state {self.path} cannot be written ({exc}): check the disk") from None
