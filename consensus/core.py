@@ -62,6 +62,7 @@ from consensus.messages import (
     decode_message,
 )
 from consensus.proposer import proposer_for
+from consensus.signer import GuardedSigner, MemorySignerState, Signer, SignRefused
 
 
 @dataclass(frozen=True)
@@ -159,19 +160,33 @@ class _Height:
     synced: dict[bytes, tuple[CommitCertificate, bytes]] = field(default_factory=dict)
 
 
+def _as_signer(signer: Signer | crypto.PrivateKey | None) -> Signer | None:
+    """A bare key gets an in-memory guard (tests, the simulator); production passes a FileSignerState one."""
+    if isinstance(signer, crypto.PrivateKey):
+        return GuardedSigner(signer, MemorySignerState())
+    return signer
+
+
 class ConsensusCore:
-    """One validator's consensus state machine. `key=None` makes a non-voting observer."""
+    """One validator's consensus state machine. `signer=None` makes a non-voting observer.
+
+    Every vote and proposal is signed through the `Signer`; when it refuses (`SignRefused`: the
+    validator already signed something conflicting, e.g. before a crash whose WAL tail was lost, or
+    it restarted from an old backup) the core says nothing for that step -- it behaves as a
+    non-voter there -- and keeps following the chain."""
 
     def __init__(
         self,
         chain_id: str,
-        key: crypto.PrivateKey | None,
+        signer: Signer | crypto.PrivateKey | None,
         params: ConsensusParams | None = None,
         verifier: Verifier = crypto.verify,
     ) -> None:
         self.chain_id = chain_id
-        self.key = key
-        self.me = key.public_key if key else None
+        self.signer = _as_signer(signer)
+        self.me = self.signer.public_key if self.signer else None
+        self.sign_refusals = 0
+        """Signatures the signer refused (the core then stayed silent for that step): a host metric."""
         self.params = params or ConsensusParams()
         self.verifier = verifier
         self.height = -1
@@ -290,8 +305,12 @@ class ConsensusCore:
 
     def _propose(self, block_hash: bytes, payload: bytes, pol_round: int) -> None:
         """Line 17: sign and broadcast our proposal, and receive it ourselves."""
-        assert self.key is not None
-        prop = Proposal.create(self.key, self.chain_id, self.height, self.round, pol_round, block_hash, payload)
+        assert self.signer is not None
+        try:
+            prop = self.signer.sign_proposal(self.chain_id, self.height, self.round, pol_round, block_hash, payload)
+        except SignRefused:
+            self.sign_refusals += 1
+            return
         self._h.own_proposals[self.round] = prop
         self._persist([WAL_OWN_PROPOSAL, prop.to_list()])
         self._out.append(Broadcast(prop))
@@ -467,13 +486,18 @@ class ConsensusCore:
     def _sign_vote(self, vote_type: VoteType, block_hash: bytes | None) -> None:
         """Sign, log and broadcast our vote -- unless we already signed one for this
         (height, round, type): then re-send that one, never a conflicting one (WAL guard)."""
-        if self.key is None or self.validators is None or self.me not in self.validators:
+        if self.signer is None or self.validators is None or self.me not in self.validators:
             self._persist_state(None)
             return
         slot = (self.round, vote_type)
         vote = self._h.own_votes.get(slot)
         if vote is None:
-            vote = Vote.create(self.key, self.chain_id, vote_type, self.height, self.round, block_hash)
+            try:
+                vote = self.signer.sign_vote(self.chain_id, vote_type, self.height, self.round, block_hash)
+            except SignRefused:
+                self.sign_refusals += 1
+                self._persist_state(None)
+                return
             self._h.own_votes[slot] = vote
             self._count_vote(vote, self.validators.power_of(self.me))
             self._persist_state(vote)
@@ -668,7 +692,7 @@ class ConsensusCore:
     def restore(
         cls,
         chain_id: str,
-        key: crypto.PrivateKey | None,
+        signer: Signer | crypto.PrivateKey | None,
         entries: Iterable[bytes],
         params: ConsensusParams | None = None,
         verifier: Verifier = crypto.verify,
@@ -678,7 +702,7 @@ class ConsensusCore:
 
         Own votes come back into `own_votes`, so `_sign_vote` can only ever repeat them.
         """
-        core = cls(chain_id, key, params, verifier)
+        core = cls(chain_id, signer, params, verifier)
         core._replaying = True
         for raw in entries:
             core._replay(decode(raw))

@@ -117,6 +117,9 @@ class ConsensusRunner:
         if core.height == head_height + 1:
             log.info("resuming consensus from the WAL at height %d round %d step %s", core.height, core.round, core.step_p.name)
             runner = cls(core, io)
+            # What we replayed may still sit in the OS cache only (the previous process died before
+            # its fsync): make it durable before re-sending anything it records.
+            runner._unsynced = True
             runner._run(actions)
             return runner
         runner = cls(ConsensusCore(chain_id, signer, params, verifier), io)
