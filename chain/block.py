@@ -33,6 +33,11 @@ MAX_EVIDENCE_PER_BLOCK = 64
 MAX_EVIDENCE_BYTES = 1024
 MAX_BLOCK_BYTES = MAX_BLOCK_TXS * (MAX_TX_BYTES + 8) + MAX_EVIDENCE_PER_BLOCK * MAX_EVIDENCE_BYTES + 4096
 ZERO_HASH = bytes(HASH_SIZE)
+EVIDENCE_MAX_AGE_HEIGHTS = 100
+"""Evidence for height e may go into blocks e+1 .. e+100 and no later. Bounds what validators must keep
+(the validator set of each height in the window, `ChainStore.validators_at`) and how long an old key's
+signatures can still be turned into evidence after a rotation. Consensus-critical: every validator must
+use the same value."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +97,13 @@ class BlockHeader:
 
 def evidence_hash(evidence: tuple[bytes, ...]) -> bytes:
     return merkle.merkle_root(list(evidence))
+
+
+def evidence_id(raw: bytes) -> bytes:
+    """Identity of one evidence item: SHA-256 of its canonical bytes. The chain treats evidence as opaque
+    (its format belongs to consensus), so "already committed" is decided on this id, which the store
+    indexes for every committed block."""
+    return crypto.sha256(raw)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,19 @@ class DuplicateVoteEvidence:
     def height(self) -> int:
         return self.vote_a.height
 
+    @property
+    def offence(self) -> bytes:
+        """One id per misbehaviour: (validator, height, round, vote type). A validator that signs three
+        conflicting votes in one step yields three pairs but one offence; pools de-duplicate on this."""
+        a = self.vote_a
+        return encode([a.validator, a.height, a.round, int(a.vote_type)])
+
+    def verify(self, validators: ValidatorSet, chain_id: str) -> None:
+        """Raise EvidenceError unless this proves an equivocation by a member of `validators`, which must
+        be the set at the evidence's own height (`chain.validate` picks it). Matches the
+        `chain.validate.EvidenceClaim` protocol, so `DuplicateVoteEvidence.decode` is the chain's decoder."""
+        verify_duplicate_vote_evidence(self, validators, chain_id)
+
     def to_list(self) -> list[Any]:
         return [self.vote_a.to_list(), self.vote_b.to_list()]
 
