@@ -140,3 +140,181 @@ def test_reference_driver_still_matches_the_recording() -> None:
     """The in-test FIFO reference agrees too (so a golden mismatch points at the runner or the core)."""
     for seed in range(0, SCRIPTS, 7):
         assert digest(reference_run(seed)) == GOLDEN_DATA[str(seed)]["digest"]
+
+
+# ---- event order -------------------------------------------------------------------------------
+
+
+def _certificate(height: int, tag: str, round_: int = 0):
+    from consensus.certificate import CommitCertificate
+
+    signers = [k for k in KEYS if k != ME][:3]
+    votes = [vote(k, PC, round_, tag, height) for k in signers]
+    return CommitCertificate(height, round_, bhash(tag), tuple(sorted((v.validator, v.signature) for v in votes)))
+
+
+ME = next(k for k in KEYS if k.public_key not in (proposer_key(2, 0).public_key,))
+
+
+def _height2_buffered_then_commit_height1(submit) -> None:
+    """Buffer height 2's proposal and a precommit quorum for it, then let height 1 commit by block sync.
+
+    NewHeight(2) then yields [..., ValidateBlock(B), PersistWal x3, ScheduleTimeout(precommit)] and the
+    validation answer decides height 2 at once: a driver that steps the core from inside the action loop
+    commits height 2 and starts height 3 before it has logged height 2's precommits."""
+    from consensus.events import CommitReceived
+
+    submit(NewHeight(1, VSET))
+    submit(ProposalReceived(proposal(0, "B", height=2)))
+    for k in [k for k in KEYS if k != ME][:3]:
+        submit(VoteReceived(vote(k, PC, 0, "B", height=2)))
+    submit(CommitReceived(_certificate(1, "A"), payload("A")))
+
+
+def _height_of(call: list[Any]) -> int | None:
+    """The height an io call belongs to (WAL entries decoded), None if it carries none."""
+    from chain.encoding import decode
+
+    if call[0] == "wal":
+        entry = decode(bytes.fromhex(call[1]))
+        if entry[0] in (1, 3, 5):
+            return entry[1]
+        if entry[0] == 2:  # a received message: [kind, body]; a vote's height is its 2nd field
+            kind, body = entry[1]
+            return body[1] if kind == 2 else body[0]
+        return entry[1][0]  # own proposal
+    if call[0] in ("timer", "validate", "commit", "build"):
+        return call[1]
+    return None
+
+
+def test_commit_nested_in_a_validation_answer_cannot_reorder_later_actions() -> None:
+    # The old node driver's order (step() called from inside the action loop) -- reproduced here to
+    # show the failure this test guards against: height 2's own log entries land after height 3 began.
+    core = ConsensusCore(CHAIN, ME)
+    nested: list[list[Any]] = []
+
+    def nested_step(event: Any) -> None:
+        from consensus.events import BlockValidated
+
+        for a in core.step(event):
+            nested.append(record(a))
+            if isinstance(a, ValidateBlock):
+                nested_step(BlockValidated(a.height, a.round, a.block_hash, app_valid(a)))
+            elif isinstance(a, Commit):
+                nested_step(NewHeight(a.height + 1, VSET))
+
+    _height2_buffered_then_commit_height1(nested_step)
+    heights = [h for h in map(_height_of, nested) if h is not None]
+    assert heights != sorted(heights), "the nested order no longer reorders: this test lost its point"
+
+    io = RecordingIO()
+    runner = ConsensusRunner(ConsensusCore(CHAIN, ME), io)
+    _height2_buffered_then_commit_height1(runner.submit)
+    got = io.actions()
+    assert [c[1] for c in got if c[0] == "commit"] == [1, 2]
+    heights = [h for h in map(_height_of, got) if h is not None]
+    assert heights == sorted(heights), "an action of an older height ran after a newer height began"
+    assert runner.core.height == 3 and runner.halted is None
+    # same multiset of actions as the nested driver: only the order differs
+    assert sorted(map(json.dumps, got)) == sorted(map(json.dumps, nested))
+
+
+def test_wal_is_synced_before_every_broadcast_and_commit() -> None:
+    io = RecordingIO()
+    runner = ConsensusRunner(ConsensusCore(CHAIN, ME), io)
+    _height2_buffered_then_commit_height1(runner.submit)
+    runner.submit(ProposalReceived(proposal(0, "C", height=3)))  # we prevote C at height 3
+    calls = io.calls
+    assert any(c[0] == "send" for c in calls)
+    for i, c in enumerate(calls):
+        if c[0] in ("send", "commit"):
+            last_wal = max((j for j in range(i) if calls[j][0] == "wal"), default=-1)
+            last_sync = max((j for j in range(i) if calls[j][0] == "sync"), default=-1)
+            assert last_sync > last_wal, f"call {i} ({c[0]}) left unsynced WAL entries behind"
+    # one fsync per batch, not per entry
+    assert sum(c[0] == "sync" for c in calls) < sum(c[0] == "wal" for c in calls)
+
+
+def test_events_submitted_from_inside_an_io_call_wait_their_turn() -> None:
+    io = RecordingIO()
+    runner = ConsensusRunner(ConsensusCore(CHAIN, ME), io)
+    seen: list[int] = []
+
+    def on_commit(commit: Commit) -> None:
+        seen.append(len(io.calls))
+        runner.submit(TimeoutFired(commit.height + 1, 0, Step.PROPOSE))  # re-entrant: only queued
+
+    io.on_commit = on_commit
+    _height2_buffered_then_commit_height1(runner.submit)
+    assert runner.core.height == 3
+    # the re-entrant timeout for height 2 ran after NewHeight(2) and after height 2's commit: stale, ignored
+    assert runner.halted is None and len(seen) == 2
+
+
+# ---- halting -----------------------------------------------------------------------------------
+
+
+class StoreFailure(Exception):
+    pass
+
+
+def test_a_raising_commit_halts_and_later_events_are_ignored() -> None:
+    io = RecordingIO(fail_commit=StoreFailure("disk full"))
+    runner = ConsensusRunner(ConsensusCore(CHAIN, ME), io)
+    _height2_buffered_then_commit_height1(runner.submit)
+    assert runner.halted is not None
+    assert io.halts == [runner.halted]
+    reason = runner.halted
+    assert "height 1" in reason and bhash("A").hex() in reason and "disk full" in reason and "StoreFailure" in reason
+    n = len(io.calls)
+    runner.submit(ProposalReceived(proposal(0, "Z", height=1)))
+    runner.submit(TimeoutFired(1, 0, Step.PROPOSE))
+    runner.halt("again")
+    assert len(io.calls) == n and io.halts == [reason] and runner.core.height == 1
+
+
+def test_a_wal_write_failure_halts_before_anything_is_sent() -> None:
+    io = RecordingIO()
+    runner = ConsensusRunner(ConsensusCore(CHAIN, ME), io)
+    runner.submit(NewHeight(1, VSET))
+
+    def broken(entry: bytes, starts_height: bool) -> None:
+        raise OSError(28, "No space left on device")
+
+    io.wal_append = broken  # type: ignore[method-assign]
+    n = len(io.calls)
+    runner.submit(ProposalReceived(proposal(0, "A")))  # would log it, then prevote A
+    assert runner.halted is not None and "No space left" in runner.halted and "height 1 round 0" in runner.halted
+    assert not any(c[0] == "send" for c in io.calls[n:])
+
+
+def test_host_halt_is_reported_once() -> None:
+    io = RecordingIO()
+    runner = ConsensusRunner(ConsensusCore(CHAIN, ME), io)
+    runner.submit(NewHeight(1, VSET))
+    runner.halt("store: checksum mismatch in block 7")
+    runner.halt("second reason")
+    assert io.halts == ["store: checksum mismatch in block 7"] and runner.halted == io.halts[0]
+
+
+class Crash(BaseException):
+    pass
+
+
+def test_base_exceptions_propagate_and_do_not_halt() -> None:
+    io = RecordingIO()
+    runner = ConsensusRunner(ConsensusCore(CHAIN, ME), io)
+    runner.submit(NewHeight(1, VSET))
+    original = io.broadcast
+
+    def crash(message: Message) -> None:
+        raise Crash()
+
+    io.broadcast = crash  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        runner.submit(ProposalReceived(proposal(0, "A")))
+    assert runner.halted is None and io.halts == []
+    io.broadcast = original  # type: ignore[method-assign]
+    runner.submit(TimeoutFired(1, 0, Step.PROPOSE))  # the loop is usable again (not stuck "draining")
+    assert runner.core.step_p >= Step.PREVOTE
