@@ -32,13 +32,15 @@ from consensus.events import ProposalReceived, VoteReceived
 from consensus.messages import Message as ConsensusMessage
 from consensus.messages import Vote, encode_message
 from consensus.messages import decode_message as decode_consensus
+from consensus.signer import FileSignerState, GuardedSigner
 from consensus.wal import FileWAL
 from network import messages as netmsg
 from network.peers import NetworkConfig, PeerManager
 from network.transport import LinkConfig
-from node import __version__, byzantine
+from node import __version__, byzantine, faults, halt
 from node.api.app import create_app
 from node.api.config import ApiConfig
+from node.clock import Clock
 from node.config import NodeConfig
 from node.driver import ConsensusDriver
 from node.mempool import Mempool
@@ -74,7 +76,15 @@ class Node:
         )
         self.metrics.set_mempool(0, 0, config.mempool.max_txs)
         self.metrics.block_committed(self.store.head_height, self.store.head_header.time_ms)
+        self.data_dir = data
         self.wal = FileWAL(data / "consensus.wal")
+        faults.load()
+        self.clock = Clock.from_env()
+        # The double-sign guard's state lives beside the key, outside data/ (which a restore replaces).
+        self.signer = GuardedSigner(key, FileSignerState(config.path(config.node.signer_state_file)))
+        recorded = halt.read(data)
+        self.halted_because: str | None = recorded.describe() if recorded else None
+        self.metrics.halted.set(1 if recorded else 0)
         self.observers = frozenset(bytes.fromhex(k) for k in config.p2p.observers)
         self.network = PeerManager(
             identity_seed=key.seed,
@@ -96,13 +106,15 @@ class Node:
         )
         self.driver = ConsensusDriver(
             chain_id=genesis.chain_id,
-            key=key,
+            signer=self.signer,
             store=self.store,
             mempool=self.mempool,
             wal=self.wal,
             settings=config.consensus,
             broadcast=self._consensus_broadcaster(),
             on_commit=self._on_commit,
+            on_halt=self._on_halt,
+            clock=self.clock,
             on_evidence=self._on_evidence,
             on_timeout=self.metrics.consensus_timeout,
         )
@@ -123,7 +135,15 @@ class Node:
 
     async def start(self) -> None:
         await self.network.start()
-        self.driver.start()
+        if self.halted_because is None:
+            self.driver.start()
+        else:
+            log.critical(
+                "node %s is %s -- consensus NOT started; it serves its API and committed blocks only. "
+                "Investigate, repair (docs/troubleshooting.md, 'A halted node'), then run `paynet-node unhalt`.",
+                self.node_name,
+                self.halted_because,
+            )
         loop = asyncio.get_running_loop()
         for coro in (self._recv_loop(), self._gossip_loop(), self._status_loop()):
             self._tasks.append(loop.create_task(coro))
@@ -192,6 +212,8 @@ class Node:
                 log.exception("error handling message from peer %s", peer.hex()[:16])
 
     def _dispatch(self, peer: bytes, msg: netmsg.Message) -> None:
+        if self.halted_because is not None and isinstance(msg, (netmsg.Consensus, netmsg.BlockResponse)):
+            return  # a halted node takes no part in consensus and applies nothing
         if isinstance(msg, netmsg.Consensus):
             cmsg = decode_consensus(msg.data)  # DecodeError: the peer is penalised by the caller
             # Consensus messages are few per block, so checking the signature here as well as in the core
@@ -252,10 +274,12 @@ class Node:
         last_regossip = time.monotonic()
         while True:
             await asyncio.sleep(STATUS_INTERVAL_S)
-            self.network.broadcast(netmsg.Status(self.store.head_height))
+            self.network.broadcast(self._status_message())
             self.metrics.set_peers(len(self.network.connected_peers()))
             if self.driver.core is not None:
                 self.metrics.set_consensus_round(self.driver.core.round)
+            if self.halted_because is not None:
+                continue
             now = time.monotonic()
             if now - last_regossip >= REGOSSIP_INTERVAL_S:
                 last_regossip = now
@@ -284,7 +308,13 @@ class Node:
         count = min(SYNC_BATCH, best[1] - self.store.head_height)
         self.network.send(best[0], netmsg.BlockRequest(self.store.head_height + 1, count))
 
+    def _status_message(self) -> netmsg.Status:
+        """Our STATUS: the head height (a test-only byzantine mode may lie about it)."""
+        return netmsg.Status(byzantine.announced_height(byzantine.modes(), self.store.head_height))
+
     def _serve_blocks(self, peer: bytes, req: netmsg.BlockRequest) -> None:
+        if not byzantine.serves_blocks(byzantine.modes()):
+            return
         out: list[tuple[bytes, bytes]] = []
         size = 0
         limit = self.config.p2p.max_frame_bytes // 2
@@ -332,6 +362,26 @@ class Node:
         if len(self.mempool):
             self.driver.notify_txs()
         log.info("committed block %d (%d txs) %s", block.height, len(block.txs), block.hash.hex()[:16])
+
+    def _on_halt(self, reason: str) -> None:
+        """Consensus stopped itself (driver/runner): record it durably and report it everywhere.
+
+        No peer is blamed: a decided block that does not apply here is this node's divergence (or more
+        than f faulty validators), not the fault of whoever relayed it."""
+        height = self.store.head_height + 1
+        try:
+            halt.write(self.data_dir, reason, height)
+        except OSError as exc:  # the disk may be why we halted; the in-memory halt holds regardless
+            log.critical("could not write the halt marker in %s: %s", self.data_dir, exc)
+        self.halted_because = f"halted at height {height}: {reason}"
+        self.metrics.halted.set(1)
+        log.critical(
+            "CONSENSUS HALTED on node %s at height %d: %s. This node signs nothing more and stays halted across "
+            "restarts until an operator repairs it and runs `paynet-node unhalt` (docs/troubleshooting.md).",
+            self.node_name,
+            height,
+            reason,
+        )
 
     def _on_evidence(self, evidence: DuplicateVoteEvidence) -> None:
         try:
@@ -381,8 +431,13 @@ class Node:
             "accounts": self.mempool.accounts,
         }
 
+    def halt_reason(self) -> str | None:
+        return self.halted_because
+
     def consensus_status(self) -> dict[str, Any]:
         core = self.driver.core
+        if self.halted_because is not None:
+            return {"height": self.store.head_height + 1, "round": core.round if core else 0, "step": "halted"}
         if core is None:
             return {"height": self.store.head_height + 1, "round": 0, "step": "starting"}
         return {"height": core.height, "round": core.round, "step": core.step_p.name.lower()}

@@ -16,6 +16,7 @@ Backup layout (`DEST/`):
                       block time, creation time, SHA-256 of every file below
     config.toml       genesis.json      node.crt
     node_key.json     only with include_key; copied byte for byte, so it stays encrypted
+    signer_state.json the double-sign guard's last signed (height, round, step), when the home has one
     data/chain/       the LevelDB snapshot
 
 Never in a backup: the consensus WAL (an old WAL restored into a live identity is what could make it
@@ -52,6 +53,10 @@ MAX_REQUEST_BYTES = 4096
 # Files of a node home that go into a backup: (name inside the backup, NodeSection field naming it).
 HOME_FILES = (("config.toml", None), ("genesis.json", "genesis_file"), ("node.crt", "cert_file"))
 KEY_FILE = ("node_key.json", "key_file")
+# The double-sign guard's state (consensus/signer.py). Copied into a backup when present, so a home
+# rebuilt on a new disk starts with at least that floor; a restore over an existing home keeps the
+# local one (it is newer: a backup can only be older than the node's own last signature).
+SIGNER_FILE = ("signer_state.json", "signer_state_file")
 
 
 class BackupError(Exception):
@@ -287,6 +292,8 @@ def _finish(config: NodeConfig, genesis: Genesis, dest: Path, include_key: bool)
 
     files: dict[str, str] = {}
     wanted = list(HOME_FILES) + ([KEY_FILE] if include_key else [])
+    if config.path(config.node.signer_state_file).exists():
+        wanted.append(SIGNER_FILE)
     for name, field in wanted:
         src = config.home / "config.toml" if field is None else config.path(getattr(config.node, field))
         if not src.exists():
@@ -332,12 +339,18 @@ def _read_head(chain_dir: Path, genesis: Genesis) -> dict[str, Any]:
 # -- restore ----------------------------------------------------------------------------------------
 
 
-def restore_home(backup: Path, home: Path) -> Manifest:
-    """Rebuild a node home at `home` (absent or empty) from `backup`; verifies hashes and the store.
+def restore_home(backup: Path, home: Path, *, replace: bool = False) -> Manifest:
+    """Rebuild a node home at `home` from `backup`; verifies hashes and the store.
+
+    `home` must be absent or empty, unless `replace`: then the existing home is moved aside to
+    `HOME.replaced-<ms>` (kept for the operator) and its double-sign guard state -- and its key, when the
+    backup has none -- carry over into the restored home. The local signer state always wins over the
+    backup's: it records the node's newest signature, which the backup cannot know.
 
     The home is assembled in a sibling temporary directory and renamed into place, so a failed restore
     leaves nothing that looks like a node home. No consensus WAL is written: the restored node starts
-    consensus fresh at the backup's head + 1 (see docs/operations.md for what that means).
+    consensus fresh at the backup's head + 1, and its signer refuses anything at or below what it last
+    signed (docs/operations.md).
     """
     manifest = Manifest.load(backup / MANIFEST)
     for name, digest in manifest.files.items():
@@ -345,21 +358,39 @@ def restore_home(backup: Path, home: Path) -> Manifest:
         if not path.is_file() or _sha256_file(path) != digest:
             raise BackupError(f"{path} is missing or does not match the manifest")
     home = home.absolute()
-    if home.exists() and (not home.is_dir() or any(home.iterdir())):
-        raise BackupError(f"{home} exists and is not empty; restore only into a new or empty directory")
+    occupied = home.exists() and (not home.is_dir() or any(home.iterdir()))
+    if occupied and not replace:
+        raise BackupError(f"{home} exists and is not empty; restore into a new or empty directory, or use --replace")
+    if occupied and (home / CONTROL_SOCKET).exists() and _ask_node(home / CONTROL_SOCKET, "ping", 2.0) is not None:
+        raise BackupError(f"a node is running in {home}; stop it before restoring over it")
     tmp = home.with_name(home.name + ".restoring")
     if tmp.exists():
         raise BackupError(f"{tmp} exists (an interrupted restore?); remove it first")
     tmp.mkdir(parents=True, mode=0o700)
     try:
         _assemble(backup, manifest, tmp)
-        if home.exists():
+        if occupied:
+            _carry_over_identity(home, tmp, manifest)
+            os.replace(home, home.with_name(f"{home.name}.replaced-{int(time.time() * 1000)}"))
+        elif home.exists():
             home.rmdir()
         os.replace(tmp, home)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _carry_over_identity(old_home: Path, new_home: Path, manifest: Manifest) -> None:
+    """Keep the old home's signer state (always) and key (when the backup has none) in the new home."""
+    old, new = _load_config(old_home), _load_config(new_home)
+    carry = [SIGNER_FILE] + ([] if manifest.includes_key else [KEY_FILE])
+    for _name, field in carry:
+        src, dst = old.path(getattr(old.node, field)), new.path(getattr(new.node, field))
+        if src.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+            os.chmod(dst, 0o600)
 
 
 def _assemble(backup: Path, manifest: Manifest, target: Path) -> None:
@@ -375,11 +406,13 @@ def _assemble(backup: Path, manifest: Manifest, target: Path) -> None:
     placements = [(n, f) for n, f in HOME_FILES if f is not None]
     if manifest.includes_key:
         placements.append(KEY_FILE)
+    if SIGNER_FILE[0] in manifest.files:
+        placements.append(SIGNER_FILE)
     for name, field in placements:
         dst = config.path(getattr(config.node, field))
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(backup / name, dst)
-        if field == "key_file":
+        if field in ("key_file", "signer_state_file"):
             os.chmod(dst, 0o600)
     genesis = Genesis.load(config.path(config.node.genesis_file))
     if genesis.hash.hex() != manifest.genesis_hash or genesis.chain_id != manifest.chain_id:

@@ -150,6 +150,7 @@ def genesis_cmd(
 def run(home: Path) -> None:
     """Run the validator until SIGTERM/SIGINT."""
     from chain.store import StoreError
+    from consensus.signer import SignerStateError
     from network.pki import PkiError
     from node.app import Node, load_cert
     from node.backup import start_control_server
@@ -181,8 +182,34 @@ def run(home: Path) -> None:
 
     try:
         asyncio.run(main_async())
-    except (StoreError, PkiError, OSError) as exc:
+    except (StoreError, PkiError, SignerStateError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@HOME_OPTION
+@click.option("--yes", is_flag=True, help="confirm: the cause of the halt has been investigated and repaired")
+def unhalt(home: Path, yes: bool) -> None:
+    """Remove the halt marker of a stopped node so its next `run` takes part in consensus again.
+
+    A node halts rather than guess (a decided block that did not apply, a failed store or WAL write);
+    docs/troubleshooting.md says how to repair it first (restore or resync). Run with the node stopped."""
+    from node import halt
+
+    try:
+        config = NodeConfig.load(home)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    data = config.path(config.node.data_dir)
+    record = halt.read(data)
+    if record is None:
+        click.echo(f"{home}: not halted")
+        return
+    click.echo(f"{home}: {record.describe()}")
+    if not yes:
+        raise click.ClickException("re-run with --yes once the cause is repaired (docs/troubleshooting.md)")
+    halt.clear(data)
+    click.echo("halt marker removed; the next `paynet-node run` resumes consensus")
 
 
 @main.command()
@@ -222,13 +249,15 @@ def backup(dest: Path, home: Path, include_key: bool, timeout: float) -> None:
 @main.command()
 @click.argument("backup_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @HOME_OPTION
-def restore(backup_dir: Path, home: Path) -> None:
-    """Rebuild a node home (new or empty directory) from BACKUP_DIR; no consensus WAL is restored."""
+@click.option("--replace", is_flag=True,
+              help="restore over an existing (stopped) home: it is moved aside; its signer state and key are kept")
+def restore(backup_dir: Path, home: Path, replace: bool) -> None:
+    """Rebuild a node home from BACKUP_DIR; no consensus WAL is restored, the local signer state is kept."""
     from chain.store import StoreError
     from node.backup import BackupError, restore_home
 
     try:
-        manifest = restore_home(backup_dir, home)
+        manifest = restore_home(backup_dir, home, replace=replace)
     except (BackupError, StoreError, OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     if not manifest.includes_key:

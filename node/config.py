@@ -34,6 +34,11 @@ class NodeSection(_Section):
     key_file: str = Field("node_key.json", description="encrypted identity keystore (Argon2id + SecretBox), mode 0600")
     cert_file: str = Field("node.crt", description="this node's TLS certificate, issued by the network CA")
     data_dir: str = Field("data", description="LevelDB chain store and consensus WAL")
+    signer_state_file: str = Field(
+        "signer_state.json",
+        description="double-sign guard: the last (height, round, step) this validator signed; kept beside the key, "
+        "outside data_dir, never replaced by a restore",
+    )
     passphrase_file: str = Field("", description="file holding the key passphrase (mode 0600); else the env var")
     passphrase_env: str = Field("PAYNET_NODE_PASSPHRASE", description="env var holding the key passphrase")
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
@@ -86,6 +91,11 @@ class ConsensusSection(_Section):
     create_empty_blocks: bool = Field(True, description="propose empty blocks every empty_block_interval_ms")
     empty_block_interval_ms: int = Field(1000, ge=0, description="wait for txs at most this long before an empty block")
     min_block_interval_ms: int = Field(0, ge=0, description="least time between the commit and the next proposal")
+    double_sign_check_height: int = Field(
+        10, ge=0, le=10_000,
+        description="at start, look for own precommits in this many recent blocks; one above the signer state's "
+        "last height makes the node refuse to sign up to the next height",
+    )
 
 
 class NodeConfig(_Section):

@@ -1,10 +1,14 @@
-"""Consensus driver: runs the sans-I/O consensus core against the real world.
+"""Consensus driver: the node's side of `consensus.runner.ConsensusIO`.
 
-It feeds the core network messages, timer expiries and the application's answers (built and validated
-blocks), and executes the core's actions in order: WAL writes (fsync'd before anything after them, so a
-vote is durable before it is sent), broadcasts, timers, block building from the mempool, block
-validation by execution, and commits through the chain store. All on the event loop thread: the core
-and the store are not shared with any other thread.
+The runner owns the event order (one FIFO, WAL durable before any broadcast, halt on failure); this
+module supplies the real world: the file WAL, peer broadcast, asyncio timers, block building from the
+mempool, block validation by execution, commits through the chain store, and the signer that guards
+every signature. All on the event loop thread: the core and the store are not shared with any other
+thread.
+
+Halt, don't guess: a decided block that does not apply, a store commit or WAL write that fails, or a
+broken consensus invariant stops consensus on this node for good (`ConsensusRunner.halt`); the node
+is told through `on_halt` and reports it. Nothing here ever keeps voting after such an error.
 """
 
 from __future__ import annotations
@@ -17,24 +21,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chain.block import Block
-from chain.crypto import PrivateKey
+from chain.crypto import address_of
 from chain.encoding import DecodeError
 from chain.state import BlockInvalid, State, apply_block, build_block
 from chain.store import ChainStore
-from consensus.certificate import CommitCertificate
+from chain.validators import ValidatorSet
+from consensus.certificate import CertificateError, CommitCertificate, verify_commit_certificate
 from consensus.core import ConsensusCore, ConsensusParams
 from consensus.events import (
-    Action,
-    BlockValidated,
-    Broadcast,
-    BuildProposal,
     Commit,
     CommitReceived,
     Event,
-    NewHeight,
-    PersistWal,
     ProposalValueReady,
-    RecordEvidence,
     ScheduleTimeout,
     Step,
     TimeoutFired,
@@ -42,7 +40,11 @@ from consensus.events import (
 )
 from consensus.evidence import DuplicateVoteEvidence, EvidenceError, verify_duplicate_vote_evidence
 from consensus.messages import Message
+from consensus.runner import ConsensusRunner
+from consensus.signer import GuardedSigner
 from consensus.wal import FileWAL
+from node import faults
+from node.clock import Clock
 from node.config import ConsensusSection
 from node.mempool import Mempool
 
@@ -60,28 +62,34 @@ class _Executed:
 
 
 class ConsensusDriver:
+    """Runs the consensus core for one validator (or observer) through `ConsensusRunner`."""
+
     def __init__(
         self,
         *,
         chain_id: str,
-        key: PrivateKey,
+        signer: GuardedSigner,
         store: ChainStore,
         mempool: Mempool,
         wal: FileWAL,
         settings: ConsensusSection,
         broadcast: Callable[[Message], None],
         on_commit: Callable[[Block, State, CommitCertificate], None],
+        on_halt: Callable[[str], None],
+        clock: Clock,
         on_evidence: Callable[[DuplicateVoteEvidence], None] = lambda ev: None,
         on_timeout: Callable[[str], None] = lambda step: None,
     ) -> None:
         self.chain_id = chain_id
-        self.key = key
+        self.signer = signer
         self.store = store
         self.mempool = mempool
         self.wal = wal
         self.settings = settings
+        self.clock = clock
         self._broadcast = broadcast
         self._on_commit = on_commit
+        self._on_halt = on_halt
         self._on_evidence = on_evidence
         self._on_timeout = on_timeout
         self.params = ConsensusParams(
@@ -92,8 +100,9 @@ class ConsensusDriver:
             timeout_precommit_ms=settings.timeout_precommit_ms,
             timeout_precommit_delta_ms=settings.timeout_delta_ms,
         )
-        self.core: ConsensusCore | None = None
+        self.runner: ConsensusRunner | None = None
         self._executed: OrderedDict[bytes, _Executed] = OrderedDict()
+        self._certified: set[bytes] = set()  # block hashes at the next height with a verified certificate
         self._timers: set[asyncio.TimerHandle] = set()
         self._build_task: asyncio.Task[None] | None = None
         self._tx_arrived = asyncio.Event()
@@ -103,18 +112,27 @@ class ConsensusDriver:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
+    @property
+    def core(self) -> ConsensusCore | None:
+        return self.runner.core if self.runner is not None else None
+
+    @property
+    def halted(self) -> str | None:
+        return self.runner.halted if self.runner is not None else None
+
     def start(self) -> None:
-        """Resume from the WAL if it belongs to the height after the store's head, else start fresh."""
+        """Guard the signer against what recent blocks prove, then resume from the WAL (or start fresh)."""
+        self.guard_from_recent_blocks(self.settings.double_sign_check_height)
         head = self.store.head_height
-        entries = self.wal.replay()
-        core, actions = ConsensusCore.restore(self.chain_id, self.key, entries, self.params)
-        if core.height == head + 1:
-            log.info("resuming consensus from WAL at height %d round %d step %s", core.height, core.round, core.step_p.name)
-            self.core = core
-            self._execute(actions)
-        else:
-            self.core = ConsensusCore(self.chain_id, self.key, self.params)
-            self.step(NewHeight(head + 1, self.store.state().validators))
+        self.runner = ConsensusRunner.resume(
+            self.chain_id,
+            self.signer,
+            self.wal.replay(),
+            head,
+            self.store.state().validators,
+            self.params,
+            self,
+        )
 
     def stop(self) -> None:
         self._stopped = True
@@ -124,12 +142,51 @@ class ConsensusDriver:
         if self._build_task:
             self._build_task.cancel()
 
+    def halt(self, reason: str) -> None:
+        """Stop consensus for good on a failure seen outside the runner (e.g. by the node)."""
+        if self.runner is not None:
+            self.runner.halt(reason)
+        else:
+            self.on_halt(reason)
+
+    def guard_from_recent_blocks(self, depth: int) -> None:
+        """CometBFT's double_sign_check_height: look for our own precommits in the last `depth` blocks.
+
+        A precommit of ours in a block above the last height our signer state records means something
+        signed with this key that the state does not know of (a restored or copied home, a lost state
+        file). Then we may also have signed at the next height, so the signer refuses every signature up
+        to and including that next height: this validator rejoins once the network is past it.
+        """
+        head = self.store.head_height
+        for height in range(head, max(0, head - depth), -1):
+            raw = self.store.get_certificate(height)
+            if raw is None:
+                continue
+            self.observe_certificate(CommitCertificate.decode(raw))
+            return  # only the highest one matters: it sets the floor
+
+    def observe_certificate(self, cert: CommitCertificate) -> None:
+        """Raise the signer's floor if `cert` holds a precommit of ours the signer state does not know."""
+        me = self.signer.public_key
+        if not any(pk == me for pk, _sig in cert.precommits):
+            return
+        last = self.signer.last
+        if last is None or cert.height > last.height:
+            log.critical(
+                "found our own precommit at height %d but the signer state records %s: refusing to sign up to "
+                "height %d (another process with this key, or a restored home?)",
+                cert.height,
+                f"height {last.height}" if last else "nothing",
+                cert.height + 1,
+            )
+            self.signer.raise_floor(cert.height + 1)
+
     # -- inputs ------------------------------------------------------------------------------------
 
     def step(self, event: Event) -> None:
-        if self._stopped or self.core is None:
+        if self._stopped or self.runner is None:
             return
-        self._execute(self.core.step(event))
+        self.runner.submit(event)
 
     def notify_txs(self) -> None:
         """New txs are in the mempool: a proposer waiting for txs may build now."""
@@ -139,57 +196,111 @@ class ConsensusDriver:
         """A committed block from block sync for our current height."""
         self.step(CommitReceived(cert, block_bytes))
 
+    def certificate_verifies(self, cert: CommitCertificate) -> bool:
+        """True if `cert` is a valid commit certificate for our next height under our validator set.
+
+        Block sync uses this to tell a lying peer (penalise it) from our own divergence (a certified
+        block that does not apply to our state: halt, and blame no one)."""
+        try:
+            verify_commit_certificate(
+                cert, self.store.state().validators, self.chain_id, self.store.head_height + 1, cert.block_hash
+            )
+        except CertificateError:
+            return False
+        self._certified.add(cert.block_hash)
+        return True
+
     def regossip(self) -> None:
-        if self.core is None:
+        core = self.core
+        if core is None or self.halted:
             return
-        for msg in self.core.regossip():
+        for msg in core.regossip():
             self._broadcast(msg)
 
-    # -- actions -----------------------------------------------------------------------------------
+    # -- ConsensusIO -------------------------------------------------------------------------------
 
-    def _execute(self, actions: list[Action]) -> None:
-        # Actions run strictly in order; an action may feed a new event into the core (validation
-        # answers, commits), whose actions run before the rest of this list, like a nested call.
-        for action in actions:
-            if self._stopped:
-                return
-            if isinstance(action, PersistWal):
-                self.wal.append(action.entry, action.starts_height, sync=False)
-            elif isinstance(action, Broadcast):
-                self.wal.sync()  # everything logged so far is durable before we say anything
-                self._broadcast(action.message)
-            elif isinstance(action, ScheduleTimeout):
-                self._schedule(action)
-            elif isinstance(action, BuildProposal):
-                self._start_build(action.height, action.round)
-            elif isinstance(action, ValidateBlock):
-                valid = self._validate(action.height, action.block_hash, action.payload)
-                self.step(BlockValidated(action.height, action.round, action.block_hash, valid))
-            elif isinstance(action, Commit):
-                self._commit(action)
-            elif isinstance(action, RecordEvidence):
-                self._record_evidence(action.evidence)
+    def wal_append(self, entry: bytes, starts_height: bool) -> None:
+        faults.check_wal_write()
+        self.wal.append(entry, starts_height, sync=False)
 
-    def _schedule(self, action: ScheduleTimeout) -> None:
+    def wal_sync(self) -> None:
+        self.wal.sync()
+
+    def broadcast(self, message: Message) -> None:
+        self._broadcast(message)
+
+    def schedule_timeout(self, timeout: ScheduleTimeout) -> None:
         loop = asyncio.get_running_loop()
         handle: asyncio.TimerHandle
 
         def fire() -> None:
             self._timers.discard(handle)
             core = self.core
-            if core is not None and (core.height, core.round, core.step_p) == (action.height, action.round, action.step):
-                self._on_timeout(action.step.name.lower())  # count only timeouts that still matter
-            self.step(TimeoutFired(action.height, action.round, action.step))
+            if core is not None and (core.height, core.round, core.step_p) == (timeout.height, timeout.round, timeout.step):
+                self._on_timeout(timeout.step.name.lower())  # count only timeouts that still matter
+            self.step(TimeoutFired(timeout.height, timeout.round, timeout.step))
 
-        handle = loop.call_later(action.delay_ms / 1000, fire)
+        handle = loop.call_later(timeout.delay_ms / 1000, fire)
         self._timers.add(handle)
 
-    # -- proposing ---------------------------------------------------------------------------------
-
-    def _start_build(self, height: int, round_: int) -> None:
+    def build_proposal(self, height: int, round: int) -> None:
         if self._build_task and not self._build_task.done():
             self._build_task.cancel()
-        self._build_task = asyncio.get_running_loop().create_task(self._build_when_ready(height, round_))
+        self._build_task = asyncio.get_running_loop().create_task(self._build_when_ready(height, round))
+
+    def validate_block(self, request: ValidateBlock) -> bool:
+        """Validity of a proposed (or certified) block: it must apply to our head state; a block
+        without a verified certificate must also not be dated too far in our future."""
+        if request.height != self.store.head_height + 1:
+            return False
+        try:
+            done = self._execute_block(request.block_hash, request.payload)
+        except (BlockInvalid, DecodeError, ValueError) as exc:
+            log.warning("rejecting block %s at height %d: %s", request.block_hash.hex()[:16], request.height, exc)
+            return False
+        certified = request.block_hash in self._certified or getattr(request, "certified", False)
+        if not certified and done.block.header.time_ms > self.clock.now_ms() + MAX_FUTURE_DRIFT_MS:
+            log.warning("rejecting block %s: timestamp too far in the future", request.block_hash.hex()[:16])
+            return False
+        validators = self.store.state().validators
+        for raw in done.block.evidence:
+            try:
+                ev = DuplicateVoteEvidence.decode(raw)
+                verify_duplicate_vote_evidence(ev, validators, self.chain_id)
+            except (DecodeError, EvidenceError, ValueError) as exc:
+                log.warning("rejecting block %s: bad evidence: %s", request.block_hash.hex()[:16], exc)
+                return False
+        return True
+
+    def commit_block(self, commit: Commit) -> ValidatorSet:
+        """Apply and store a decided block. Raising here halts consensus (the runner's rule): 2f+1
+        precommits for a block we cannot apply means our state diverged or the fault model broke."""
+        faults.check_apply(commit.height)
+        done = self._execute_block(commit.block_hash, commit.payload)
+        self.store.commit(done.block, commit.certificate.encode(), done.state)
+        self._executed.clear()
+        self._certified.clear()
+        for ev in done.block.evidence:
+            self.pending_evidence.pop(ev, None)
+        self.last_commit_monotonic = time.monotonic()
+        self.observe_certificate(commit.certificate)
+        self._on_commit(done.block, done.state, commit.certificate)
+        return done.state.validators
+
+    def record_evidence(self, evidence: DuplicateVoteEvidence) -> None:
+        raw = evidence.encode()
+        log.warning(
+            "equivocation by validator %s at height %d: recorded as evidence", evidence.validator.hex()[:16], evidence.height
+        )
+        if raw not in self.pending_evidence and len(self.pending_evidence) < MAX_PENDING_EVIDENCE:
+            self.pending_evidence[raw] = raw
+        self._on_evidence(evidence)
+
+    def on_halt(self, reason: str) -> None:
+        self.stop()
+        self._on_halt(reason)
+
+    # -- proposing ---------------------------------------------------------------------------------
 
     async def _build_when_ready(self, height: int, round_: int) -> None:
         """Wait for txs (or the empty-block interval), then build a block from the mempool."""
@@ -205,15 +316,15 @@ class ConsensusDriver:
             except TimeoutError:
                 pass
         core = self.core
-        if core is None or (core.height, core.round) != (height, round_) or core.step_p != Step.PROPOSE:
+        if core is None or self.halted or (core.height, core.round) != (height, round_) or core.step_p != Step.PROPOSE:
             return
         state = self.store.state()
         block, new_state, rejected = build_block(
             state,
             self.mempool.reap(s.max_block_txs),
             height=height,
-            time_ms=max(int(time.time() * 1000), state.time_ms),
-            proposer=self.key.address,
+            time_ms=max(self.clock.now_ms(), state.time_ms),
+            proposer=address_of(self.signer.public_key),
             max_txs=s.max_block_txs,
             evidence=tuple(self.pending_evidence.values())[:8],
             verified=self.mempool,
@@ -223,7 +334,7 @@ class ConsensusDriver:
         self._remember(block, new_state)
         self.step(ProposalValueReady(height, round_, block.hash, block.encode()))
 
-    # -- validating and committing ------------------------------------------------------------------
+    # -- executing blocks --------------------------------------------------------------------------
 
     def _remember(self, block: Block, state: State) -> None:
         self._executed[block.hash] = _Executed(block, state)
@@ -240,49 +351,3 @@ class ConsensusDriver:
         new_state, _ = apply_block(self.store.state(), block, verified=self.mempool.verified_in(block.txs))
         self._remember(block, new_state)
         return self._executed[block_hash]
-
-    def _validate(self, height: int, block_hash: bytes, payload: bytes) -> bool:
-        if height != self.store.head_height + 1:
-            return False
-        try:
-            done = self._execute_block(block_hash, payload)
-        except (BlockInvalid, DecodeError, ValueError) as exc:
-            log.warning("rejecting proposed block %s at height %d: %s", block_hash.hex()[:16], height, exc)
-            return False
-        if done.block.header.time_ms > time.time() * 1000 + MAX_FUTURE_DRIFT_MS:
-            log.warning("rejecting block %s: timestamp too far in the future", block_hash.hex()[:16])
-            return False
-        validators = self.store.state().validators
-        for raw in done.block.evidence:
-            try:
-                ev = DuplicateVoteEvidence.decode(raw)
-                verify_duplicate_vote_evidence(ev, validators, self.chain_id)
-            except (DecodeError, EvidenceError, ValueError) as exc:
-                log.warning("rejecting block %s: bad evidence: %s", block_hash.hex()[:16], exc)
-                return False
-        return True
-
-    def _commit(self, action: Commit) -> None:
-        try:
-            done = self._execute_block(action.block_hash, action.payload)
-        except (BlockInvalid, DecodeError, ValueError) as exc:
-            # 2f+1 precommits for a block we cannot apply means more than f byzantine validators:
-            # outside the fault model; stop rather than diverge.
-            log.critical("decided block %s does not apply: %s", action.block_hash.hex(), exc)
-            raise
-        self.store.commit(done.block, action.certificate.encode(), done.state)
-        self._executed.clear()
-        for ev in done.block.evidence:
-            self.pending_evidence.pop(ev, None)
-        self.last_commit_monotonic = time.monotonic()
-        self._on_commit(done.block, done.state, action.certificate)
-        self.step(NewHeight(action.height + 1, done.state.validators))
-
-    def _record_evidence(self, evidence: DuplicateVoteEvidence) -> None:
-        raw = evidence.encode()
-        log.warning(
-            "equivocation by validator %s at height %d: recorded as evidence", evidence.validator.hex()[:16], evidence.height
-        )
-        if raw not in self.pending_evidence and len(self.pending_evidence) < MAX_PENDING_EVIDENCE:
-            self.pending_evidence[raw] = raw
-        self._on_evidence(evidence)

@@ -80,6 +80,10 @@ class Metrics:
             "consensus_timeouts", "Consensus timeouts fired", ["step"], namespace=ns, registry=r
         )
         self.peers = Gauge("peers", "Connected peers", namespace=ns, registry=r)
+        self.halted = Gauge(
+            "halted", "1 once this node stopped consensus rather than guess (see /status halt_reason)",
+            namespace=ns, registry=r,
+        )
         self.http_request_duration = Histogram(
             "http_request_duration_seconds",
             "HTTP API request latency",

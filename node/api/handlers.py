@@ -40,6 +40,7 @@ from node.api.models import (
     ConsensusModel,
     MempoolResponse,
     PeerModel,
+    HealthResponse,
     StatusResponse,
     SubmitTxResponse,
     TxResponse,
@@ -458,8 +459,17 @@ class Handlers:
                 peers=peers,
                 peer_count=len(peers),
                 sync_state=self.view.sync_state(),
+                halted=self.view.halt_reason() is not None,
+                halt_reason=self.view.halt_reason(),
             )
         )
+
+    async def get_health(self, request: web.Request) -> web.Response:
+        reason = self.view.halt_reason()
+        head = int(self.store.head_height)
+        if reason is not None:
+            return json_response(HealthResponse(status="halted", height=head, halt_reason=reason), 503)
+        return json_response(HealthResponse(status="ok", height=head))
 
     async def get_metrics(self, request: web.Request) -> web.Response:
         # Refresh pull-style gauges at scrape time so they are right even between node updates.

@@ -261,3 +261,14 @@ class StatusResponse(_Model):
     peers: list[PeerModel]
     peer_count: int
     sync_state: str
+    halted: bool = False
+    halt_reason: str | None = None
+
+
+class HealthResponse(_Model):
+    """Liveness for load balancers and monitors: 200 "ok" while the node runs consensus, 503 "halted"
+    (with the reason) once it stopped itself rather than guess (docs/troubleshooting.md)."""
+
+    status: str
+    height: int
+    halt_reason: str | None = None

@@ -111,6 +111,8 @@ ROUTES: tuple[RouteSpec, ...] = (
               {200: m.ValidatorsResponse}, errors=(429,)),
     RouteSpec("GET", "/mempool", "get_mempool", "Mempool size", {200: m.MempoolResponse}, errors=(429,)),
     RouteSpec("GET", "/status", "get_status", "Node and chain status", {200: m.StatusResponse}, errors=(429,)),
+    RouteSpec("GET", "/health", "get_health", "200 while the node runs consensus; 503 once it halted (with the reason)",
+              {200: m.HealthResponse}, errors=(429, 503)),
     RouteSpec("GET", "/metrics", "get_metrics", "Prometheus metrics (text exposition format)", {200: None},
               errors=(429,)),
 )

@@ -74,6 +74,7 @@ class TestNode:
     pending: OrderedDict[bytes, SignedTx] = field(default_factory=OrderedDict)
     rejected: OrderedDict[bytes, tuple[str, str]] = field(default_factory=OrderedDict)
     last_signed: dict[bytes, int] = field(default_factory=dict)
+    halted: str | None = None
     time_ms: int = 1_700_000_000_000
     __test__ = False  # not a pytest test class
 
@@ -120,6 +121,10 @@ class TestNode:
 
     def sync_state(self) -> str:
         return "synced"
+
+    def halt_reason(self) -> str | None:
+        return self.halted
+
 
     def validator_last_signed(self) -> dict[bytes, int]:
         return dict(self.last_signed)
