@@ -8,6 +8,9 @@ Layout (one LevelDB, keys by prefix):
     h + block hash    u64 height             t + tx id        [height, index]
     c + u64 height    commit certificate (opaque bytes owned by consensus)
     s + state key     state value (see chain.state)
+    V + u64 height    validator set that signs blocks from that height on (written when it changes;
+                      kept for the evidence window: `validators_at`)
+    E + evidence id   u64 height of the block that carried that evidence (`evidence_committed_at`)
 
 Why the head is trustworthy after a crash: every commit is a single WriteBatch written with
 transaction=True, sync=True, so LevelDB applies all of it or none of it. Open still checks, and
@@ -25,11 +28,12 @@ from pathlib import Path
 
 import plyvel
 
-from chain.block import ZERO_HASH, Block, BlockHeader
+from chain.block import EVIDENCE_MAX_AGE_HEIGHTS, ZERO_HASH, Block, BlockHeader, evidence_hash, evidence_id
 from chain.encoding import DecodeError, decode, encode, want_bytes, want_int, want_list
 from chain.genesis import Genesis
 from chain.state import (
     STATE_DOMAIN,
+    VALIDATORS_KEY,
     State,
     decode_changes,
     encode_changes,
@@ -38,6 +42,8 @@ from chain.state import (
     state_from_reader,
 )
 from chain import crypto
+from chain.tx import ValidatorUpdate
+from chain.validators import ValidatorSet
 
 K_GENESIS = b"m:genesis"
 K_HEAD = b"m:head"
@@ -49,6 +55,9 @@ P_TX = b"t"
 P_CERT = b"c"
 P_STATE = b"s"
 P_ACCOUNT_TX = b"x"  # address + height + index -> tx id: txs that touch an account (sender or recipient)
+P_VALSET = b"V"  # u64 height -> validator set signing from that height on (only when it changes)
+P_EVIDENCE = b"E"  # evidence id -> u64 height of the block that committed it
+_NO_EVIDENCE = evidence_hash(())
 
 # No block compression. The data is mostly hashes, keys and signatures, which snappy shrinks by only ~25 %,
 # while compressing costs LevelDB's compactions: with snappy, a level-0 compaction at 3,300 tx/s took
@@ -95,6 +104,7 @@ class ChainStore:
         self.head_hash = ZERO_HASH
         self._head_header: BlockHeader | None = None
         self._head_state: State | None = None
+        self._valset_cache: dict[bytes, ValidatorSet] = {}
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -118,6 +128,7 @@ class ChainStore:
             elif stored != genesis.hash:
                 raise CorruptStore("store belongs to another chain (genesis hash differs)")
             store._recover_head()
+            store._ensure_validator_history()
         except BaseException:
             db.close()
             raise
@@ -134,6 +145,7 @@ class ChainStore:
             self._put_block(wb, block, b"")
             wb.put(K_DELTA, encode_changes(0, changes))
             wb.put(K_HEAD, encode([0, block.hash]))
+            wb.put(P_VALSET + _h(0), encode(state.validators.to_list()))
             wb.put(K_GENESIS, self.genesis.hash)
 
     def _recover_head(self) -> None:
@@ -269,6 +281,7 @@ class ChainStore:
                         wb.put(P_STATE + k, v)
                 wb.put(K_DELTA, delta)
                 wb.put(K_HEAD, encode([hdr.height, block.hash]))
+                self._put_evidence_window(wb, block, new_state, VALIDATORS_KEY in changes)
         except plyvel.Error as exc:
             raise StoreError(f"write failed: {exc}") from None
         self.head_height = hdr.height
@@ -385,6 +398,91 @@ class ChainStore:
             out.put(K_GENESIS, marker, sync=True)
         finally:
             out.close()
+
+    # -- evidence window: validator sets by height, committed evidence ---------------------------------
+
+    def validators_at(self, height: int) -> ValidatorSet | None:
+        """The validator set that signs (signed) block `height`, or None outside the evidence window.
+
+        Evidence is judged against the set at its own height, not the current one: after governance
+        removes a double-signer, its evidence is still valid (issue 12). The window is
+        [head+1 - EVIDENCE_MAX_AGE_HEIGHTS, head+1], the heights whose evidence a block at head+1 may carry.
+        """
+        self._check_open()
+        head_next = self.head_height + 1
+        if not max(0, head_next - EVIDENCE_MAX_AGE_HEIGHTS) <= height <= head_next:
+            return None
+        with self._db.iterator(start=P_VALSET, stop=P_VALSET + _h(height + 1), reverse=True) as it:
+            item = next(it, None)
+        if item is None:
+            return None
+        key, raw = item
+        cached = self._valset_cache.get(key)
+        if cached is None:
+            try:
+                cached = ValidatorSet.from_list(decode(raw))
+            except ValueError as exc:
+                raise CorruptStore(f"validator set stored for height {_U64.unpack(key[1:])[0]}: {exc}") from None
+            if len(self._valset_cache) >= 32:
+                self._valset_cache.clear()
+            self._valset_cache[key] = cached
+        return cached
+
+    def evidence_committed_at(self, ev_id: bytes) -> int | None:
+        """Height of the block that committed the evidence with this id (`chain.block.evidence_id`), or None."""
+        self._check_open()
+        raw = self._db.get(P_EVIDENCE + ev_id)
+        return None if raw is None else _U64.unpack(raw)[0]
+
+    def _put_evidence_window(self, wb: plyvel.WriteBatch, block: Block, new_state: State, set_changed: bool) -> None:
+        """In the block's own batch: index its evidence, record the next height's set if governance
+        changed it, and delete sets that no longer cover any height of the window."""
+        for raw in block.evidence:
+            wb.put(P_EVIDENCE + evidence_id(raw), _h(block.height))
+        if set_changed:
+            wb.put(P_VALSET + _h(block.height + 1), encode(new_state.validators.to_list()))
+        oldest = block.height + 1 - EVIDENCE_MAX_AGE_HEIGHTS
+        with self._db.iterator(start=P_VALSET, stop=P_VALSET + _h(max(oldest, 0) + 1), include_value=False) as it:
+            covering = list(it)
+        for key in covering[:-1]:  # the newest entry at or below `oldest` still covers it
+            wb.delete(key)
+
+    def _ensure_validator_history(self) -> None:
+        """A store written before the history existed: rebuild it once from the headers and blocks.
+
+        Only blocks that changed the set (the next header's validators_hash differs) and blocks in the
+        window that carry evidence are decoded; every rebuilt set is checked against its header.
+        """
+        with self._db.iterator(prefix=P_VALSET, include_value=False) as it:
+            if next(it, None) is not None:
+                return
+        vset = self.genesis.validator_set()
+        sets = {0: vset}
+        oldest = self.head_height + 1 - EVIDENCE_MAX_AGE_HEIGHTS
+        with self._db.write_batch(transaction=True, sync=True) as wb:
+            for hdr in self.headers(1, self.head_height + 1):
+                if hdr.validators_hash != vset.hash:
+                    raise CorruptStore(f"block {hdr.height}: validators_hash is not the replayed validator set")
+                next_hdr = self.get_header(hdr.height + 1)
+                next_hash = next_hdr.validators_hash if next_hdr else self.state().validators.hash
+                evidence_here = hdr.height >= oldest and hdr.evidence_hash != _NO_EVIDENCE
+                if next_hash == vset.hash and not evidence_here:
+                    continue
+                block = self.get_block(hdr.height)
+                assert block is not None
+                if evidence_here:
+                    for raw in block.evidence:
+                        wb.put(P_EVIDENCE + evidence_id(raw), _h(hdr.height))
+                for tx in block.txs:  # committed blocks hold only txs that applied
+                    if isinstance(tx.body.payload, ValidatorUpdate):
+                        vset = vset.with_power(tx.body.payload.pubkey, tx.body.payload.power)
+                if next_hash != vset.hash:
+                    raise CorruptStore(f"block {hdr.height}: replayed validator set differs from the next one")
+                sets[hdr.height + 1] = vset
+            keep = [h for h in sets if h > oldest]
+            keep.append(max((h for h in sets if h <= oldest), default=0))
+            for h in keep:
+                wb.put(P_VALSET + _h(h), encode(sets[h].to_list()))
 
     def _check_open(self) -> None:
         if self._db.closed:
