@@ -276,6 +276,7 @@ class Node:
             await asyncio.sleep(STATUS_INTERVAL_S)
             self.network.broadcast(self._status_message())
             self.metrics.set_peers(len(self.network.connected_peers()))
+            self.metrics.set_p2p(self.network.stats.snapshot())
             if self.driver.core is not None:
                 self.metrics.set_consensus_round(self.driver.core.round)
             if self.halted_because is not None:

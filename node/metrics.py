@@ -80,6 +80,10 @@ class Metrics:
             "consensus_timeouts", "Consensus timeouts fired", ["step"], namespace=ns, registry=r
         )
         self.peers = Gauge("peers", "Connected peers", namespace=ns, registry=r)
+        self.p2p = Gauge(
+            "p2p", "Peer-network counters since start (network/stats.py), e.g. penalties, bans, handshake_failures",
+            ["counter"], namespace=ns, registry=r,
+        )
         self.halted = Gauge(
             "halted", "1 once this node stopped consensus rather than guess (see /status halt_reason)",
             namespace=ns, registry=r,
@@ -147,6 +151,10 @@ class Metrics:
 
     def set_peers(self, n: int) -> None:
         self.peers.set(n)
+
+    def set_p2p(self, counters: dict[str, int]) -> None:
+        for name, value in counters.items():
+            self.p2p.labels(counter=name).set(value)
 
     # -- HTTP ----------------------------------------------------------------------------------------
 
