@@ -6,7 +6,11 @@ operator cannot switch it on by editing a file). Modes, comma-separated:
   type, random block hash) signed with the same key -- double signing, which honest nodes must record
   as evidence;
 - "garbage": every consensus message is followed by undecodable consensus bytes and a batch of junk
-  transactions -- honest nodes must drop them, penalise this peer and keep committing.
+  transactions -- honest nodes must drop them, penalise this peer and keep committing;
+- "lie_height": every STATUS announces height 2^62 and no BLOCK_REQUEST is ever answered -- a node
+  that fell behind must still catch up from the honest peers (block sync must not trust the claim);
+- "mute_sync": STATUS is truthful but no BLOCK_REQUEST is ever answered -- the peer looks as good as
+  an honest one, so sync requests to it must time out, be penalised and back off.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from consensus.messages import Message, Vote, encode_message
 from network import messages as netmsg
 
 ENV_VAR = "PAYNET_UNSAFE_BYZANTINE_TEST_MODE"
+LIE_HEIGHT = 2**62
+"""The height a "lie_height" node announces: far beyond anything a real chain reaches."""
 
 
 def modes() -> frozenset[str]:
@@ -40,3 +46,13 @@ def wrap_broadcast(
             send(netmsg.Txs(tuple(os.urandom(100) for _ in range(8))))
 
     return broadcast
+
+
+def announced_height(active: frozenset[str], height: int) -> int:
+    """The height this node puts in its STATUS: the truth unless it lies on purpose."""
+    return LIE_HEIGHT if "lie_height" in active else height
+
+
+def serves_blocks(active: frozenset[str]) -> bool:
+    """False when a mode tells this node to leave every block request unanswered."""
+    return not ({"lie_height", "mute_sync"} & active)

@@ -1,0 +1,55 @@
+"""Block sync against a lying validator (issue 13, item 1), on real processes.
+
+Four validators; validator 0 runs a byzantine sync mode from the start, validator 3 is stopped until
+the chain is 28+ blocks ahead of it, then restarted. It must catch up from the two honest peers
+within 10 s although the liar announces height 2^62 ("lie_height") or looks honest but never
+answers ("mute_sync"). The control run (no liar) gives the baseline on this machine.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from node.byzantine import ENV_VAR
+from node.localnet import LocalNet
+
+pytestmark = pytest.mark.integration
+
+BEHIND = 28
+CATCH_UP_LIMIT_S = 10.0
+FAST_BLOCKS = {
+    # Short timeouts and empty blocks every 100 ms, so 28 blocks take seconds, not half a minute.
+    "consensus": {"empty_block_interval_ms": 100, "timeout_propose_ms": 600, "timeout_delta_ms": 200},
+}
+
+
+def _catch_up_seconds(net: LocalNet, liar_mode: str | None) -> tuple[float, int]:
+    """Run the scenario; return (seconds from restart to reaching the honest height, blocks behind)."""
+    for i in range(4):
+        net.start(i, extra_env={ENV_VAR: liar_mode} if (i == 0 and liar_mode) else None)
+    net.wait_height(2, timeout=60)
+    net.stop(3)
+    left_at = max(net.height(i) or 0 for i in (1, 2))
+    net.wait_height(left_at + BEHIND + 1, nodes=[1, 2], timeout=90)
+    target = max(net.height(i) or 0 for i in (1, 2))
+    behind = target - (left_at if (h := net.height(3)) is None else h)
+    t0 = time.monotonic()
+    net.start(3)
+    net.wait_height(target, nodes=[3], timeout=60)
+    return time.monotonic() - t0, behind
+
+
+@pytest.mark.parametrize("liar_mode", ["lie_height", "mute_sync"])
+def test_lagging_node_catches_up_despite_a_lying_peer(tmp_path, liar_mode: str) -> None:
+    net = LocalNet.provision(tmp_path, validators=4, base_port=34210, demo_accounts=1, config_overrides=FAST_BLOCKS)
+    try:
+        seconds, behind = _catch_up_seconds(net, liar_mode)
+        print(f"\n{liar_mode}: caught up {behind} blocks in {seconds:.1f} s")
+        assert behind >= BEHIND
+        assert seconds < CATCH_UP_LIMIT_S, f"{behind} blocks behind took {seconds:.1f} s with a {liar_mode} peer"
+        net.wait_for(lambda: net.get(3, "/status")["sync_state"] == "synced", 10, "node 3 reports synced")
+        assert "UNSAFE byzantine test mode" in net.nodes[0].log_path.read_text()
+    finally:
+        net.stop_all()
