@@ -63,6 +63,8 @@ __all__ = [
     "VALIDATORS_KEY",
     "apply_block",
     "build_block",
+    "check_header",
+    "execute_block",
     "chain_state_root",
     "check_tx",
     "decode_changes",
@@ -729,7 +731,10 @@ def seal(pending: State, block: Block) -> State:
     )
 
 
-def _check_header(state: State, block: Block) -> None:
+def check_header(state: State, block: Block) -> None:
+    """The header rules that need only the state before the block (part of `chain.validate.validate_block`):
+    height, prev hash, chain id, validator-set hash, time not before the previous block, proposer is a
+    member, tx count, and both body roots. Raise BlockInvalid."""
     h = block.header
     if state.pending_height is not None:
         raise ValueError("cannot apply a block on a pending state")
@@ -754,13 +759,20 @@ def _check_header(state: State, block: Block) -> None:
 
 
 def apply_block(state: State, block: Block, *, verified: Container[bytes] = ()) -> tuple[State, list[Receipt]]:
-    """Validate and apply a block; raise BlockInvalid if the header or any tx is wrong.
+    """Apply a block after its header and tx rules; raise BlockInvalid if the header or any tx is wrong.
 
-    Committed blocks carry only successful txs, so one refused tx makes the whole block invalid.
+    Not the whole judgement of a block: nodes call `chain.validate.validate_block`, which adds the
+    evidence and local-clock rules. Committed blocks carry only successful txs, so one refused tx makes the whole block invalid.
     The header's validators_hash is checked against the set *before* the block: an update in
     block h changes who signs block h+1.
     """
-    _check_header(state, block)
+    check_header(state, block)
+    return execute_block(state, block, verified=verified)
+
+
+def execute_block(state: State, block: Block, *, verified: Container[bytes] = ()) -> tuple[State, list[Receipt]]:
+    """Run a block whose header `check_header` accepted: every tx must apply and the resulting state
+    root must equal the header's. Evidence has no effect on the state (it is only recorded in the block)."""
     ex = Executor(state, block.height, verified)
     receipts: list[Receipt] = []
     for i, tx in enumerate(block.txs):
