@@ -64,7 +64,15 @@ _NO_EVIDENCE = evidence_hash(())
 # 0.9-1.5 s of CPU on each validator, all four at the same moment on a shared machine, and commits paused
 # for 1-2 s each time (p99 finality 1.8-3.6 s); without it they take 0.25-0.5 s and p99 is 0.7-1.0 s
 # (docs/performance.md, step 11). The store is ~35 % larger on disk in exchange.
-LEVELDB_OPTIONS: dict[str, object] = {"compression": None}
+# paranoid_checks: LevelDB verifies table index blocks when it opens a table, verifies every block it
+# compacts, and treats a damaged log or MANIFEST at open as an error instead of skipping the records
+# (its default would drop them and carry on). Data blocks read by the node are verified by _CheckedDB.
+LEVELDB_OPTIONS: dict[str, object] = {"compression": None, "paranoid_checks": True}
+
+CORRUPT_STORE_REMEDY = (
+    "restore the data dir from a backup (`paynet-node restore`) or resync it from peers"
+    " (docs/troubleshooting.md, \"Store is corrupt\")"
+)
 
 _U64 = struct.Struct(">Q")
 
@@ -74,7 +82,116 @@ class StoreError(Exception):
 
 
 class CorruptStore(StoreError):
-    """The on-disk data is inconsistent or belongs to another chain; the node must not start on it."""
+    """The on-disk data is inconsistent or belongs to another chain; the node must not start on it.
+
+    The message is one line and always ends with the remedy, because it is what an operator sees when
+    the node refuses to start (`paynet-node run` prints it as its only error line).
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = " ".join(what.split())  # LevelDB messages may carry newlines; keep one line
+        super().__init__(f"store is corrupt: {self.what}; the node will not run on it: {CORRUPT_STORE_REMEDY}")
+
+
+def _leveldb_message(exc: plyvel.Error) -> str:
+    """plyvel passes LevelDB's status text as bytes; show it as text."""
+    arg = exc.args[0] if exc.args else exc
+    return arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
+
+
+def _read_failed(exc: plyvel.CorruptionError) -> CorruptStore:
+    return CorruptStore(
+        f"LevelDB read failed verification ({_leveldb_message(exc)}): a table file changed after it was written"
+        " (failing disk, bad RAM, or an edit from outside the node)"
+    )
+
+
+class _CheckedIterator:
+    """A LevelDB iterator whose checksum failures surface as CorruptStore."""
+
+    __slots__ = ("_it",)
+
+    def __init__(self, it: plyvel.Iterator) -> None:
+        self._it = it
+
+    def __iter__(self) -> "_CheckedIterator":
+        return self
+
+    def __next__(self) -> object:
+        try:
+            return next(self._it)
+        except plyvel.CorruptionError as exc:
+            raise _read_failed(exc) from None
+
+    def __enter__(self) -> "_CheckedIterator":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._it.close()
+
+    def close(self) -> None:
+        self._it.close()
+
+
+class _CheckedSnapshot:
+    """A LevelDB snapshot whose reads verify block checksums (see _CheckedDB)."""
+
+    __slots__ = ("_snap",)
+
+    def __init__(self, snap: plyvel.Snapshot) -> None:
+        self._snap = snap
+
+    def get(self, key: bytes, default: bytes | None = None) -> bytes | None:
+        try:
+            return self._snap.get(key, default, verify_checksums=True)
+        except plyvel.CorruptionError as exc:
+            raise _read_failed(exc) from None
+
+    def iterator(self, **kwargs: object) -> _CheckedIterator:
+        kwargs.setdefault("verify_checksums", True)
+        return _CheckedIterator(self._snap.iterator(**kwargs))
+
+    def __enter__(self) -> "_CheckedSnapshot":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._snap.close()
+
+    def close(self) -> None:
+        self._snap.close()
+
+
+class _CheckedDB:
+    """The store's LevelDB handle: every read verifies the CRC of the table blocks it touches.
+
+    LevelDB checks a data block's CRC only when the read asks for it (`verify_checksums`); without it a
+    bit flipped on disk inside a value is returned as data, and one flipped bit in a table changed a
+    balance from 1001234 to 1001298 with no error (issue 13). Doing it here, for every get, iterator and
+    snapshot, covers every read path of the store, including ones added later. The cost is one CRC32C
+    per 4 KiB block read from a file (cached blocks are not re-checked): see docs/operations.md.
+    Writes and everything else go straight to plyvel.
+    """
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: plyvel.DB) -> None:
+        self._db = db
+
+    def get(self, key: bytes, default: bytes | None = None) -> bytes | None:
+        try:
+            return self._db.get(key, default, verify_checksums=True)
+        except plyvel.CorruptionError as exc:
+            raise _read_failed(exc) from None
+
+    def iterator(self, **kwargs: object) -> _CheckedIterator:
+        kwargs.setdefault("verify_checksums", True)
+        return _CheckedIterator(self._db.iterator(**kwargs))
+
+    def snapshot(self) -> _CheckedSnapshot:
+        return _CheckedSnapshot(self._db.snapshot())
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._db, name)
 
 
 def _h(height: int) -> bytes:
@@ -86,7 +203,7 @@ class _SnapshotReader:
 
     __slots__ = ("_snap",)
 
-    def __init__(self, snap: plyvel.Snapshot) -> None:
+    def __init__(self, snap: _CheckedSnapshot) -> None:
         self._snap = snap
 
     def get(self, key: bytes) -> bytes | None:
@@ -96,7 +213,7 @@ class _SnapshotReader:
 class ChainStore:
     """The node's committed chain. Single writer; reads are safe from anywhere."""
 
-    def __init__(self, db: plyvel.DB, genesis: Genesis) -> None:
+    def __init__(self, db: _CheckedDB, genesis: Genesis) -> None:
         self._db = db
         self.genesis = genesis
         self.chain_id = genesis.chain_id
@@ -112,9 +229,9 @@ class ChainStore:
     def open(cls, path: str | Path, genesis: Genesis) -> "ChainStore":
         """Open (creating from `genesis` if empty) and verify the head; raise CorruptStore if unsafe."""
         try:
-            db = plyvel.DB(str(path), create_if_missing=True, **LEVELDB_OPTIONS)
+            db = _CheckedDB(plyvel.DB(str(path), create_if_missing=True, **LEVELDB_OPTIONS))
         except plyvel.CorruptionError as exc:
-            raise CorruptStore(f"LevelDB corruption: {exc}") from None
+            raise CorruptStore(f"LevelDB cannot open {path}: {_leveldb_message(exc)}") from None
         except (plyvel.IOError, plyvel.Error) as exc:
             raise StoreError(f"cannot open store at {path}: {exc}") from None
         store = cls(db, genesis)
@@ -128,6 +245,7 @@ class ChainStore:
             elif stored != genesis.hash:
                 raise CorruptStore("store belongs to another chain (genesis hash differs)")
             store._recover_head()
+            store._verify_state_tables()
             store._ensure_validator_history()
         except BaseException:
             db.close()
@@ -204,6 +322,20 @@ class ChainStore:
             self.state()
         except DecodeError as exc:
             raise corrupt(f"state does not decode ({exc})") from None
+
+    def _verify_state_tables(self) -> int:
+        """Read every state entry once with checksums on; returns the number of entries.
+
+        The head check above covers only the accounts the head block wrote. A bit flipped in any other
+        account's table block would otherwise be found only when that account is next read, possibly in
+        the middle of executing a block. The state is bounded by the number of accounts (not by chain
+        length): 0.53 s per million accounts here (scripts/bench_store_checksums.py, docs/operations.md).
+        """
+        n = 0
+        with self._db.iterator(prefix=P_STATE, fill_cache=False) as it:
+            for _ in it:
+                n += 1
+        return n
 
     # -- state -------------------------------------------------------------------------------------
 
