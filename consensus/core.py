@@ -39,6 +39,7 @@ from consensus.events import (
     Commit,
     CommitReceived,
     Event,
+    Halt,
     MessageBytesReceived,
     NewHeight,
     PersistWal,
@@ -158,6 +159,13 @@ class _Height:
     precommit_quorums: set[tuple[int, bytes]] = field(default_factory=set)  # candidates for line 49
     evidence_seen: set[tuple[bytes, int, VoteType]] = field(default_factory=set)
     synced: dict[bytes, tuple[CommitCertificate, bytes]] = field(default_factory=dict)
+    revalidated: set[tuple[str, bytes]] = field(default_factory=set)  # ("cert" | "quorum", block hash)
+
+
+class InvariantViolation(Exception):
+    """A consensus invariant failed: continuing could sign or decide something unsafe, so the runner halts.
+
+    Explicit checks, not `assert` (which `python -O` strips)."""
 
 
 def _as_signer(signer: Signer | crypto.PrivateKey | None) -> Signer | None:
@@ -199,15 +207,21 @@ class ConsensusCore:
         self.valid_hash: bytes | None = None
         self.decision: bytes | None = None
         self._h = _Height()
-        self._future: list[Message] = []
+        self._future: dict[Message, bytes] = {}  # verified next-height messages, arrival order -> quota key
+        self._future_count: dict[bytes, int] = {}
         self._out: list[Action] = []
         self._replaying = False
+        self._last_decided = -1
+        self.halted: str | None = None
+        """Set once the core emitted Halt; it then ignores every event."""
 
     # ---- public interface ----------------------------------------------------------------------
 
     def step(self, event: Event) -> list[Action]:
         """Apply one event; return the actions to execute, in order."""
         self._out = []
+        if self.halted is not None:
+            return []
         if isinstance(event, NewHeight):
             self._on_new_height(event.height, event.validators)
         elif self.height < 0:
@@ -280,13 +294,13 @@ class ConsensusCore:
         self.decision = None
         self._h = _Height()
         self._persist([WAL_NEW_HEIGHT, height, validators.to_list()], starts_height=True)
-        buffered, self._future = self._future, []
+        buffered, self._future, self._future_count = self._future, {}, {}
         self._start_round(0)
         for msg in buffered:
             if msg.height == height:
-                self._on_message(msg)
+                self._on_message(msg, verified=True)
             elif msg.height > height:
-                self._future.append(msg)
+                self._buffer_future(msg, verified=True)
 
     def _start_round(self, round: int) -> None:
         """StartRound, lines 11-21."""
@@ -311,6 +325,9 @@ class ConsensusCore:
         except SignRefused:
             self.sign_refusals += 1
             return
+        want = (self.height, self.round, pol_round, block_hash, payload, self.me)
+        if (prop.height, prop.round, prop.pol_round, prop.block_hash, prop.payload, prop.proposer) != want:
+            raise InvariantViolation(f"own proposal from the signer is not the one requested at height {self.height}")
         self._h.own_proposals[self.round] = prop
         self._persist([WAL_OWN_PROPOSAL, prop.to_list()])
         self._out.append(Broadcast(prop))
@@ -338,18 +355,42 @@ class ConsensusCore:
 
     # ---- receiving messages ----------------------------------------------------------------------
 
-    def _on_message(self, msg: Message) -> None:
+    def _on_message(self, msg: Message, verified: bool = False) -> None:
         if msg.height != self.height:
             if self.height < msg.height <= self.height + self.params.future_heights:
-                if len(self._future) < self.params.max_future_messages:
-                    self._future.append(msg)
+                self._buffer_future(msg, verified)
             return
         if self.step_p == Step.COMMITTED:
             return
         if isinstance(msg, Vote):
-            self._receive_vote(msg)
+            self._receive_vote(msg, verified=verified)
         else:
-            self._receive_proposal(msg)
+            self._receive_proposal(msg, verified=verified)
+
+    def _future_quota(self) -> int:
+        """Per-sender share of the future buffer: every member of the current set, plus one shared
+        share for senders outside it (a next-height set may add validators), fit in the total."""
+        assert self.validators is not None
+        return max(1, self.params.max_future_messages // (len(self.validators) + 1))
+
+    def _buffer_future(self, msg: Message, verified: bool) -> None:
+        """Keep a message for a coming height (we lag, or it arrived first), within its sender's quota.
+
+        Cheap checks first -- duplicate (regossip re-sends everything each second), quota -- then the
+        signature, so a flood costs its sender its own share only: neither forged messages claiming
+        an honest sender nor validly signed junk from one validator can crowd out the honest
+        proposal for the next height (issue 13 item 2)."""
+        if msg in self._future:
+            return
+        assert self.validators is not None
+        sender = msg.validator if isinstance(msg, Vote) else msg.proposer
+        key = sender if sender in self.validators else b""
+        if self._future_count.get(key, 0) >= self._future_quota():
+            return
+        if not verified and not msg.verify(self.chain_id, self.verifier):
+            return
+        self._future[msg] = key
+        self._future_count[key] = self._future_count.get(key, 0) + 1
 
     def _round_acceptable(self, round: int) -> bool:
         if round > self.round + self.params.future_round_window:
@@ -377,7 +418,9 @@ class ConsensusCore:
         senders = self._h.round_senders.setdefault(round, {})
         senders[sender] = self.validators.power_of(sender)
 
-    def _receive_vote(self, vote: Vote, trusted: bool = False) -> None:
+    def _receive_vote(self, vote: Vote, trusted: bool = False, verified: bool = False) -> None:
+        """Count a vote. `trusted`: replayed from our own WAL (no check, no new WAL entry);
+        `verified`: its signature was checked already (buffered for this height)."""
         assert self.validators is not None
         power = self.validators.power_of(vote.validator)
         if power == 0 or not self._round_acceptable(vote.round):
@@ -389,7 +432,7 @@ class ConsensusCore:
         if first is not None and len(tally.voters[vote.validator]) >= MAX_VALUES_PER_VOTER:  # type: ignore[union-attr]
             return
         if not trusted:
-            if not vote.verify(self.chain_id, self.verifier):
+            if not verified and not vote.verify(self.chain_id, self.verifier):
                 return
             self._persist([WAL_RECEIVED, [2, vote.to_list()]])
         if first is not None:
@@ -408,7 +451,7 @@ class ConsensusCore:
             if tally.power[vote.block_hash] >= self.validators.quorum_power:
                 self._h.precommit_quorums.add((vote.round, vote.block_hash))
 
-    def _receive_proposal(self, prop: Proposal, trusted: bool = False) -> None:
+    def _receive_proposal(self, prop: Proposal, trusted: bool = False, verified: bool = False) -> None:
         if prop.proposer != self.proposer(prop.round) or not self._round_acceptable(prop.round):
             return
         known = self._h.proposals.get(prop.round, {})
@@ -420,7 +463,7 @@ class ConsensusCore:
         elif len(known) >= self.params.max_proposals_per_round:
             return
         if not trusted:
-            if not prop.verify(self.chain_id, self.verifier):
+            if not verified and not prop.verify(self.chain_id, self.verifier):
                 return
             self._persist([WAL_RECEIVED, [1, prop.to_list()]])
         self._store_proposal(prop)
@@ -437,14 +480,18 @@ class ConsensusCore:
         payload we still hold (a valid one is never replaced at all)."""
         return self._h.validity.get(block_hash) is False and self._h.payloads.get(block_hash) != payload
 
-    def _offer_payload(self, round: int, block_hash: bytes, payload: bytes) -> None:
-        """Remember a candidate payload for `block_hash` and ask the app to validate it."""
+    def _offer_payload(self, round: int, block_hash: bytes, payload: bytes, certified: bool = False) -> bool:
+        """Remember a candidate payload for `block_hash` and ask the app to validate it (True if asked)."""
         if block_hash in self._h.payloads and not self._payload_replaceable(block_hash, payload):
-            return
+            return False
         self._h.payloads[block_hash] = payload
+        self._request_validation(round, block_hash, certified)
+        return True
+
+    def _request_validation(self, round: int, block_hash: bytes, certified: bool) -> None:
         self._h.validity.pop(block_hash, None)
         self._h.validation_requested.add(block_hash)
-        self._out.append(ValidateBlock(self.height, round, block_hash, payload))
+        self._out.append(ValidateBlock(self.height, round, block_hash, self._h.payloads[block_hash], certified))
 
     def _on_block_validated(self, ev: BlockValidated) -> None:
         if ev.height != self.height or ev.block_hash not in self._h.validation_requested:
@@ -464,7 +511,8 @@ class ConsensusCore:
         except CertificateError:
             return
         self._h.synced.setdefault(cert.block_hash, (cert, ev.payload))
-        self._offer_payload(cert.round, cert.block_hash, ev.payload)
+        if self._offer_payload(cert.round, cert.block_hash, ev.payload, certified=True):
+            self._h.revalidated.add(("cert", cert.block_hash))  # this validation is the certificate's check
 
     # ---- helpers over the message tables ---------------------------------------------------------
 
@@ -498,12 +546,25 @@ class ConsensusCore:
                 self.sign_refusals += 1
                 self._persist_state(None)
                 return
-            self._h.own_votes[slot] = vote
-            self._count_vote(vote, self.validators.power_of(self.me))
+            want = (vote_type, self.height, self.round, block_hash, self.me)
+            if (vote.vote_type, vote.height, vote.round, vote.block_hash, vote.validator) != want:
+                raise InvariantViolation(f"own vote from the signer is not the one requested: {vote!r}")
+            self._record_own_vote(vote)
+            tally = self._h.tallies.get((vote.round, vote.vote_type))
+            if tally is None or not tally.has(vote):  # relays may have brought it back already
+                self._count_vote(vote, self.validators.power_of(self.me))
             self._persist_state(vote)
         else:
             self._persist_state(None)
         self._out.append(Broadcast(vote))
+
+    def _record_own_vote(self, vote: Vote) -> None:
+        """Never two different own votes for one (height, round, type)."""
+        slot = (vote.round, vote.vote_type)
+        held = self._h.own_votes.get(slot)
+        if held is not None and held != vote:
+            raise InvariantViolation(f"two different own votes at height {vote.height} round {vote.round} {vote.vote_type.name}")
+        self._h.own_votes[slot] = vote
 
     def _persist_state(self, own_vote: Vote | None) -> None:
         self._persist(
@@ -537,7 +598,7 @@ class ConsensusCore:
     def _run_rules(self) -> None:
         if self.height < 0:
             return
-        while self.step_p != Step.COMMITTED and self._fire_one_rule():
+        while self.step_p != Step.COMMITTED and self.halted is None and self._fire_one_rule():
             pass
 
     def _fire_one_rule(self) -> bool:
@@ -637,27 +698,79 @@ class ConsensusCore:
         """Lines 49-54: upon ⟨PROPOSAL, h, r, v, *⟩ from proposer(h, r) and 2f+1
         ⟨PRECOMMIT, h, r, id(v)⟩ while decision[h] = nil: if valid(v), decide v.
         Also accepts a verified commit certificate from block sync in place of the precommits.
-        The reset of lines 52-54 waits for the app's NewHeight."""
+        The reset of lines 52-54 waits for the app's NewHeight.
+
+        Certified beats local: a value certified by 2f+1 precommits that we hold as invalid (maybe
+        from a transient failure, maybe recorded in the WAL before a restart) is validated again,
+        once per kind of evidence (our precommit quorum, a certified payload); see `_on_certified_invalid`."""
         for r, v in sorted(self._h.precommit_quorums):
-            if not self._h.validity.get(v):
-                continue
             if v not in self._h.proposals.get(r, {}) and v not in self._h.synced:
+                continue
+            verdict = self._h.validity.get(v)
+            if verdict is False and self._on_certified_invalid(r, v):
+                return True
+            if not verdict:
                 continue
             tally = self._h.tallies[(r, VoteType.PRECOMMIT)]
             sigs = tuple(sorted((pk, vote.signature) for pk, vote in tally.by_value[v].items()))
             self._decide(v, CommitCertificate(self.height, r, v, sigs))
             return True
         for v, (cert, _payload) in sorted(self._h.synced.items()):
-            if self._h.validity.get(v):
+            verdict = self._h.validity.get(v)
+            if verdict is False and self._on_certified_invalid(cert.round, v):
+                return True
+            if verdict:
                 self._decide(v, cert)
                 return True
         return False
 
+    def _on_certified_invalid(self, round: int, block_hash: bytes) -> bool:
+        """A block the network certified is invalid here: ask the app once more, then halt.
+
+        The second verdict counts only for a payload the host vouched is the certified block (one that
+        came with a CommitReceived): a proposal's payload is not signed, so a byzantine proposer can
+        pair the certified hash with junk, and that must not be able to halt an honest node. For
+        such a payload we wait for block sync to bring the real block."""
+        synced = self._h.synced.get(block_hash)
+        vouched = synced is not None and synced[1] == self._h.payloads.get(block_hash)
+        key = ("cert" if vouched else "quorum", block_hash)
+        if key not in self._h.revalidated:
+            self._h.revalidated.add(key)
+            self._request_validation(round, block_hash, certified=True)
+            return True
+        if vouched:
+            self._halt(block_hash, "a block certified by 2f+1 precommits does not validate here (divergence)")
+            return True
+        return False
+
+    def _halt(self, block_hash: bytes | None, reason: str) -> None:
+        self.halted = f"height {self.height}: {reason}"
+        self._out.append(Halt(self.height, block_hash, reason))
+
     def _decide(self, block_hash: bytes, cert: CommitCertificate) -> None:
+        self._check_decision(block_hash, cert)
+        self._last_decided = self.height
         self.decision = block_hash
         self.step_p = Step.COMMITTED
         self._persist_state(None)
         self._out.append(Commit(self.height, block_hash, self._h.payloads[block_hash], cert))
+
+    def _check_decision(self, block_hash: bytes, cert: CommitCertificate) -> None:
+        """Invariants of a decision: once per height, heights only grow, and 2f+1 of the current
+        set's power precommitted exactly this value."""
+        assert self.validators is not None
+        if self.decision is not None or self.height <= self._last_decided:
+            raise InvariantViolation(
+                f"deciding height {self.height} again (last decided {self._last_decided}, decision {self.decision!r})"
+            )
+        if cert.height != self.height or cert.block_hash != block_hash:
+            raise InvariantViolation(f"certificate for height {cert.height} does not name the value decided at {self.height}")
+        power = sum(self.validators.power_of(pk) for pk in {pk for pk, _sig in cert.precommits})
+        if power < self.validators.quorum_power:
+            raise InvariantViolation(
+                f"deciding {block_hash.hex()[:16]} at height {self.height} without a quorum: "
+                f"power {power} < {self.validators.quorum_power}"
+            )
 
     def _on_round_skip(self) -> bool:
         """Lines 55-56: upon f+1 ⟨*, h, round, *, *⟩ with round > round_p: StartRound(round)."""
@@ -777,7 +890,7 @@ class ConsensusCore:
                 self.step_p = Step.PRECOMMIT
             if own is not None:
                 vote = Vote.from_list(own)
-                self._h.own_votes[(vote.round, vote.vote_type)] = vote
+                self._record_own_vote(vote)
                 assert self.validators is not None
                 tally = self._h.tallies.get((vote.round, vote.vote_type))
                 if tally is None or not tally.has(vote):

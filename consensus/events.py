@@ -87,7 +87,11 @@ class BlockValidated:
 
 @dataclass(frozen=True)
 class CommitReceived:
-    """A committed block learned from block sync (a peer that is ahead); verified before use."""
+    """A committed block learned from block sync (a peer that is ahead); the core verifies the
+    certificate. The HOST must check before submitting that `payload` is the block the certificate
+    names (its hash is `certificate.block_hash`), and penalise a peer that pairs them wrongly: the
+    core treats such a payload as the certified block, and halts if it does not validate.
+    """
 
     certificate: CommitCertificate
     payload: bytes
@@ -129,10 +133,19 @@ class BuildProposal:
 
 @dataclass(frozen=True)
 class ValidateBlock:
+    """Is `payload` a valid block with hash `block_hash` for `height`? Answer with BlockValidated.
+
+    `certified`: 2f+1 precommits (or a verified commit certificate) already back this block. A
+    host may then skip rules that depend on its own view rather than the block (e.g. the
+    proposal-time clock-drift check): the network has decided, and a certified block that still
+    does not validate makes the core halt (a divergence), so the answer must be about the block.
+    """
+
     height: int
     round: int
     block_hash: bytes
     payload: bytes
+    certified: bool = False
 
 
 @dataclass(frozen=True)
