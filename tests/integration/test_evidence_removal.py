@@ -105,6 +105,10 @@ def test_removing_the_double_signer_keeps_the_other_four_committing(tmp_path: Pa
         assert ev.validator == byz_key
         assert ev.height < block_height <= ev.height + EVIDENCE_MAX_AGE_HEIGHTS
         assert known, f"no validator set kept for evidence height {ev.height} (block {block_height})"
-    # Every block is the same on the four, so what node 0 committed is what all committed; any evidence
-    # the four recorded and did not commit was dropped by the pool's rules (it can no longer block a proposal:
-    # the chain went HEIGHTS_AFTER_REMOVAL heights past the removal).
+    # The case that used to halt: evidence from a height where validator-4 was still a member, carried in
+    # a block after its removal (the double-signer votes at the removal height, so that evidence is pending
+    # when the removal commits). Every block is the same on the four, so node 0's chain is everyone's; any
+    # evidence the four recorded and did not commit was dropped by the pool's rules, since the chain went
+    # HEIGHTS_AFTER_REMOVAL heights past the removal without any proposal refused for its evidence.
+    after = [(b, ev.height) for b, ev, _ in committed if b > removed_at]
+    assert any(h <= removed_at for _, h in after), f"no evidence from before the removal committed after it: {after}"
