@@ -63,7 +63,15 @@ from consensus.messages import (
     decode_message,
 )
 from consensus.proposer import proposer_for
-from consensus.signer import GuardedSigner, MemorySignerState, Signer, SignRefused
+from consensus.signer import (
+    STEP_PRECOMMIT,
+    STEP_PREVOTE,
+    GuardedSigner,
+    LastSigned,
+    MemorySignerState,
+    Signer,
+    SignRefused,
+)
 
 
 @dataclass(frozen=True)
@@ -542,10 +550,13 @@ class ConsensusCore:
         if vote is None:
             try:
                 vote = self.signer.sign_vote(self.chain_id, vote_type, self.height, self.round, block_hash)
-            except SignRefused:
+            except SignRefused as refused:
                 self.sign_refusals += 1
-                self._persist_state(None)
-                return
+                vote = self._adopt_signed_vote(vote_type, refused.given)
+                if vote is None:
+                    self._persist_state(None)  # silent for this step; the chain still moves us on
+                    return
+                block_hash = vote.block_hash
             want = (vote_type, self.height, self.round, block_hash, self.me)
             if (vote.vote_type, vote.height, vote.round, vote.block_hash, vote.validator) != want:
                 raise InvariantViolation(f"own vote from the signer is not the one requested: {vote!r}")
@@ -557,6 +568,26 @@ class ConsensusCore:
         else:
             self._persist_state(None)
         self._out.append(Broadcast(vote))
+
+    def _adopt_signed_vote(self, vote_type: VoteType, given: LastSigned | None) -> Vote | None:
+        """The signer refused because it already signed a different vote for this very (height,
+        round, type) -- before a crash that cost us the WAL tail recording it. That vote never left
+        (the WAL is synced before any broadcast), but it was made by these rules from what we knew
+        then, so we adopt it: send it, and for a precommit for a value also the lock and valid value
+        it implies (precommitting v at r means we saw a polka for v at r). Staying silent instead
+        would leave the round short of an honest vote, which with f silent byzantine validators
+        stalls it for good (no 2f+1 votes, so no timeout either)."""
+        step = STEP_PREVOTE if vote_type == VoteType.PREVOTE else STEP_PRECOMMIT
+        if given is None or given.hrs != (self.height, self.round, step):
+            return None
+        assert self.me is not None
+        vote = Vote(vote_type, self.height, self.round, given.block_hash, self.me, given.signature)
+        if not vote.verify(self.chain_id, self.verifier):
+            return None  # e.g. signed for another chain id: do not send what we cannot stand behind
+        if vote_type == VoteType.PRECOMMIT and vote.block_hash is not None:
+            self.locked_hash, self.locked_round = vote.block_hash, self.round
+            self.valid_hash, self.valid_round = vote.block_hash, self.round
+        return vote
 
     def _record_own_vote(self, vote: Vote) -> None:
         """Never two different own votes for one (height, round, type)."""

@@ -148,6 +148,17 @@ class ConsensusRunner:
         except Exception:  # the runner is halted either way; a failing report must not unhalt it
             log.exception("on_halt handler failed")
 
+    def regossip(self) -> list[Message]:
+        """The core's periodic re-sends, after making the WAL durable (they include our own votes)."""
+        if self.halted is not None:
+            return []
+        try:
+            self._sync()
+        except Exception as exc:
+            self.halt(self._reason("WAL sync before regossip failed", exc))
+            return []
+        return self.core.regossip()
+
     # ---- the loop --------------------------------------------------------------------------------
 
     def _run(self, first: list[Action]) -> None:

@@ -1,15 +1,16 @@
 """The double-sign guard: every consensus signature a validator makes goes through one signer.
 
 The model is CometBFT's privval (`FilePV` with its `priv_validator_state.json`): the signer remembers
-the last (height, round, step) it signed and the exact bytes, persists that record durably BEFORE
-the signature is returned, and refuses any later request that would conflict with it:
+what it signed at the latest height, persists that record durably BEFORE the signature is returned,
+and refuses any later request that would conflict with it:
 
-- a request below the last signed (height, round, step) -> `SignRefused` (the validator already
-  moved on; signing now could contradict what it said later);
-- the same (height, round, step) with identical signed bytes -> the same signature again (a restart
-  re-sending what it already said is harmless);
-- the same (height, round, step) with different bytes -> `SignRefused` (that pair would be
-  equivocation evidence);
+- a (height, round, step) it already signed, with identical signed bytes -> the same signature again
+  (a restart re-sending what it already said is harmless);
+- a (height, round, step) it already signed, with different bytes -> `SignRefused` (that pair would
+  be equivocation evidence); the exception carries the signature given there, which the caller may
+  send instead;
+- any other request below the last signed (height, round, step) -> `SignRefused` (the validator
+  already moved on; signing now could contradict what it said later);
 - a height at or below `floor` -> `SignRefused` (the node found its own precommits in committed
   blocks above what this state file remembers, e.g. after a restore from an old backup).
 
@@ -50,7 +51,15 @@ STATE_VERSION = 1
 
 
 class SignRefused(Exception):
-    """The requested signature would conflict with one this validator already gave."""
+    """The requested signature would conflict with one this validator already gave.
+
+    `given` is the signature already given for exactly the requested (height, round, step), if the
+    signer still holds it. The caller may use THAT signature instead (it is already given; sending it
+    conflicts with nothing): that is how a validator whose WAL tail was lost in a crash keeps voting."""
+
+    def __init__(self, message: str, given: "LastSigned | None" = None) -> None:
+        super().__init__(message)
+        self.given = given
 
 
 class SignerStateError(Exception):
@@ -74,13 +83,31 @@ class LastSigned:
         return (self.height, self.round, self.step)
 
 
+RECENT_KEPT = 8
+"""Signatures of the latest height kept besides the last one: after a crash that lost the WAL tail,
+the restarted core may ask again for a vote it signed a step or two before the last signature (a
+prevote, when the last is the precommit after it); handing back that same signature keeps the round
+from being one honest vote short, and it conflicts with nothing."""
+
+
 @dataclass(frozen=True)
 class SignerState:
-    """What a state store persists: the last signature and the height floor."""
+    """What a state store persists: the recent signatures (the last one last) and the height floor."""
 
     public_key: bytes | None = None
-    last: LastSigned | None = None
+    recent: tuple[LastSigned, ...] = ()
     floor: int = 0
+
+    @property
+    def last(self) -> LastSigned | None:
+        return self.recent[-1] if self.recent else None
+
+    def given(self, height: int, round: int, step: int) -> LastSigned | None:
+        """The signature given at exactly (height, round, step), if still held."""
+        for rec in self.recent:
+            if rec.hrs == (height, round, step):
+                return rec
+        return None
 
 
 class SignerStateStore(Protocol):
@@ -166,16 +193,19 @@ class GuardedSigner:
         if height <= self._state.floor:
             raise SignRefused(f"height {height} is at or below the signing floor {self._state.floor}")
         signed = crypto.signing_message(domain, chain_id, payload)
+        hrs = (height, round, step)
+        given = self._state.given(*hrs)
+        if given is not None:
+            if signed == given.signed:
+                return given.signature  # the same request again (a restart re-sending): same answer
+            raise SignRefused(f"conflicting signature requested at (height, round, step) {hrs}", given)
         last = self._state.last
-        if last is not None:
-            if (height, round, step) < last.hrs:
-                raise SignRefused(f"(height, round, step) {(height, round, step)} is below the last signed {last.hrs}")
-            if (height, round, step) == last.hrs:
-                if signed == last.signed:
-                    return last.signature
-                raise SignRefused(f"conflicting signature requested at (height, round, step) {last.hrs}")
+        if last is not None and hrs <= last.hrs:
+            raise SignRefused(f"(height, round, step) {hrs} is below the last signed {last.hrs}")
         sig = self._key.sign(domain, chain_id, payload)
-        new = replace(self._state, last=LastSigned(height, round, step, block_hash, sig, signed))
+        record = LastSigned(height, round, step, block_hash, sig, signed)
+        recent = tuple(r for r in self._state.recent if r.height == height)[-RECENT_KEPT:] + (record,)
+        new = replace(self._state, recent=recent)
         self._store.save(new)  # durable before the signature leaves this function
         self._state = new
         return sig
@@ -208,21 +238,21 @@ def _hex_or_none(b: bytes | None) -> str | None:
 
 def state_to_json(state: SignerState) -> bytes:
     """A readable JSON record (operators inspect it like CometBFT's state file) with a checksum."""
-    last = state.last
     body: dict[str, Any] = {
         "version": STATE_VERSION,
         "public_key": _hex_or_none(state.public_key),
         "floor": state.floor,
-        "last": None
-        if last is None
-        else {
-            "height": last.height,
-            "round": last.round,
-            "step": last.step,
-            "block_hash": _hex_or_none(last.block_hash),
-            "signature": last.signature.hex(),
-            "signed": last.signed.hex(),
-        },
+        "recent": [
+            {
+                "height": rec.height,
+                "round": rec.round,
+                "step": rec.step,
+                "block_hash": _hex_or_none(rec.block_hash),
+                "signature": rec.signature.hex(),
+                "signed": rec.signed.hex(),
+            }
+            for rec in state.recent
+        ],
     }
     return (json.dumps({**body, "checksum": _checksum(body)}, indent=1) + "\n").encode()
 
@@ -241,22 +271,25 @@ def state_from_json(data: bytes) -> SignerState:
     floor = obj["floor"]
     if not isinstance(floor, int) or floor < 0:
         raise ValueError("bad floor")
-    raw = obj["last"]
-    last = None
-    if raw is not None:
+    recent: list[LastSigned] = []
+    for raw in obj["recent"]:
         fields = (raw["height"], raw["round"], raw["step"])
         if not all(isinstance(x, int) and x >= 0 for x in fields) or raw["step"] not in (1, 2, 3):
             raise ValueError("bad height/round/step")
         bh = raw["block_hash"]
-        last = LastSigned(
-            raw["height"],
-            raw["round"],
-            raw["step"],
-            None if bh is None else bytes.fromhex(bh),
-            bytes.fromhex(raw["signature"]),
-            bytes.fromhex(raw["signed"]),
+        recent.append(
+            LastSigned(
+                raw["height"],
+                raw["round"],
+                raw["step"],
+                None if bh is None else bytes.fromhex(bh),
+                bytes.fromhex(raw["signature"]),
+                bytes.fromhex(raw["signed"]),
+            )
         )
-    return SignerState(None if pk is None else bytes.fromhex(pk), last, floor)
+    if any(a.hrs >= b.hrs for a, b in zip(recent, recent[1:])):
+        raise ValueError("recent signatures out of order")
+    return SignerState(None if pk is None else bytes.fromhex(pk), tuple(recent), floor)
 
 
 class FileSignerState:

@@ -3,17 +3,27 @@
 Everything random comes from `random.Random(seed)`, time is a simulated millisecond counter and
 events run from a heap ordered by (time, sequence number), so a seed is a complete, replayable
 description of a run. Faults, all before a global stabilisation time (GST) drawn per seed:
-message loss, duplication, delay (hence reordering), a network partition that heals, an honest
-node crashing and restarting from its (in-memory) WAL, and up to f byzantine validators that
-equivocate (two proposals, two conflicting votes, votes for every value they see) or send garbage.
-After GST the network delivers every message within 50 ms and honest nodes re-send their own
-messages periodically (the paper's gossip assumption).
+message loss, duplication, delay (hence reordering), a network partition that heals, honest nodes
+crashing (several times in some runs) and restarting from their WAL, an honest node whose
+application wrongly rejects blocks for a while (a clock jump), and up to f byzantine validators
+that equivocate (two proposals, two conflicting votes, votes for every value they see) or send
+garbage. After GST the network delivers every message within 50 ms and honest nodes re-send their
+own messages periodically (the paper's gossip assumption).
+
+Production path: every node drives its core through `consensus.runner.ConsensusRunner`, exactly as
+the node does -- the same FIFO, synchronous validation and commit answers, WAL sync before every
+broadcast and commit, halting on failure -- and signs through a `GuardedSigner`. A crash is a
+`SimulatedCrash` raised by the node's I/O at a random action boundary (between a WAL append and the
+broadcast after it, between the store commit and the next height, ...); the WAL keeps its durable
+records and a random prefix of the unsynced ones (a torn tail), the signer state survives like its
+file would, and the node later restarts through `ConsensusRunner.resume`.
 
 Checks: after every commit, safety (no two honest nodes commit different blocks at a height, every
 commit certificate verifies, the payload hashes to the block hash); every piece of equivocation
-evidence verifies and names a byzantine validator (an honest one would mean the WAL failed); at the
-end, liveness (every honest node commits each height within `liveness_bound_ms` of simulated time
-after GST or after its previous commit, and reaches the target height).
+evidence verifies and names a byzantine validator (an honest one would mean the WAL or the signer
+failed); an honest node's runner never halts; at the end, liveness (every honest node commits each
+height within `liveness_bound_ms` of simulated time after GST or after its previous commit or
+restart, and reaches the target height).
 
 CLI: python -m consensus.sim --validators 7 --byzantine 2 --seeds 1000 [--heights 3]
 """
@@ -35,26 +45,23 @@ from chain.validators import ValidatorSet
 from consensus.certificate import CertificateError, CommitCertificate, verify_commit_certificate
 from consensus.core import ConsensusCore, ConsensusParams
 from consensus.events import (
-    Action,
     BlockValidated,
-    Broadcast,
-    BuildProposal,
     Commit,
     CommitReceived,
     Event,
     MessageBytesReceived,
     NewHeight,
-    PersistWal,
     ProposalReceived,
     ProposalValueReady,
-    RecordEvidence,
     ScheduleTimeout,
     TimeoutFired,
     ValidateBlock,
     VoteReceived,
 )
-from consensus.evidence import EvidenceError, verify_duplicate_vote_evidence
+from consensus.evidence import DuplicateVoteEvidence, EvidenceError, verify_duplicate_vote_evidence
 from consensus.messages import Message, Proposal, Vote, VoteType, decode_message, encode_message
+from consensus.runner import ConsensusRunner
+from consensus.signer import GuardedSigner, MemorySignerState
 from consensus.wal import MemoryWAL
 
 CHAIN_ID = "paynet-sim"
@@ -82,6 +89,8 @@ class SimConfig:
     liveness_bound_ms: int = 20_000
     regossip_ms: int = 1_000
     max_events: int = 400_000
+    crashes: bool = True
+    """Crash honest nodes at random action boundaries (with torn WAL tails) before GST."""
 
 
 @dataclass
@@ -95,12 +104,22 @@ class SeedResult:
     sim_time_ms: int = 0
     evidence: int = 0
     crashes: int = 0
+    halted: bool = False
     max_round: int = 0
     trace: list[str] = field(default_factory=list)
 
 
-class SafetyViolation(Exception):
-    pass
+class SafetyViolation(BaseException):
+    """The checker's verdict. A BaseException so it passes through the runner (which halts the node
+    on an ordinary Exception): a safety failure ends the run, not just one node."""
+
+
+class SimulatedCrash(BaseException):
+    """Raised by a node's I/O at an action boundary: its process dies right there."""
+
+
+class HonestHalt(BaseException):
+    """An honest node's runner halted: a failure of the seed, like a safety or liveness failure."""
 
 
 @lru_cache(maxsize=8)
@@ -114,9 +133,13 @@ class _Node:
         self.key = key
         self.byzantine = byzantine
         self.wal = MemoryWAL()
-        self.core: ConsensusCore | None = None
+        self.signer_state = MemorySignerState()  # beside the key: survives crashes like its file
+        self.runner: ConsensusRunner | None = None
         self.alive = True
         self.incarnation = 0
+        self.crash_countdown: int | None = None  # I/O calls until the armed crash fires
+        self.reject_until = -1  # the app rejects uncertified blocks until then (a clock jump)
+        self.reject_from = 0
         self.committed: dict[int, tuple[bytes, bytes, CommitCertificate]] = {}
         self.commit_times: dict[int, int] = {}
         self.restarted_at = 0
@@ -124,6 +147,67 @@ class _Node:
     @property
     def app_height(self) -> int:
         return max(self.committed, default=0)
+
+    @property
+    def core(self) -> ConsensusCore | None:
+        return self.runner.core if self.runner is not None else None
+
+
+class _SimIO:
+    """The node's I/O as the runner sees it. Every call is an action boundary where an armed crash
+    fires (before the call takes effect); `commit_block` has one more after the store commit."""
+
+    def __init__(self, sim: "Simulation", nd: _Node) -> None:
+        self.sim, self.nd, self.incarnation = sim, nd, nd.incarnation
+
+    def _boundary(self) -> None:
+        nd = self.nd
+        if nd.crash_countdown is not None:
+            nd.crash_countdown -= 1
+            if nd.crash_countdown <= 0:
+                nd.crash_countdown = None
+                raise SimulatedCrash()
+
+    def wal_append(self, entry: bytes, starts_height: bool) -> None:
+        self._boundary()
+        self.nd.wal.append(entry, starts_height, sync=False)
+
+    def wal_sync(self) -> None:
+        self._boundary()
+        self.nd.wal.sync()
+
+    def broadcast(self, message: Message) -> None:
+        self._boundary()
+        self.sim._on_broadcast(self.nd, message)
+
+    def schedule_timeout(self, timeout: ScheduleTimeout) -> None:
+        self._boundary()
+        ev = TimeoutFired(timeout.height, timeout.round, timeout.step)
+        self.sim._push(self.sim.now + timeout.delay_ms, "event", self.nd.idx, (self.incarnation, ev))
+
+    def build_proposal(self, height: int, round: int) -> None:
+        self._boundary()
+        sim = self.sim
+        payload = encode([b"block", self.nd.idx, height, round, sim.rng.getrandbits(32)])
+        ready = ProposalValueReady(height, round, crypto.sha256(payload), payload)
+        sim._push(sim.now + sim.rng.randint(0, 40), "event", self.nd.idx, (self.incarnation, ready))
+
+    def validate_block(self, request: ValidateBlock) -> bool:
+        self._boundary()
+        return self.sim._validate(self.nd, request)
+
+    def commit_block(self, commit: Commit) -> ValidatorSet:
+        self._boundary()
+        self.sim._on_commit(self.nd, commit)
+        self._boundary()  # stored, but the next height has not started
+        return self.sim.vset
+
+    def record_evidence(self, evidence: DuplicateVoteEvidence) -> None:
+        self._boundary()
+        self.sim._on_evidence(self.nd, evidence)
+
+    def on_halt(self, reason: str) -> None:
+        self.sim._on_halt(self.nd, reason)
 
 
 class Simulation:
@@ -171,11 +255,14 @@ class Simulation:
                 start = r.randint(0, self.gst)
                 side = frozenset(r.sample(range(len(self.nodes)), r.randint(1, len(self.nodes) - 1)))
                 self.partition = (start, r.randint(start, self.gst), side)
-            if honest and r.random() < 0.5 and self.gst > 0:
-                victim = r.choice(honest)
-                t_crash = r.randint(0, self.gst)
-                self._push(t_crash, "crash", victim, None)
-                self._push(r.randint(t_crash, self.gst), "restart", victim, None)
+            if honest and cfg.crashes and self.gst > 0 and r.random() < 0.6:
+                for victim in r.sample(honest, r.randint(1, len(honest))):
+                    for _ in range(r.choice([1, 1, 2, 3])):
+                        self._push(r.randint(0, self.gst), "crash", victim, None)
+            if honest and self.gst > 0 and r.random() < 0.15:
+                nd = self.nodes[r.choice(honest)]
+                nd.reject_from = r.randint(0, self.gst)
+                nd.reject_until = r.randint(nd.reject_from, min(self.gst, nd.reject_from + 3000))
         if cfg.adversarial:  # many short, lossy rounds before GST: room for a split decision
             self.gst = 8000
             self.loss = r.choice([0.2, 0.35])
@@ -189,6 +276,7 @@ class Simulation:
         self._log(
             f"plan gst={self.gst} loss={self.loss} dup={self.dup} max_delay={self.max_delay} "
             f"partition={self.partition and (self.partition[0], self.partition[1], sorted(self.partition[2]))} "
+            f"rejecting={[(nd.idx, nd.reject_from, nd.reject_until) for nd in self.nodes if nd.reject_until >= 0]} "
             f"byzantine={sorted((i, sorted(m)) for i, m in self.byz_modes.items())}"
         )
 
@@ -214,8 +302,7 @@ class Simulation:
     def run(self) -> SeedResult:
         try:
             for nd in self.nodes:
-                nd.core = ConsensusCore(CHAIN_ID, nd.key, self.params, self._verify)
-                self._feed(nd, NewHeight(1, self.vset))
+                self._start(nd)
             self._push(min(self.gst, self.cfg.regossip_ms), "gossip", -1, None)
             deadline = self.gst + self.cfg.liveness_bound_ms * (self.cfg.heights + 1)
             while self.queue:
@@ -232,10 +319,14 @@ class Simulation:
         except SafetyViolation as exc:
             self.result.safe = False
             self.result.failure = f"SAFETY: {exc}"
+        except HonestHalt as exc:
+            self.result.halted = True
+            self.result.live = False
+            self.result.failure = f"HALT: {exc}"
         self.result.sim_time_ms = self.now
         honest = [nd for nd in self.nodes if not nd.byzantine]
         self.result.heights = min((nd.app_height for nd in honest), default=0)
-        if self.result.safe:
+        if self.result.safe and not self.result.halted:
             self._check_liveness(honest)
         return self.result
 
@@ -266,18 +357,22 @@ class Simulation:
     def _dispatch(self, kind: str, idx: int, data: Any) -> None:
         if kind == "gossip":
             for nd in self.nodes:
-                if nd.alive and not nd.byzantine and nd.core is not None:
-                    for msg in nd.core.regossip():
+                if nd.alive and not nd.byzantine and nd.runner is not None:
+                    try:
+                        msgs = nd.runner.regossip()
+                    except SimulatedCrash:
+                        self._crash(nd)
+                        continue
+                    for msg in msgs:
                         self._broadcast(nd, encode_message(msg))
             self._push(self.now + self.cfg.regossip_ms, "gossip", -1, None)
             return
         nd = self.nodes[idx]
-        if kind == "crash":
-            self._log(f"crash node {idx}")
-            self.result.crashes += 1
-            nd.alive = False
-            nd.incarnation += 1
-            nd.core = None
+        if kind == "crash":  # arm: the crash fires at one of the node's next action boundaries
+            if nd.alive and nd.crash_countdown is None:
+                nd.crash_countdown = self.rng.randint(0, 40)
+                if nd.crash_countdown == 0:
+                    self._crash(nd)
             return
         if kind == "restart":
             self._restart(nd)
@@ -298,15 +393,36 @@ class Simulation:
                     self._log(f"node {idx} <- {_short(event)}")
                 self._feed(nd, event)
 
-    def _restart(self, nd: _Node) -> None:
-        core, actions = ConsensusCore.restore(CHAIN_ID, nd.key, nd.wal.replay(), self.params, self._verify)
-        self._log(f"restart node {nd.idx} at h={core.height} r={core.round} step={core.step_p.name}")
-        nd.core = core
+    def _start(self, nd: _Node) -> None:
+        """(Re)start a node the way the node process does: resume from its WAL and its store's head."""
         nd.alive = True
+        nd.crash_countdown = None if nd.incarnation == 0 else nd.crash_countdown
+        signer = GuardedSigner(nd.key, nd.signer_state)
+        try:
+            nd.runner = ConsensusRunner.resume(
+                CHAIN_ID, signer, nd.wal.replay(), nd.app_height, self.vset, self.params, _SimIO(self, nd), self._verify
+            )
+        except SimulatedCrash:
+            self._crash(nd)
+
+    def _restart(self, nd: _Node) -> None:
         nd.restarted_at = self.now
-        self._execute(nd, actions)
-        if core.height <= nd.app_height:
-            self._feed(nd, NewHeight(nd.app_height + 1, self.vset))
+        self._start(nd)
+        if nd.runner is not None:
+            core = nd.runner.core
+            self._log(f"restart node {nd.idx} at h={core.height} r={core.round} step={core.step_p.name}")
+
+    def _crash(self, nd: _Node) -> None:
+        """The process dies: unsynced WAL records survive only as a random prefix (a torn tail)."""
+        keep = self.rng.randint(0, len(nd.wal.pending))
+        self._log(f"crash node {nd.idx} (kept {keep} of {len(nd.wal.pending)} unsynced WAL records)")
+        self.result.crashes += 1
+        nd.wal.crash(keep)
+        nd.alive = False
+        nd.incarnation += 1
+        nd.runner = None
+        nd.crash_countdown = None
+        self._push(self.now + self.rng.randint(20, 1500), "restart", nd.idx, None)
 
     # ---- network ------------------------------------------------------------------------------
 
@@ -367,30 +483,24 @@ class Simulation:
     # ---- driving one core -----------------------------------------------------------------------
 
     def _feed(self, nd: _Node, event: Event) -> None:
-        if nd.core is None:
+        if not nd.alive or nd.runner is None:
             return
-        self._execute(nd, nd.core.step(event))
+        try:
+            nd.runner.submit(event)
+        except SimulatedCrash:
+            self._crash(nd)
 
-    def _execute(self, nd: _Node, actions: list[Action]) -> None:
-        for act in actions:
-            if isinstance(act, PersistWal):
-                nd.wal.append(act.entry, act.starts_height)  # before any later Broadcast
-            elif isinstance(act, Broadcast):
-                self._on_broadcast(nd, act.message)
-            elif isinstance(act, ScheduleTimeout):
-                ev = TimeoutFired(act.height, act.round, act.step)
-                self._push(self.now + act.delay_ms, "event", nd.idx, (nd.incarnation, ev))
-            elif isinstance(act, BuildProposal):
-                payload = encode([b"block", nd.idx, act.height, act.round, self.rng.getrandbits(32)])
-                ready = ProposalValueReady(act.height, act.round, crypto.sha256(payload), payload)
-                self._push(self.now + self.rng.randint(0, 40), "event", nd.idx, (nd.incarnation, ready))
-            elif isinstance(act, ValidateBlock):
-                ok = crypto.sha256(act.payload) == act.block_hash
-                self._push(self.now, "event", nd.idx, (nd.incarnation, BlockValidated(act.height, act.round, act.block_hash, ok)))
-            elif isinstance(act, Commit):
-                self._on_commit(nd, act)
-            elif isinstance(act, RecordEvidence):
-                self._on_evidence(nd, act)
+    def _validate(self, nd: _Node, request: ValidateBlock) -> bool:
+        """The app: a payload is valid iff it hashes to the block. A node with a jumped clock also
+        rejects every uncertified block for a while (a certified one skips the clock rule)."""
+        if not request.certified and nd.reject_from <= self.now <= nd.reject_until:
+            return False
+        return crypto.sha256(request.payload) == request.block_hash
+
+    def _on_halt(self, nd: _Node, reason: str) -> None:
+        self._log(f"node {nd.idx} HALTED: {reason}")
+        if not nd.byzantine:
+            raise HonestHalt(f"honest node {nd.idx} halted: {reason}")
 
     def _on_commit(self, nd: _Node, act: Commit) -> None:
         self.result.max_round = max(self.result.max_round, act.certificate.round)
@@ -412,10 +522,8 @@ class Simulation:
             nd.committed[act.height] = (act.block_hash, act.payload, act.certificate)
             nd.commit_times[act.height] = self.now
             self._undone = self._count_undone()
-        self._push(self.now, "event", nd.idx, (nd.incarnation, NewHeight(act.height + 1, self.vset)))
 
-    def _on_evidence(self, nd: _Node, act: RecordEvidence) -> None:
-        ev = act.evidence
+    def _on_evidence(self, nd: _Node, ev: DuplicateVoteEvidence) -> None:
         self.result.evidence += 1
         try:
             verify_duplicate_vote_evidence(ev, self.vset, CHAIN_ID)
@@ -423,7 +531,7 @@ class Simulation:
             raise SafetyViolation(f"node {nd.idx} produced unverifiable evidence: {exc}") from None
         culprit = self.by_pub[ev.validator]
         if not culprit.byzantine:
-            raise SafetyViolation(f"honest node {culprit.idx} equivocated at height {ev.height} (WAL failure)")
+            raise SafetyViolation(f"honest node {culprit.idx} equivocated at height {ev.height} (WAL/signer failure)")
 
     # ---- byzantine behaviour --------------------------------------------------------------------
 
@@ -536,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if run_seed(args.seed, cfg).failure is None else 1
     t0 = time.perf_counter()
     failures: list[SeedResult] = []
-    safe = live = heights = events = evidence = crashes = 0
+    safe = live = heights = events = evidence = crashes = halted = 0
     max_round = 0
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         res = run_seed(seed, cfg)
@@ -546,6 +654,7 @@ def main(argv: list[str] | None = None) -> int:
         events += res.events
         evidence += res.evidence
         crashes += res.crashes
+        halted += res.halted
         max_round = max(max_round, res.max_round)
         if res.failure:
             failures.append(res)
@@ -553,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"validators={cfg.validators} byzantine={cfg.byzantine} heights/run={cfg.heights} "
         f"seeds={args.seeds} safe={safe} live={live} heights_committed={heights} "
-        f"events={events} crashes={crashes} evidence={evidence} max_commit_round={max_round} "
+        f"events={events} crashes={crashes} honest_halts={halted} evidence={evidence} max_commit_round={max_round} "
         f"elapsed={elapsed:.1f}s"
     )
     for res in failures[:20]:

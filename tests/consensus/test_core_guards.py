@@ -278,14 +278,13 @@ def test_runner_halts_on_an_invariant_violation() -> None:
 
 
 def test_refused_signature_makes_the_core_silent_for_that_step_but_it_keeps_following() -> None:
-    """A validator restored from an old backup: its WAL is gone, its signer remembers a prevote for A."""
+    """A validator restored from an old backup: its WAL is gone, its signer remembers round 2."""
     state = MemorySignerState()
-    before = GuardedSigner(ME, state)
-    before.sign_vote(CHAIN, PV, 1, 0, bhash("A"))
+    GuardedSigner(ME, state).sign_vote(CHAIN, PV, 1, 2, bhash("A"))
     core = ConsensusCore(CHAIN, GuardedSigner(ME, state))  # same signer state, empty WAL
     n = Node(core)
     n.feed(NewHeight(1, VSET))
-    out = n.feed(TimeoutFired(1, 0, Step.PROPOSE))  # would prevote nil: conflicts with A
+    out = n.feed(TimeoutFired(1, 0, Step.PROPOSE))  # prevote nil at round 0: below what it signed
     assert not of(out, Broadcast) and core.sign_refusals == 1 and core.step_p == Step.PREVOTE
     # it keeps following: a certificate from the network still commits the height
     out = n.feed(CommitReceived(certificate(1, "A"), payload("A")))
@@ -293,6 +292,39 @@ def test_refused_signature_makes_the_core_silent_for_that_step_but_it_keeps_foll
     out = n.feed(NewHeight(2, VSET))
     out += n.feed(TimeoutFired(2, 0, Step.PROPOSE))
     assert [b.message.block_hash for b in of(out, Broadcast)] == [None]  # height 2: free to sign again
+
+
+def test_vote_signed_before_a_crash_that_lost_the_wal_tail_is_adopted_not_contradicted() -> None:
+    """The signer holds a prevote for A at (1, 0) that never left (the crash cut the WAL before the
+    sync). The restarted core would prevote nil on timeout: it sends the signed prevote for A instead
+    -- no conflict, and the round is not left one honest vote short."""
+    state = MemorySignerState()
+    GuardedSigner(ME, state).sign_vote(CHAIN, PV, 1, 0, bhash("A"))
+    n = Node(ConsensusCore(CHAIN, GuardedSigner(ME, state)))
+    n.feed(NewHeight(1, VSET))
+    out = n.feed(TimeoutFired(1, 0, Step.PROPOSE))
+    [b] = of(out, Broadcast)
+    assert (b.message.vote_type, b.message.block_hash) == (PV, bhash("A")) and b.message.verify(CHAIN)
+    assert n.core.sign_refusals == 1 and n.core._h.own_votes[(0, PV)] == b.message
+
+
+def test_adopted_precommit_brings_its_lock() -> None:
+    """Precommitting A at round 0 means having seen a polka for A: the lock comes with the vote, or the
+    node could later help a different value to a polka while its precommit helped decide A."""
+    state = MemorySignerState()
+    signer = GuardedSigner(ME, state)
+    signer.sign_vote(CHAIN, PV, 1, 0, bhash("A"))
+    signer.sign_vote(CHAIN, PC, 1, 0, bhash("A"))
+    n = Node(ConsensusCore(CHAIN, GuardedSigner(ME, state)))
+    n.feed(NewHeight(1, VSET))
+    n.feed(TimeoutFired(1, 0, Step.PROPOSE))  # prevote nil: below the precommit, silent
+    out: list[Action] = []
+    for k in OTHERS:
+        out += n.feed(VoteReceived(vote(k, PV, 0, None)))  # polka nil: would precommit nil
+    [b] = of(out, Broadcast)
+    assert (b.message.vote_type, b.message.block_hash) == (PC, bhash("A"))
+    assert (n.core.locked_hash, n.core.locked_round) == (bhash("A"), 0)
+    assert (n.core.valid_hash, n.core.valid_round) == (bhash("A"), 0)
 
 
 def test_identical_vote_after_a_lost_wal_tail_is_sent_again() -> None:
