@@ -6,13 +6,18 @@ Responsibilities (policy; the byte plumbing lives in `transport.Link`):
   allowed set (validators or observers, read through a callback because governance changes it),
   it is not banned, and its HELLO names our chain and genesis;
 - at most one link per key, with a tie break both ends compute identically when they dial each other;
-- per-peer bounded send queues, a bounded inbox, peer scoring with temporary bans;
+- inbound connections: a bounded pool of handshakes in progress (short deadline, per-IP cap,
+  eviction of stalled strangers; `network.slots`), counted apart from established links, so nobody
+  can hold a validator's slots without authenticating;
+- per-peer bounded send queues, an inbox bounded in messages and bytes (`network.inbox`), peer scoring
+  with temporary bans;
 - clean shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import random
 import ssl
@@ -24,6 +29,7 @@ from chain.crypto import PrivateKey
 from chain.encoding import DecodeError
 from network.backoff import Backoff
 from network.framing import encode_frame
+from network.inbox import Inbox
 from network.messages import (
     MAX_HELLO_BYTES,
     PROTOCOL_VERSION,
@@ -36,6 +42,7 @@ from network.messages import (
 )
 from network.pki import PkiError, build_tls_context
 from network.scoring import PeerScores
+from network.slots import HandshakePool, KnownAddresses
 from network.stats import NetworkStats
 from network.transport import (
     READ_CHUNK,
@@ -60,11 +67,20 @@ class NetworkConfig:
     peers: tuple[Address, ...] = ()
     link: LinkConfig = field(default_factory=LinkConfig)
     handshake_timeout: float = 5.0
-    """TLS handshake plus HELLO exchange must finish within this, or the connection is dropped."""
+    """Outbound: TCP connect, TLS handshake and HELLO exchange must finish within this."""
+    inbound_handshake_timeout: float = 3.0
+    """Inbound: TLS handshake plus HELLO must finish within this after the TCP accept. Short, because
+    until then we do not know who holds the slot (an honest handshake takes a few round trips)."""
+    max_handshakes: int = 32
+    """Inbound handshakes in progress at once (their own pool; established links are not counted)."""
+    max_handshakes_per_ip: int = 4
+    """Inbound handshakes in progress from one source address."""
     max_inbound: int = 64
-    """Inbound connections (authenticating or linked) at once; more are closed before any TLS work."""
+    """Established (authenticated) inbound links; a connection beyond this is closed after its HELLO."""
     inbox_size: int = 4096
     """Received messages waiting for the node; when full, links stop reading (TCP backpressure)."""
+    inbox_bytes: int = 64 * 1024 * 1024
+    """Bytes of received messages waiting for the node (frames can be 16 MiB: a count alone is no bound)."""
     dial_backoff_base: float = 0.2
     dial_backoff_cap: float = 30.0
     stable_link_seconds: float = 10.0
@@ -130,12 +146,17 @@ class PeerManager:
         self.scores = PeerScores(self.config.score_threshold, self.config.score_recovery_per_s, self.config.ban_seconds)
         self._links: dict[bytes, Link] = {}
         self._info: dict[bytes, PeerInfo] = {}
-        self._inbox: asyncio.Queue[tuple[bytes, Message]] = asyncio.Queue(self.config.inbox_size)
+        self._inbox: Inbox[tuple[bytes, Message]] = Inbox(self.config.inbox_size, self.config.inbox_bytes)
         self._server: asyncio.AbstractServer | None = None
         self._dialers: dict[Address, asyncio.Task[None]] = {}
         self._addr_peer: dict[Address, bytes] = {}
         self._handlers: set[asyncio.Task[None]] = set()
-        self._inbound_active = 0
+        self._handshakes = HandshakePool(self.config.max_handshakes, self.config.max_handshakes_per_ip)
+        self._handshake_tasks: dict[int, asyncio.Task[None]] = {}
+        self._known_ips = KnownAddresses()
+        """Source addresses of configured peers and of every peer that authenticated: first in line
+        for handshake slots (an attacker with many addresses cannot push a validator out)."""
+        self._inbound_links = 0
         self._stopping = False
 
     # -- public API -----------------------------------------------------------------------------
@@ -147,6 +168,8 @@ class PeerManager:
         host, port = self._server.sockets[0].getsockname()[:2]
         self._listen_address: Address = (host, port)
         for host, port in self.config.peers:
+            if _is_ip(host):
+                self._known_ips.add(host)
             self.add_peer_address(host, port)
 
     @property
@@ -189,10 +212,15 @@ class PeerManager:
         return await self._inbox.get()
 
     def recv_nowait(self) -> tuple[bytes, Message] | None:
-        try:
-            return self._inbox.get_nowait()
-        except asyncio.QueueEmpty:
-            return None
+        return self._inbox.get_nowait()
+
+    @property
+    def handshakes_in_progress(self) -> int:
+        return len(self._handshakes)
+
+    @property
+    def inbound_links(self) -> int:
+        return self._inbound_links
 
     def penalize(self, peer: bytes, reason: str, amount: float | None = None) -> bool:
         """Lower `peer`'s score (see scoring.PENALTIES); below the threshold it is disconnected and
@@ -246,10 +274,15 @@ class PeerManager:
             raise Refused("banned", pk)
 
     async def _authenticate(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, outbound: bool, address: Address | None
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        outbound: bool,
+        address: Address | None,
+        timeout: float | None = None,
     ) -> Link:
         """Identity check and HELLO exchange on a TLS stream; return an unstarted Link or raise Refused."""
-        timeout = self.config.handshake_timeout
+        timeout = self.config.handshake_timeout if timeout is None else timeout
         try:
             pk = peer_identity(writer)
         except PkiError as exc:
@@ -309,6 +342,8 @@ class PeerManager:
             self._links[link.peer] = link  # replace first, so the old link's exit is not a disconnect
             old.close("duplicate")
         self._links[link.peer] = link
+        if (ip := link.remote_ip) is not None:
+            self._known_ips.add(ip)
         self._info[link.peer] = PeerInfo(link.peer, link.outbound, link.address, link.hello_height, time.monotonic())
         self.stats.peers_connected = len(self._links)
         return True
@@ -359,7 +394,7 @@ class PeerManager:
             info = self._info.get(link.peer)
             if info is not None and self._links.get(link.peer) is link:
                 info.height = msg.height
-        await self._inbox.put((link.peer, msg))
+        await self._inbox.put((link.peer, msg), len(frame))
 
     # -- inbound --------------------------------------------------------------------------------
 
@@ -367,42 +402,86 @@ class PeerManager:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
+        slot: int | None = None
         try:
-            if self._stopping or self._inbound_active >= self.config.max_inbound:
-                self.stats.refused_inbound_limit += 1
+            peername = writer.get_extra_info("peername")
+            address = (peername[0], peername[1]) if peername else None
+            if self._stopping:
                 abort(writer)
                 return
-            self._inbound_active += 1
-            try:
-                await self._serve_inbound(reader, writer)
-            finally:
-                self._inbound_active -= 1
+            slot = self._take_handshake_slot(address[0] if address else "", task)
+            if slot is None:
+                abort(writer)
+                return
+            link = await self._inbound_handshake(reader, writer, address)
+            self._release_handshake_slot(slot)
+            slot = None
+            if link is not None:
+                await self._serve_inbound_link(link)
         except asyncio.CancelledError:
-            # Cancelled by stop(). Finish normally: asyncio's start_server callback calls
-            # task.exception() on handler tasks and would log a cancelled one as an error.
+            # Cancelled by stop() or evicted from the handshake pool. Finish normally: asyncio's
+            # start_server callback calls task.exception() on handler tasks and would log a cancelled
+            # one as an error.
             abort(writer)
         finally:
+            if slot is not None:
+                self._release_handshake_slot(slot)
             self._handlers.discard(task)
 
-    async def _serve_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peername = writer.get_extra_info("peername")
-        address = (peername[0], peername[1]) if peername else None
+    def _take_handshake_slot(self, ip: str, task: asyncio.Task[None]) -> int | None:
+        """A slot in the handshake pool for a connection from `ip`, evicting a stalled stranger if the
+        pool is full (see `network.slots`); None if refused (the caller drops the connection)."""
+        adm = self._handshakes.admit(ip, known=ip in self._known_ips)
+        for victim in adm.evicted:
+            victim_task = self._handshake_tasks.pop(victim, None)
+            if victim_task is not None:
+                self.stats.handshakes_evicted += 1
+                victim_task.cancel()
+        if not adm.admitted or adm.slot is None:
+            if adm.reason == "per_ip":
+                self.stats.refused_handshake_per_ip += 1
+            else:
+                self.stats.refused_handshake_limit += 1
+            return None
+        self._handshake_tasks[adm.slot] = task
+        return adm.slot
+
+    def _release_handshake_slot(self, slot: int) -> None:
+        self._handshakes.release(slot)
+        self._handshake_tasks.pop(slot, None)
+
+    async def _inbound_handshake(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: Address | None
+    ) -> Link | None:
+        """TLS and HELLO within one short deadline; the authenticated Link, or None (connection dropped)."""
+        timeout = self.config.inbound_handshake_timeout
         try:
-            await tls_accept(writer, self._server_ctx, self.config.handshake_timeout)
-        except (OSError, ssl.SSLError, TimeoutError, asyncio.TimeoutError, ConnectionError) as exc:
-            self.stats.handshake_failures += 1
-            log.debug("inbound TLS handshake from %s failed: %r", address, exc)
-            abort(writer)
-            return
-        try:
-            link = await self._authenticate(reader, writer, outbound=False, address=address)
+            async with asyncio.timeout(timeout):
+                await tls_accept(writer, self._server_ctx, timeout)
+                return await self._authenticate(reader, writer, outbound=False, address=address, timeout=timeout)
         except Refused as exc:
             log.info("refused inbound %s: %s", address, exc.reason)
+        except (OSError, ssl.SSLError, TimeoutError, asyncio.TimeoutError, ConnectionError) as exc:
+            self.stats.handshake_failures += 1
+            log.debug("inbound handshake from %s failed: %r", address, exc)
+            abort(writer)
+        return None
+
+    async def _serve_inbound_link(self, link: Link) -> None:
+        """Run an authenticated inbound link, within the established-link limit."""
+        if self._inbound_links >= self.config.max_inbound:
+            self.stats.refused_inbound_limit += 1
+            log.warning("refused inbound link from %s: %d established inbound links", link.address, self._inbound_links)
+            await link.shutdown()
             return
         if not self._register(link):
             await link.shutdown()
             return
-        await self._run_link(link)
+        self._inbound_links += 1
+        try:
+            await self._run_link(link)
+        finally:
+            self._inbound_links -= 1
 
     # -- outbound -------------------------------------------------------------------------------
 
@@ -448,3 +527,11 @@ class PeerManager:
             if loop.time() - started >= self.config.stable_link_seconds:
                 backoff.reset()
             await asyncio.sleep(backoff.next_delay())
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

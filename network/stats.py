@@ -20,7 +20,10 @@ class NetworkStats:
     handshake_failures: int = 0  # TLS failures and timeouts, both directions
     refused_identity: int = 0  # key not allowed, our own key, or banned
     refused_hello: int = 0  # another chain / genesis / protocol version, or bad hello
-    refused_inbound_limit: int = 0
+    refused_inbound_limit: int = 0  # authenticated inbound links beyond p2p.max_inbound
+    refused_handshake_limit: int = 0  # handshake pool full of connections we would not evict
+    refused_handshake_per_ip: int = 0  # one source address already holds p2p.max_handshakes_per_ip
+    handshakes_evicted: int = 0  # stalled handshakes dropped to make room for a newcomer
     duplicate_links: int = 0
     oversized_frames: int = 0
     malformed_frames: int = 0

@@ -119,6 +119,12 @@ class Link:
         self.bytes_out = 0
         self.hello_height = 0  # the peer's height from its HELLO, set by the manager
 
+    @property
+    def remote_ip(self) -> str | None:
+        """The source address of the connection as the socket sees it (not a configured host name)."""
+        peername = self._writer.get_extra_info("peername")
+        return str(peername[0]) if peername else None
+
     def __repr__(self) -> str:
         return f"Link({self.peer.hex()[:12]}, {'out' if self.outbound else 'in'}, {self.address})"
 

@@ -222,7 +222,7 @@ async def test_idle_link_times_out_and_silent_tcp_is_dropped(pki, make_manager):
     a = await make_manager(
         a_id,
         {a_id.pub, quiet_id.pub},
-        handshake_timeout=0.5,
+        inbound_handshake_timeout=0.5,
         link=LinkConfig(idle_timeout=0.5, keepalive_interval=0.2),
     )
     reader, writer = await raw_client(addr(a)[1], quiet_id)  # admitted, then silent
@@ -237,16 +237,91 @@ async def test_idle_link_times_out_and_silent_tcp_is_dropped(pki, make_manager):
     w2.close()
 
 
-async def test_inbound_limit(pki, make_manager):
+async def _hold_raw(host_ip: str, port: int, client_hello: bool = False):
+    """A stranger's TCP connection from `host_ip` that never authenticates (optionally half-done TLS)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(host_ip, 0))
+    if client_hello:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        try:
+            ctx.wrap_bio(incoming, outgoing).do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        writer.write(outgoing.read())
+    return reader, writer
+
+
+async def test_handshake_per_ip_cap(pki, make_manager):
+    a_id = pki.identity("a")
+    a = await make_manager(a_id, {a_id.pub}, max_handshakes=8, max_handshakes_per_ip=2)
+    held = [await _hold_raw("127.0.0.2", addr(a)[1]) for _ in range(2)]
+    await wait_until(lambda: a.handshakes_in_progress == 2)
+    r3, w3 = await _hold_raw("127.0.0.2", addr(a)[1])
+    await read_until_closed(r3)
+    assert a.stats.refused_handshake_per_ip == 1
+    other = await _hold_raw("127.0.0.3", addr(a)[1])  # another address still gets a slot
+    await wait_until(lambda: a.handshakes_in_progress == 3)
+    for _, w in held + [(r3, w3), other]:
+        w.close()
+
+
+async def test_half_done_tls_is_dropped_at_the_inbound_deadline_and_frees_its_slot(pki, make_manager):
+    a_id = pki.identity("a")
+    a = await make_manager(a_id, {a_id.pub}, inbound_handshake_timeout=0.3)
+    reader, writer = await _hold_raw("127.0.0.2", addr(a)[1], client_hello=True)
+    t0 = time.monotonic()
+    await read_until_closed(reader, timeout=3)
+    assert time.monotonic() - t0 < 2
+    await wait_until(lambda: a.handshakes_in_progress == 0 and a.stats.handshake_failures == 1)
+    writer.close()
+
+
+async def test_validator_gets_in_while_strangers_fill_the_handshake_pool(pki, make_manager):
     a_id, b_id = pki.identity("a"), pki.identity("b")
-    a = await make_manager(a_id, {a_id.pub, b_id.pub}, max_inbound=1)
-    r1, w1 = await asyncio.open_connection(*addr(a))  # occupies the only slot (TLS pending)
-    await wait_until(lambda: a._inbound_active == 1)
-    r2, w2 = await asyncio.open_connection(*addr(a))
-    await read_until_closed(r2)
-    assert a.stats.refused_inbound_limit == 1
-    w1.close()
-    w2.close()
+    allowed = {a_id.pub, b_id.pub}
+    # A long deadline: without eviction the strangers would hold every slot for 30 s.
+    a = await make_manager(a_id, allowed, max_handshakes=4, max_handshakes_per_ip=2, inbound_handshake_timeout=30)
+    strangers = [await _hold_raw(ip, addr(a)[1], client_hello=i % 2 == 0)
+                 for i, ip in enumerate(["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.3"])]
+    await wait_until(lambda: a.handshakes_in_progress == 4)
+    b = await make_manager(b_id, allowed, peers=(addr(a),))
+    await wait_until(lambda: a.connected_peers() == [b_id.pub] and b.connected_peers() == [a_id.pub])
+    assert a.stats.handshakes_evicted >= 1
+    assert a.handshakes_in_progress <= 4 and a.inbound_links == 1
+    for _, w in strangers:
+        w.close()
+
+
+async def test_established_links_have_their_own_limit(pki, make_manager):
+    a_id, b_id, c_id = pki.identity("a"), pki.identity("b"), pki.identity("c")
+    allowed = {a_id.pub, b_id.pub, c_id.pub}
+    a = await make_manager(a_id, allowed, max_inbound=1, max_handshakes=1)
+    b = await make_manager(b_id, allowed, peers=(addr(a),))
+    await wait_until(lambda: a.connected_peers() == [b_id.pub])
+    # The link does not hold the only handshake slot: c still gets through TLS and HELLO, and is then
+    # refused by the established-link limit, not by a full handshake pool.
+    c = await make_manager(c_id, allowed, peers=(addr(a),))
+    await wait_until(lambda: a.stats.refused_inbound_limit >= 1)
+    assert a.stats.refused_handshake_limit == 0
+    assert a.connected_peers() == [b_id.pub] and a.inbound_links == 1
+    assert b.connected_peers() == [a_id.pub] and c.connected_peers() == []
+
+
+async def test_inbox_is_bounded_in_bytes_and_delivers_everything_in_order(pki, make_manager):
+    a_id, b_id = pki.identity("a"), pki.identity("b")
+    allowed = {a_id.pub, b_id.pub}
+    a = await make_manager(a_id, allowed, inbox_bytes=200_000)
+    b = await make_manager(b_id, allowed, peers=(addr(a),))
+    await wait_until(lambda: a.connected_peers() == [b_id.pub])
+    msgs = [Consensus(bytes([i]) * 50_000) for i in range(40)]  # 2 MB in all, 10x the inbox bound
+    for m in msgs:
+        assert b.send(a_id.pub, m)
+    await wait_until(lambda: a._inbox.waiting_writers == 1, what="the link blocked on a full inbox")
+    assert a._inbox.nbytes <= 200_000
+    got = [await recv_within(a) for _ in msgs]
+    assert got == [(b_id.pub, m) for m in msgs]
+    assert a._inbox.high_water_bytes <= 200_000
 
 
 async def test_penalize_bans_and_refuses_redial(pki, make_manager):
