@@ -32,6 +32,31 @@ def _passphrase(env_var: str, prompt: str, confirm: bool = False) -> str:
     return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
 
 
+def check_consensus_wal(path: Path, chain_id: str, key: crypto.PrivateKey) -> None:
+    """Open and decode the consensus WAL before the node does, so damage is one line, not a traceback.
+
+    Framing damage raises WalCorruptError from FileWAL (a torn or zero-filled tail is cut there, which is
+    safe). A record that passes its CRC but does not decode was written by an incompatible version or
+    damaged before it reached the disk; without this check it surfaced as a raw DecodeError traceback
+    from deep in consensus start-up, which pushed operators toward deleting the WAL (issue 13).
+    """
+    from consensus.core import ConsensusCore
+    from consensus.wal import FileWAL, WalCorruptError
+
+    wal = FileWAL(path)
+    try:
+        entries = wal.replay()
+    finally:
+        wal.close()
+    try:
+        ConsensusCore.restore(chain_id, key, entries)
+    except ValueError as exc:  # DecodeError and the validation errors of decoded entries
+        raise WalCorruptError(
+            path, f"a record passes its CRC but does not decode ({' '.join(str(exc).split())}); it was written by "
+            "another paynet version or damaged before it reached the disk"
+        ) from None
+
+
 @click.group()
 def main() -> None:
     """paynet validator node."""
@@ -151,6 +176,7 @@ def run(home: Path) -> None:
     """Run the validator until SIGTERM/SIGINT."""
     from chain.store import StoreError
     from consensus.signer import SignerStateError
+    from consensus.wal import WalCorruptError
     from network.pki import PkiError
     from node.app import Node, load_cert
     from node.backup import start_control_server
@@ -165,7 +191,8 @@ def run(home: Path) -> None:
         genesis = Genesis.load(config.path(config.node.genesis_file))
         key = unlock_node_key(config)
         cert = load_cert(config)
-    except (ConfigError, KeystoreError, FileNotFoundError, ValueError) as exc:
+        check_consensus_wal(config.path(config.node.data_dir) / "consensus.wal", genesis.chain_id, key)
+    except (ConfigError, KeystoreError, FileNotFoundError, ValueError, WalCorruptError) as exc:
         raise click.ClickException(str(exc)) from None
 
     async def main_async() -> None:
@@ -182,7 +209,7 @@ def run(home: Path) -> None:
 
     try:
         asyncio.run(main_async())
-    except (StoreError, PkiError, SignerStateError, OSError) as exc:
+    except (StoreError, PkiError, SignerStateError, WalCorruptError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
 
 

@@ -22,7 +22,7 @@ from consensus.events import (
     VoteReceived,
 )
 from consensus.messages import Vote, VoteType
-from consensus.wal import FileWAL, MemoryWAL, WalCorruptError, frame
+from consensus.wal import FILE_MAGIC, RECORD_HEADER_BYTES, FileWAL, MemoryWAL, WalCorruptError, frame
 
 from consensus_helpers import CHAIN, KEYS, VSET, bhash, make, own_votes, payload, proposal, proposer_key, vote
 
@@ -133,7 +133,7 @@ def test_file_wal_roundtrip_torn_tail_and_corruption(tmp_path):
     assert FileWAL(path).replay() == [b"one", b"two", b"three"]
     # corruption in the middle is an error, never silently skipped
     data = bytearray(path.read_bytes())
-    data[8] ^= 0xFF  # first byte of "one"
+    data[len(FILE_MAGIC) + RECORD_HEADER_BYTES] ^= 0xFF  # first byte of "one"
     path.write_bytes(bytes(data))
     with pytest.raises(WalCorruptError):
         FileWAL(path)
@@ -155,7 +155,7 @@ def test_file_wal_new_height_is_appended_and_hides_earlier_records(tmp_path):
     # lost height start (crash before the sync): the previous height's records come back, and the driver
     # sees they are stale against the store's head
     data = path.read_bytes()
-    cut = data.index(b"h2") - 8
+    cut = data.index(b"h2") - RECORD_HEADER_BYTES
     path.write_bytes(data[:cut])
     assert FileWAL(path).replay() == [b"h1"] + [b"x" * 100] * 5
 
@@ -180,7 +180,7 @@ def test_file_wal_flipped_height_flag_is_corruption_not_a_new_height(tmp_path):
         w.append(e, starts_height=e == b"h1")
     w.close()
     data = bytearray(path.read_bytes())
-    second = 8 + 2  # header + b"h1"
+    second = len(FILE_MAGIC) + RECORD_HEADER_BYTES + 2  # magic + header + b"h1"
     data[second] |= 0x80  # mark "vote" as a height start: earlier records would be dropped
     path.write_bytes(bytes(data))
     with pytest.raises(WalCorruptError):
