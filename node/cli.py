@@ -213,6 +213,43 @@ def run(home: Path) -> None:
         raise click.ClickException(str(exc)) from None
 
 
+@main.command("verify-store")
+@HOME_OPTION
+def verify_store_cmd(home: Path) -> None:
+    """Check the whole chain store against the genesis file (run with the node stopped).
+
+    Re-hashes every block (hash chain, tx Merkle root), checks every commit certificate against the
+    validator set of its height, re-executes every block from genesis and compares each state root and
+    the final state entry by entry. Prints a summary; exits 1 at the first problem, naming the height."""
+    from chain.store import ChainStore, StoreError
+    from node.verify_store import VerifyFailed, verify_store
+
+    try:
+        config = NodeConfig.load(home)
+        genesis = Genesis.load(config.path(config.node.genesis_file))
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    path = config.path(config.node.data_dir) / "chain"
+    if not (path / "CURRENT").is_file():
+        raise click.ClickException(f"verify-store: no chain store at {path}")
+    try:
+        store = ChainStore.open(path, genesis)
+    except StoreError as exc:
+        hint = " (is the node running? stop it first)" if "lock" in str(exc).lower() else ""
+        raise click.ClickException(f"verify-store: FAILED to open: {exc}{hint}") from None
+
+    def progress(height: int, head: int) -> None:
+        click.echo(f"verify-store: block {height} of {head}", err=True)
+
+    try:
+        report = verify_store(store, progress)
+    except VerifyFailed as exc:
+        raise click.ClickException(f"verify-store: FAILED at {exc}") from None
+    finally:
+        store.close()
+    click.echo(report.summary())
+
+
 @main.command()
 @HOME_OPTION
 @click.option("--yes", is_flag=True, help="confirm: the cause of the halt has been investigated and repaired")
