@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from chain.block import Block
 from chain.crypto import address_of
 from chain.encoding import DecodeError
-from chain.state import BlockInvalid, State, apply_block, build_block
+from chain.state import BlockInvalid, State, build_block
 from chain.store import ChainStore
+from chain.validate import EvidenceRules, validate_block
 from chain.validators import ValidatorSet
 from consensus.certificate import CertificateError, CommitCertificate, verify_commit_certificate
 from consensus.core import ConsensusCore, ConsensusParams
@@ -38,7 +39,7 @@ from consensus.events import (
     TimeoutFired,
     ValidateBlock,
 )
-from consensus.evidence import DuplicateVoteEvidence, EvidenceError, verify_duplicate_vote_evidence
+from consensus.evidence import DuplicateVoteEvidence
 from consensus.messages import Message
 from consensus.runner import ConsensusRunner
 from consensus.signer import GuardedSigner
@@ -46,13 +47,13 @@ from consensus.wal import FileWAL
 from node import faults
 from node.clock import Clock
 from node.config import ConsensusSection
+from node.evidence_pool import EvidencePool
 from node.mempool import Mempool
 
 log = logging.getLogger("paynet.driver")
 
 MAX_CACHED_BLOCKS = 8
-MAX_PENDING_EVIDENCE = 64
-MAX_FUTURE_DRIFT_MS = 10_000
+MAX_EVIDENCE_PER_BLOCK = 8
 
 
 @dataclass
@@ -106,7 +107,10 @@ class ConsensusDriver:
         self._timers: set[asyncio.TimerHandle] = set()
         self._build_task: asyncio.Task[None] | None = None
         self._tx_arrived = asyncio.Event()
-        self.pending_evidence: OrderedDict[bytes, bytes] = OrderedDict()
+        # Evidence is judged against the validator set at ITS height (chain/validate.py), so removing a
+        # double-signer by governance never makes honest proposals carrying its evidence invalid.
+        self.evidence = EvidencePool(chain_id, store.validators_at, committed_at=store.evidence_committed_at)
+        self._evidence_rules = EvidenceRules.from_store(store, DuplicateVoteEvidence.decode)
         self.last_commit_monotonic = time.monotonic()
         self._stopped = False
 
@@ -168,7 +172,7 @@ class ConsensusDriver:
     def observe_certificate(self, cert: CommitCertificate) -> None:
         """Raise the signer's floor if `cert` holds a precommit of ours the signer state does not know."""
         me = self.signer.public_key
-        if not any(pk == me for pk, _sig in cert.precommits):
+        if faults.signer_amnesia() or not any(pk == me for pk, _sig in cert.precommits):
             return
         last = self.signer.last
         if last is None or cert.height > last.height:
@@ -249,51 +253,41 @@ class ConsensusDriver:
         self._build_task = asyncio.get_running_loop().create_task(self._build_when_ready(height, round))
 
     def validate_block(self, request: ValidateBlock) -> bool:
-        """Validity of a proposed (or certified) block: it must apply to our head state; a block
-        without a verified certificate must also not be dated too far in our future."""
+        """Validity of a proposed (or certified) block by every block rule (chain.validate). A block with
+        a verified commit certificate skips only the local-clock rule: 2f+1 validators vouched for its
+        time, and our own clock may be the one that is wrong."""
         if request.height != self.store.head_height + 1:
             return False
+        certified = request.block_hash in self._certified or getattr(request, "certified", False)
         try:
-            done = self._execute_block(request.block_hash, request.payload)
+            self._execute_block(request.block_hash, request.payload, now_ms=None if certified else self.clock.now_ms())
         except (BlockInvalid, DecodeError, ValueError) as exc:
             log.warning("rejecting block %s at height %d: %s", request.block_hash.hex()[:16], request.height, exc)
             return False
-        certified = request.block_hash in self._certified or getattr(request, "certified", False)
-        if not certified and done.block.header.time_ms > self.clock.now_ms() + MAX_FUTURE_DRIFT_MS:
-            log.warning("rejecting block %s: timestamp too far in the future", request.block_hash.hex()[:16])
-            return False
-        validators = self.store.state().validators
-        for raw in done.block.evidence:
-            try:
-                ev = DuplicateVoteEvidence.decode(raw)
-                verify_duplicate_vote_evidence(ev, validators, self.chain_id)
-            except (DecodeError, EvidenceError, ValueError) as exc:
-                log.warning("rejecting block %s: bad evidence: %s", request.block_hash.hex()[:16], exc)
-                return False
         return True
 
     def commit_block(self, commit: Commit) -> ValidatorSet:
         """Apply and store a decided block. Raising here halts consensus (the runner's rule): 2f+1
         precommits for a block we cannot apply means our state diverged or the fault model broke."""
         faults.check_apply(commit.height)
-        done = self._execute_block(commit.block_hash, commit.payload)
+        done = self._execute_block(commit.block_hash, commit.payload, now_ms=None)
         self.store.commit(done.block, commit.certificate.encode(), done.state)
         self._executed.clear()
         self._certified.clear()
-        for ev in done.block.evidence:
-            self.pending_evidence.pop(ev, None)
+        self.evidence.committed(done.block)
         self.last_commit_monotonic = time.monotonic()
         self.observe_certificate(commit.certificate)
         self._on_commit(done.block, done.state, commit.certificate)
         return done.state.validators
 
     def record_evidence(self, evidence: DuplicateVoteEvidence) -> None:
-        raw = evidence.encode()
+        result = self.evidence.add(evidence)
         log.warning(
-            "equivocation by validator %s at height %d: recorded as evidence", evidence.validator.hex()[:16], evidence.height
+            "equivocation by validator %s at height %d: evidence %s",
+            evidence.validator.hex()[:16],
+            evidence.height,
+            result,
         )
-        if raw not in self.pending_evidence and len(self.pending_evidence) < MAX_PENDING_EVIDENCE:
-            self.pending_evidence[raw] = raw
         self._on_evidence(evidence)
 
     def on_halt(self, reason: str) -> None:
@@ -308,7 +302,7 @@ class ConsensusDriver:
         min_gap = s.min_block_interval_ms / 1000 - (time.monotonic() - self.last_commit_monotonic)
         if min_gap > 0:
             await asyncio.sleep(min_gap)
-        if len(self.mempool) == 0 and not self.pending_evidence and round_ == 0:
+        if len(self.mempool) == 0 and len(self.evidence) == 0 and round_ == 0:
             self._tx_arrived.clear()
             wait = s.empty_block_interval_ms / 1000 if s.create_empty_blocks else None
             try:
@@ -326,7 +320,7 @@ class ConsensusDriver:
             time_ms=max(self.clock.now_ms(), state.time_ms),
             proposer=address_of(self.signer.public_key),
             max_txs=s.max_block_txs,
-            evidence=tuple(self.pending_evidence.values())[:8],
+            evidence=self.evidence.for_block(state.height, self.store.validators_at, limit=MAX_EVIDENCE_PER_BLOCK),
             verified=self.mempool,
         )
         if rejected:
@@ -341,13 +335,20 @@ class ConsensusDriver:
         while len(self._executed) > MAX_CACHED_BLOCKS:
             self._executed.popitem(last=False)
 
-    def _execute_block(self, block_hash: bytes, payload: bytes) -> _Executed:
+    def _execute_block(self, block_hash: bytes, payload: bytes, *, now_ms: int | None) -> _Executed:
+        """Judge and execute a block once (cached by hash: a proposal validated, then committed)."""
         done = self._executed.get(block_hash)
         if done is not None:
             return done
         block = Block.decode(payload, known=self.mempool.get)
         if block.hash != block_hash:
             raise BlockInvalid("payload does not hash to the proposed block hash")
-        new_state, _ = apply_block(self.store.state(), block, verified=self.mempool.verified_in(block.txs))
+        new_state, _ = validate_block(
+            self.store.state(),
+            block,
+            now_ms=now_ms,
+            evidence=self._evidence_rules,
+            verified=self.mempool.verified_in(block.txs),
+        )
         self._remember(block, new_state)
         return self._executed[block_hash]

@@ -8,6 +8,9 @@ CRITICAL when on. None is on by default.
   node's state had diverged from the network's). The node must halt, blame no peer, and stay halted.
 - PAYNET_UNSAFE_FAIL_WAL_TEST_AFTER=N: the N-th and every later consensus WAL append fails (a full or
   broken disk). The node must halt and never send a message it could not log first.
+- PAYNET_UNSAFE_SIGNER_AMNESIA_TEST=1: the double-sign guard forgets everything at each start (its state
+  is kept in memory, recent blocks are not scanned): what a validator was before the guard existed. Only
+  for showing that tests/integration/test_double_sign_guard.py catches a validator that double-signs.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ log = logging.getLogger("paynet.faults")
 
 FAIL_APPLY_ENV = "PAYNET_UNSAFE_FAIL_APPLY_TEST_HEIGHT"
 FAIL_WAL_ENV = "PAYNET_UNSAFE_FAIL_WAL_TEST_AFTER"
+SIGNER_AMNESIA_ENV = "PAYNET_UNSAFE_SIGNER_AMNESIA_TEST"
 
 
 class InjectedFault(RuntimeError):
@@ -42,10 +46,12 @@ class _Switches:
         self.fail_apply_height: int | None = None
         self.fail_wal_after: int | None = None
         self.wal_appends = 0
+        self.signer_amnesia = False
 
     def load(self) -> None:
         self.fail_apply_height = _int_env(FAIL_APPLY_ENV)
         self.fail_wal_after = _int_env(FAIL_WAL_ENV)
+        self.signer_amnesia = bool(_int_env(SIGNER_AMNESIA_ENV))
         self.wal_appends = 0
 
 
@@ -55,6 +61,10 @@ _switches = _Switches()
 def load() -> None:
     """Read the switches from the environment (the node calls this once at start)."""
     _switches.load()
+
+
+def signer_amnesia() -> bool:
+    return _switches.signer_amnesia
 
 
 def check_apply(height: int) -> None:

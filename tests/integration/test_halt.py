@@ -56,7 +56,7 @@ def _halted(net: LocalNet, i: int) -> dict | None:
 
 def test_undecidable_block_halts_the_node_and_it_stays_halted(tmp_path_factory: pytest.TempPathFactory) -> None:
     root = tmp_path_factory.mktemp("haltnet")
-    net = LocalNet.provision(root, validators=4, base_port=35100, demo_accounts=1)
+    net = LocalNet.provision(root, validators=4, base_port=29100, demo_accounts=1)
     try:
         for i in range(4):
             net.start(i, {"PAYNET_UNSAFE_FAIL_APPLY_TEST_HEIGHT": str(FAIL_AT)} if i == FAULTY else None)
