@@ -25,10 +25,10 @@ Deviations from the paper, all for a real network:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Iterable
 
 from chain import crypto
-from chain.encoding import DecodeError, decode, encode, want_bytes, want_int, want_list
+from chain.encoding import DecodeError
 from chain.validators import ValidatorSet
 from consensus.certificate import CertificateError, CommitCertificate, verify_commit_certificate
 from consensus.events import (
@@ -72,6 +72,16 @@ from consensus.signer import (
     Signer,
     SignRefused,
 )
+from consensus.wal_entries import (
+    NewHeightEntry,
+    OwnProposalEntry,
+    ReceivedEntry,
+    StateEntry,
+    ValidatedEntry,
+    WalEntry,
+    decode_entry,
+    encode_entry,
+)
 
 
 @dataclass(frozen=True)
@@ -100,15 +110,6 @@ class ConsensusParams:
         if step == Step.PREVOTE:
             return self.timeout_prevote_ms + self.timeout_prevote_delta_ms * round
         return self.timeout_precommit_ms + self.timeout_precommit_delta_ms * round
-
-
-# ---- WAL entry kinds (canonical arrays; see consensus.wal for the record framing) ----------------
-
-WAL_NEW_HEIGHT = 1  # [1, height, validators]
-WAL_RECEIVED = 2  # [2, [kind, message]]   a verified message from a peer
-WAL_STATE = 3  # [3, h, r, step, locked_round, locked_hash, valid_round, valid_hash, own_vote|None]
-WAL_OWN_PROPOSAL = 4  # [4, proposal]
-WAL_VALIDATED = 5  # [5, h, block_hash, valid]
 
 
 MAX_VALUES_PER_VOTER = 3
@@ -301,7 +302,7 @@ class ConsensusCore:
         self.valid_round, self.valid_hash = -1, None
         self.decision = None
         self._h = _Height()
-        self._persist([WAL_NEW_HEIGHT, height, validators.to_list()], starts_height=True)
+        self._persist(NewHeightEntry(height, validators), starts_height=True)
         buffered, self._future, self._future_count = self._future, {}, {}
         self._start_round(0)
         for msg in buffered:
@@ -337,7 +338,7 @@ class ConsensusCore:
         if (prop.height, prop.round, prop.pol_round, prop.block_hash, prop.payload, prop.proposer) != want:
             raise InvariantViolation(f"own proposal from the signer is not the one requested at height {self.height}")
         self._h.own_proposals[self.round] = prop
-        self._persist([WAL_OWN_PROPOSAL, prop.to_list()])
+        self._persist(OwnProposalEntry(prop))
         self._out.append(Broadcast(prop))
         self._store_own_proposal(prop)
 
@@ -442,7 +443,7 @@ class ConsensusCore:
         if not trusted:
             if not verified and not vote.verify(self.chain_id, self.verifier):
                 return
-            self._persist([WAL_RECEIVED, [2, vote.to_list()]])
+            self._persist(ReceivedEntry(vote))
         if first is not None:
             key = (vote.validator, vote.round, vote.vote_type)
             if key not in self._h.evidence_seen:
@@ -473,7 +474,7 @@ class ConsensusCore:
         if not trusted:
             if not verified and not prop.verify(self.chain_id, self.verifier):
                 return
-            self._persist([WAL_RECEIVED, [1, prop.to_list()]])
+            self._persist(ReceivedEntry(prop))
         self._store_proposal(prop)
 
     def _store_proposal(self, prop: Proposal) -> None:
@@ -506,7 +507,7 @@ class ConsensusCore:
             return
         if ev.block_hash not in self._h.validity:
             self._h.validity[ev.block_hash] = ev.valid
-            self._persist([WAL_VALIDATED, self.height, ev.block_hash, ev.valid])
+            self._persist(ValidatedEntry(self.height, ev.block_hash, bool(ev.valid)))
 
     def _on_commit_received(self, ev: CommitReceived) -> None:
         """Block sync: a verified certificate for our height stands in for line 49's precommits."""
@@ -599,22 +600,21 @@ class ConsensusCore:
 
     def _persist_state(self, own_vote: Vote | None) -> None:
         self._persist(
-            [
-                WAL_STATE,
+            StateEntry(
                 self.height,
                 self.round,
-                int(self.step_p),
+                self.step_p,
                 self.locked_round,
                 self.locked_hash,
                 self.valid_round,
                 self.valid_hash,
-                own_vote.to_list() if own_vote else None,
-            ]
+                own_vote,
+            )
         )
 
-    def _persist(self, entry: list[Any], starts_height: bool = False) -> None:
+    def _persist(self, entry: WalEntry, starts_height: bool = False) -> None:
         if not self._replaying:
-            self._out.append(PersistWal(encode(entry), starts_height))
+            self._out.append(PersistWal(encode_entry(entry), starts_height))
 
     def _prevote_ok(self, block_hash: bytes, pol_round: int | None) -> bool:
         """The lock check of lines 23 (pol_round None) and 29."""
@@ -849,7 +849,7 @@ class ConsensusCore:
         core = cls(chain_id, signer, params, verifier)
         core._replaying = True
         for raw in entries:
-            core._replay(decode(raw))
+            core._replay(decode_entry(raw))
         core._replaying = False
         core._out = []
         if core.height < 0:
@@ -873,14 +873,12 @@ class ConsensusCore:
         out, core._out = core._out, []
         return core, out
 
-    def _replay(self, entry: Any) -> None:
-        if not isinstance(entry, list) or not entry:
-            raise DecodeError("WAL entry: expected non-empty array")
-        kind = entry[0]
-        if kind == WAL_NEW_HEIGHT:
-            _, h, vals = want_list(entry, 3, "WAL new height")
-            self.height = want_int(h, "WAL height")
-            self.validators = ValidatorSet.from_list(vals)
+    def _replay(self, entry: WalEntry) -> None:
+        """Apply one logged entry (oldest first) without emitting anything: the rules of the core,
+        re-run over what it saw and did before the crash."""
+        if isinstance(entry, NewHeightEntry):
+            self.height = entry.height
+            self.validators = entry.validators
             self.round, self.step_p = 0, Step.PROPOSE
             self.locked_round, self.locked_hash, self.valid_round, self.valid_hash = -1, None, -1, None
             self.decision = None
@@ -888,9 +886,8 @@ class ConsensusCore:
             return
         if self.height < 0:
             return
-        if kind == WAL_RECEIVED:
-            _, body = want_list(entry, 2, "WAL received")
-            msg = decode_message(encode(body))
+        if isinstance(entry, ReceivedEntry):
+            msg = entry.message
             if msg.height != self.height:
                 return
             if isinstance(msg, Vote):
@@ -898,33 +895,27 @@ class ConsensusCore:
             else:
                 self._receive_proposal(msg, trusted=True)
             self._out = []
-        elif kind == WAL_OWN_PROPOSAL:
-            _, body = want_list(entry, 2, "WAL own proposal")
-            prop = Proposal.from_list(body)
+        elif isinstance(entry, OwnProposalEntry):
+            prop = entry.proposal
             self._h.own_proposals[prop.round] = prop
             self._store_own_proposal(prop)
-        elif kind == WAL_VALIDATED:
-            _, h, bh, valid = want_list(entry, 4, "WAL validated")
-            if h == self.height:
-                self._h.validity[want_bytes(bh, "WAL hash", HASH_SIZE)] = bool(valid)
-        elif kind == WAL_STATE:
-            _, h, r, st, lr, lh, vr, vh, own = want_list(entry, 9, "WAL state")
-            if h != self.height:
+        elif isinstance(entry, ValidatedEntry):
+            if entry.height == self.height:
+                self._h.validity[entry.block_hash] = entry.valid
+        elif isinstance(entry, StateEntry):
+            if entry.height != self.height:
                 return
-            self.round = want_int(r, "WAL round")
-            self.step_p = Step(want_int(st, "WAL step", 0, 3))
-            self.locked_round, self.locked_hash = want_int(lr, "WAL locked round", -1), lh
-            self.valid_round, self.valid_hash = want_int(vr, "WAL valid round", -1), vh
+            self.round, self.step_p = entry.round, entry.step
+            self.locked_round, self.locked_hash = entry.locked_round, entry.locked_hash
+            self.valid_round, self.valid_hash = entry.valid_round, entry.valid_hash
             if self.step_p == Step.COMMITTED:
                 # Decided before the crash, but the app may not have applied the block yet: fall
                 # back so line 49 fires again and re-emits Commit (the app ignores repeats).
                 self.step_p = Step.PRECOMMIT
-            if own is not None:
-                vote = Vote.from_list(own)
+            vote = entry.own_vote
+            if vote is not None:
                 self._record_own_vote(vote)
                 assert self.validators is not None
                 tally = self._h.tallies.get((vote.round, vote.vote_type))
                 if tally is None or not tally.has(vote):
                     self._count_vote(vote, self.validators.power_of(vote.validator))
-        else:
-            raise DecodeError(f"WAL entry: unknown kind {kind!r}")

@@ -104,6 +104,10 @@ class SeedResult:
     sim_time_ms: int = 0
     evidence: int = 0
     crashes: int = 0
+    lost_wal_records: int = 0
+    """Unsynced WAL records the crashes cut off (torn tails)."""
+    sign_refusals: int = 0
+    """Signatures honest signers refused (or answered with what they had already given)."""
     halted: bool = False
     max_round: int = 0
     trace: list[str] = field(default_factory=list)
@@ -325,6 +329,7 @@ class Simulation:
             self.result.failure = f"HALT: {exc}"
         self.result.sim_time_ms = self.now
         honest = [nd for nd in self.nodes if not nd.byzantine]
+        self.result.sign_refusals += sum(nd.runner.core.sign_refusals for nd in honest if nd.runner is not None)
         self.result.heights = min((nd.app_height for nd in honest), default=0)
         if self.result.safe and not self.result.halted:
             self._check_liveness(honest)
@@ -417,6 +422,9 @@ class Simulation:
         keep = self.rng.randint(0, len(nd.wal.pending))
         self._log(f"crash node {nd.idx} (kept {keep} of {len(nd.wal.pending)} unsynced WAL records)")
         self.result.crashes += 1
+        self.result.lost_wal_records += len(nd.wal.pending) - keep
+        if nd.runner is not None:
+            self.result.sign_refusals += nd.runner.core.sign_refusals
         nd.wal.crash(keep)
         nd.alive = False
         nd.incarnation += 1
@@ -644,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if run_seed(args.seed, cfg).failure is None else 1
     t0 = time.perf_counter()
     failures: list[SeedResult] = []
-    safe = live = heights = events = evidence = crashes = halted = 0
+    safe = live = heights = events = evidence = crashes = halted = lost = refusals = 0
     max_round = 0
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         res = run_seed(seed, cfg)
@@ -655,6 +663,8 @@ def main(argv: list[str] | None = None) -> int:
         evidence += res.evidence
         crashes += res.crashes
         halted += res.halted
+        lost += res.lost_wal_records
+        refusals += res.sign_refusals
         max_round = max(max_round, res.max_round)
         if res.failure:
             failures.append(res)
@@ -662,7 +672,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"validators={cfg.validators} byzantine={cfg.byzantine} heights/run={cfg.heights} "
         f"seeds={args.seeds} safe={safe} live={live} heights_committed={heights} "
-        f"events={events} crashes={crashes} honest_halts={halted} evidence={evidence} max_commit_round={max_round} "
+        f"events={events} crashes={crashes} lost_wal_records={lost} sign_refusals={refusals} honest_halts={halted} "
+        f"evidence={evidence} max_commit_round={max_round} "
         f"elapsed={elapsed:.1f}s"
     )
     for res in failures[:20]:
