@@ -399,11 +399,16 @@ class Node:
 
     # -- NodeView (HTTP API) ----------------------------------------------------------------------
 
-    def submit_tx(self, tx: SignedTx, raw: bytes) -> SubmitResult:
+    def precheck_txs(self, txs: list[SignedTx]) -> list[TxRejected | None]:
+        return self.mempool.precheck(txs)
+
+    def submit_tx(self, tx: SignedTx, raw: bytes, signature_ok: bool | None = None) -> SubmitResult:
         tx_id = tx.tx_id
         if tx_id in self.mempool:
             return SubmitResult(tx_id, "duplicate")
-        self.mempool.add(tx, raw)  # a committed tx is refused here on its used nonce; the API then finds it
+        # A committed tx is refused here on its used nonce; the API then finds it. `signature_ok` is the
+        # verdict of the API's signature workers, so the event loop does no Ed25519 check for API txs.
+        self.mempool.add(tx, raw, signature_ok=signature_ok)
         self._gossip_out.append(raw)
         self._gossip_wake.set()
         self._submit_times[tx_id] = time.monotonic()

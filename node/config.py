@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from node.api.config import ApiConfig
+
 
 class ConfigError(Exception):
     """The config file is missing or invalid; the message names the offending field."""
@@ -59,19 +61,15 @@ class P2PSection(_Section):
         return [_host_port(p) for p in v]
 
 
-class ApiSection(_Section):
+class ApiSection(ApiConfig):
+    """[api]: where the API listens, plus every limit of node/api/config.py's ApiConfig (inherited, so a
+    limit and its default are written once; docs/api.md lists them). A rate of 0 disables that limiter."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
-    max_body_bytes: int = Field(64 * 1024, ge=1024, description="largest request body; bigger gets 413")
-    max_batch_body_bytes: int = Field(1024 * 1024, ge=1024, description="largest POST /tx-batches body")
-    ip_rate_per_s: float = Field(2000.0, gt=0, description="token-bucket refill per client IP")
-    ip_burst: int = Field(4000, ge=1)
-    account_rate_per_s: float = Field(500.0, gt=0, description="token-bucket refill per sending account (POST /txs)")
-    account_burst: int = Field(1000, ge=1)
-    trust_x_forwarded_for: bool = Field(
-        False, description="rate-limit by the last X-Forwarded-For entry (only behind a trusted proxy)"
-    )
 
 
 class MempoolSection(_Section):

@@ -101,7 +101,14 @@ class NodeView(Protocol):
 
     Required:
       genesis, node_name, version, store, metrics
-      submit_tx(tx, raw) -> SubmitResult    raises TxRejected / MempoolFull; tx = decoded, raw = its canonical bytes.
+      precheck_txs(txs) -> [TxRejected | None]   every admission rule but the signature (chain, expiry,
+                                            nonce, balance, permissions), txs judged in order as if the
+                                            earlier ones were admitted; changes nothing. None = worth a
+                                            signature check. The API calls it first so junk costs no
+                                            signature (issue 13, item 4).
+      submit_tx(tx, raw, signature_ok=None) -> SubmitResult   raises TxRejected / MempoolFull; tx = decoded,
+                                            raw = its canonical bytes, signature_ok = the verdict of the
+                                            API's signature workers (None: check it here).
                                             The API has already decoded raw once and counts
                                             received/accepted/rejected in metrics for HTTP-origin txs;
                                             submit_tx should count only txs from other sources (gossip).
@@ -125,7 +132,9 @@ class NodeView(Protocol):
     store: StoreReader
     metrics: "Metrics"
 
-    def submit_tx(self, tx: SignedTx, raw: bytes) -> SubmitResult: ...
+    def precheck_txs(self, txs: list[SignedTx]) -> list[TxRejected | None]: ...
+
+    def submit_tx(self, tx: SignedTx, raw: bytes, signature_ok: bool | None = None) -> SubmitResult: ...
 
     def pending_tx(self, tx_id: bytes) -> SignedTx | None: ...
 

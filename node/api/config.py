@@ -1,26 +1,62 @@
-"""Configuration of the HTTP API (embedded in the node's config)."""
+"""Configuration of the HTTP API (embedded in the node's config as the limit fields of [api]).
+
+The API shares the event loop with consensus, so every limit below bounds what one client can make
+that loop (or the signature workers) do; docs/api.md lists them and docs/security.md says which threat
+each one answers. A rate of 0 disables that limiter (benchmarks, nodes behind a proxy that limits).
+"""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+MIB = 1024 * 1024
+
 
 class ApiConfig(BaseModel):
-    """Limits of the HTTP API. A rate of 0 disables that limiter (benchmarks, nodes behind a proxy)."""
+    """Limits of the HTTP API; defaults keep one client from starving consensus on a 2-core machine."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * MIB, description="largest request body; bigger gets 413")
     max_batch_body_bytes: int = Field(
-        default=1024 * 1024, ge=1024, le=16 * 1024 * 1024, description="body limit of POST /tx-batches"
+        default=MIB, ge=1024, le=16 * MIB, description="body limit of POST /tx-batches"
     )
-    ip_rate_per_s: float = Field(default=50.0, ge=0, description="requests per second per client IP, all routes")
-    ip_burst: float = Field(default=100.0, ge=1)
-    account_rate_per_s: float = Field(default=10.0, ge=0, description="POST /txs per second per sending account")
-    account_burst: float = Field(default=50.0, ge=1)
+    ip_rate_per_s: float = Field(default=100.0, ge=0, description="requests per second per client IP, every route")
+    ip_burst: float = Field(default=200.0, ge=1)
+    ip_tx_rate_per_s: float = Field(
+        default=1000.0, ge=0,
+        description="submitted txs per second per client IP (a batch of n txs costs n), before any check",
+    )
+    ip_tx_burst: float = Field(default=2000.0, ge=1)
+    ip_bytes_per_s: float = Field(default=1.0 * MIB, ge=0, description="request body bytes per second per client IP")
+    ip_bytes_burst: float = Field(default=2.0 * MIB, ge=1)
+    account_rate_per_s: float = Field(
+        default=100.0, ge=0,
+        description="txs per second per sending account, charged only for txs that pass the nonce and balance checks",
+    )
+    account_burst: float = Field(default=200.0, ge=1)
+    max_inflight_per_ip: int = Field(default=32, ge=0, description="requests handled at once per client IP (0: no cap)")
+    sig_workers: int = Field(default=1, ge=1, le=64, description="threads checking submitted txs' signatures")
+    sig_queue_max: int = Field(
+        default=4096, ge=1, description="signatures waiting for a worker; beyond it submissions get 503 + Retry-After"
+    )
+    idle_timeout_s: float = Field(
+        default=5.0, gt=0, le=3600,
+        description="a connection without a complete request head for this long is closed (idle, header tricklers)",
+    )
+    body_timeout_s: float = Field(default=10.0, gt=0, le=3600, description="time to receive a request body, else 408")
     max_tracked_clients: int = Field(default=10_000, ge=1, description="LRU size of each limiter's bucket table")
     trust_x_forwarded_for: bool = Field(
         default=False,
         description="take the client IP from the last X-Forwarded-For entry (set only behind a trusted proxy)",
     )
-    block_summary_cache: int = Field(default=512, ge=0, description="committed block summaries kept decoded")
+    block_summary_cache: int = Field(default=512, ge=0, description="committed block summaries kept in memory")
+    decode_bytes_per_token: int = Field(
+        default=16 * 1024, ge=1024,
+        description="an uncached block read for GET /blocks/{ref} or a receipt costs one more request token per this many bytes",
+    )
+    blocks_page_max_bytes: int = Field(
+        default=8 * MIB, ge=64 * 1024,
+        description="stored block bytes one GET /blocks page may read; past it the page ends early with next_before",
+    )
+

@@ -22,6 +22,7 @@ HTTP_CODES: dict[int, str] = {
     400: "bad_request",
     404: "not_found",
     405: "method_not_allowed",
+    408: "body_timeout",
     413: "body_too_large",
     414: "uri_too_long",
     431: "headers_too_large",

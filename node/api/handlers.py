@@ -7,11 +7,12 @@ lets block summaries be cached by height.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import math
 import re
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,12 +20,15 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from chain import crypto
-from chain.block import Block, BlockHeader
+from chain.block import BlockHeader
 from chain.encoding import DecodeError
 from chain.tx import MAX_TX_BYTES, SignedTx
-from node.api import render
+from node.api import blockread, render
+from node.api.blockread import LightBlock
 from node.api.config import ApiConfig
 from node.api.errors import ApiError
+from node.api.jsonbody import parse_json
+from node.api.sigcheck import SignatureChecker, SignatureOverload
 from node.api.models import (
     MAX_BATCH_TXS,
     BatchItemResult,
@@ -60,6 +64,7 @@ DECODED_BLOCK_CACHE = 8
 EXPLORER_DIR = Path(__file__).resolve().parent.parent / "explorer"
 _HEX_ID = re.compile(r"^(0x)?([0-9a-fA-F]{64})$")
 _HEIGHT = re.compile(r"^[0-9]{1,19}$")
+CLIENT_KEY = web.RequestKey("paynet_client_key", str)  # where the middleware leaves the client's rate-limit key
 
 T = TypeVar("T")
 
@@ -92,15 +97,46 @@ def _query_int(request: web.Request, name: str, default: int | None, lo: int, hi
     return int(raw)
 
 
+@dataclass(frozen=True)
+class Limiters:
+    """The API's token buckets (node/ratelimit.py), one table per dimension."""
+
+    ip_requests: KeyedRateLimiter  # every request costs 1; an uncached block decode adds its size
+    ip_txs: KeyedRateLimiter  # a submission of n txs costs n, before any work on them
+    ip_bytes: KeyedRateLimiter  # request body bytes (charged as debt: see TokenBucket.charge)
+    accounts: KeyedRateLimiter  # per sender, only for txs that passed the state checks
+
+
+@dataclass(eq=False)  # identity equality: items are found in their batch by `is`
+class _Item:
+    """One submitted tx on its way through admission; `result` is set once its fate is known."""
+
+    tx: SignedTx | None
+    raw: bytes
+    result: BatchItemResult | None = None
+    error: ApiError | None = None
+    signature_ok: bool | None = None
+
+    def fail(self, error: ApiError) -> None:
+        self.error = error
+        self.result = BatchItemResult(status="rejected", code=error.code, message=error.message)
+
+
+def client_key(request: web.Request) -> str:
+    """The rate-limit key the middleware put on the request (the client IP)."""
+    return request.get(CLIENT_KEY) or request.remote or "unknown"
+
+
 class Handlers:
     """Handlers bound to one NodeView and config."""
 
-    def __init__(self, view: NodeView, config: ApiConfig, account_limiter: KeyedRateLimiter) -> None:
+    def __init__(self, view: NodeView, config: ApiConfig, limiters: Limiters, signatures: SignatureChecker) -> None:
         self.view = view
         self.config = config
-        self.account_limiter = account_limiter
+        self.limiters = limiters
+        self.signatures = signatures
         self._summaries: OrderedDict[int, BlockSummary] = OrderedDict()
-        self._blocks: OrderedDict[int, Block] = OrderedDict()
+        self._blocks: OrderedDict[int, LightBlock] = OrderedDict()
         self._names = {bytes.fromhex(v.pubkey): v.name for v in view.genesis.validators}
         self._names_by_addr = {crypto.address_of(pk): n for pk, n in self._names.items()}
 
@@ -110,18 +146,27 @@ class Handlers:
     def store(self) -> Any:
         return self.view.store
 
-    def _block(self, height: int) -> Block | None:
-        """A committed block, decoded; the few most recent are kept (a 5,000-tx block takes ~100 ms to decode,
-        and receipts and explorer pages ask for the same recent blocks over and over)."""
+    @property
+    def account_limiter(self) -> KeyedRateLimiter:
+        return self.limiters.accounts
+
+    def _block(self, height: int, request: web.Request | None = None) -> LightBlock | None:
+        """A committed block as the API reads it; the few most recent are kept (receipts and explorer pages
+        ask for the same recent blocks over and over). An uncached read costs the client's request bucket
+        one token per `decode_bytes_per_token` of block: reading a 5,000-tx block is ~20 ms of loop."""
         block = self._blocks.get(height)
         if block is not None:
             self._blocks.move_to_end(height)
             return block
-        block = _lookup(self.store.get_block, height)
-        if block is not None:
-            self._blocks[height] = block
-            if len(self._blocks) > DECODED_BLOCK_CACHE:
-                self._blocks.popitem(last=False)
+        raw = _lookup(self.store.get_block_bytes, height)
+        if raw is None:
+            return None
+        block = LightBlock.from_bytes(bytes(raw))
+        if request is not None:
+            self.limiters.ip_requests.charge(client_key(request), len(raw) / self.config.decode_bytes_per_token)
+        self._blocks[height] = block
+        if len(self._blocks) > DECODED_BLOCK_CACHE:
+            self._blocks.popitem(last=False)
         return block
 
     def _certificate(self, height: int) -> bytes | None:
@@ -129,123 +174,244 @@ class Handlers:
         cert = _lookup(self.store.get_certificate, height)
         return bytes(cert) if cert else None
 
-    def _summary(self, height: int) -> BlockSummary | None:
+    def _summary(self, height: int) -> tuple[BlockSummary | None, int]:
+        """(summary, stored bytes read to make it): cached, or streamed from the stored block without
+        decoding more than its header and first txs."""
         cached = self._summaries.get(height)
         if cached is not None:
             self._summaries.move_to_end(height)
-            return cached
-        block = self._block(height)
-        if block is None:
-            return None
+            return cached, 0
+        raw = _lookup(self.store.get_block_bytes, height)
+        if raw is None:
+            return None, 0
+        header, count, first = blockread.summarize(bytes(raw), SUMMARY_TXS)
         s = BlockSummary(
-            height=block.height,
-            hash=block.hash.hex(),
-            time_ms=block.header.time_ms,
-            proposer=crypto.format_address(block.header.proposer),
-            proposer_name=self._names_by_addr.get(block.header.proposer),
-            tx_count=len(block.txs),
-            txs=[render.tx_summary(t) for t in block.txs[:SUMMARY_TXS]],
+            height=header.height,
+            hash=header.hash.hex(),
+            time_ms=header.time_ms,
+            proposer=crypto.format_address(header.proposer),
+            proposer_name=self._names_by_addr.get(header.proposer),
+            tx_count=count,
+            txs=[render.tx_summary(t) for t in first],
         )
         if self.config.block_summary_cache > 0:
             self._summaries[height] = s
             if len(self._summaries) > self.config.block_summary_cache:
                 self._summaries.popitem(last=False)
-        return s
+        return s, len(raw)
 
     # -- transactions --------------------------------------------------------------------------------
+    #
+    # Admission, cheapest refusal first (issue 13, item 4): the per-IP tx bucket is charged before a
+    # body is even parsed (a batch of n costs n); then every state rule (nonce, balance, permissions)
+    # runs for the whole batch without a signature check; the per-account bucket is charged only for
+    # txs that passed them (a fresh key holds nothing, so it cannot buy itself a bucket); only then are
+    # signatures checked, on worker threads with a bounded queue; the survivors enter the mempool.
+
+    async def _read_body(self, request: web.Request, limit: int) -> bytes:
+        """The body, within `body_timeout_s` (a client trickling its body is cut off with 408)."""
+        try:
+            async with asyncio.timeout(self.config.body_timeout_s):
+                body = await request.read()  # raises 413 past client_max_size (the batch route's larger limit)
+        except TimeoutError:  # answered with Connection: close (see the error middleware)
+            raise ApiError(408, "body_timeout", f"request body not received within {self.config.body_timeout_s:g} s") from None
+        if len(body) > limit:
+            raise ApiError(413, "body_too_large", f"request body larger than {limit} bytes")
+        if request.content_length is None:  # chunked: the middleware could not charge it up front
+            self.limiters.ip_bytes.charge(client_key(request), len(body))
+        return body
+
+    def _refuse_if_no_tx_tokens(self, request: web.Request) -> None:
+        """429 before reading a submission when the client's tx bucket is empty: a flood is refused for
+        the price of its headers."""
+        decision = self.limiters.ip_txs.peek(client_key(request))
+        if not decision.allowed:
+            self.view.metrics.tx_rejected("rate_limited", "api")
+            raise ApiError(429, "rate_limited", "too many transactions from this address",
+                           retry_after=decision.retry_after_header)
+
+    def _grant_txs(self, request: web.Request, items: list[_Item]) -> str | None:
+        """Charge the client's tx bucket one token per item; items past what it holds are refused as
+        rate limited (not tried). Returns their Retry-After, or None when all were granted."""
+        granted, decision = self.limiters.ip_txs.take_up_to(client_key(request), len(items))
+        if granted == 0:
+            self.view.metrics.tx_rejected("rate_limited", "api")
+            raise ApiError(429, "rate_limited", "too many transactions from this address",
+                           retry_after=decision.retry_after_header)
+        if decision.allowed:
+            return None
+        self.view.metrics.tx_rejected("rate_limited", "api")
+        for item in items[granted:]:
+            item.fail(ApiError(429, "rate_limited", "not tried: this address's transaction rate limit",
+                               retry_after=decision.retry_after_header))
+        return decision.retry_after_header
 
     async def submit_tx(self, request: web.Request) -> web.Response:
         metrics = self.view.metrics
-        body = await request.read()  # raises 413 past client_max_size (the batch route's larger limit)
-        if len(body) > self.config.max_body_bytes:
-            raise ApiError(413, "body_too_large", f"request body larger than {self.config.max_body_bytes} bytes")
+        self._refuse_if_no_tx_tokens(request)
+        body = await self._read_body(request, self.config.max_body_bytes)
         metrics.tx_received("api")
         try:
             tx, raw = self._parse_submission(body)
         except ApiError as e:
             metrics.tx_rejected(e.code, "api")
             raise
-        tx_id, status = self._admit(tx, raw)
-        if status == "accepted":
+        item = _Item(tx, raw)
+        self._grant_txs(request, [item])
+        await self._admit([item])
+        if item.error is not None:
+            raise item.error
+        assert item.result is not None and item.result.tx_id is not None
+        if item.result.status == "accepted":
             metrics.tx_accepted("api")
-        return json_response(SubmitTxResponse(tx_id=tx_id.hex(), status=status), 200 if status == "final" else 202)
-
-    def _admit(self, tx: SignedTx, raw: bytes) -> tuple[bytes, str]:
-        """Admit one decoded tx: rate limit per account, idempotency, mempool. Raises ApiError.
-
-        Refusals are counted here; accepted txs are counted by the caller (once per batch for batches)."""
-        metrics = self.view.metrics
-        tx_id = tx.tx_id
-        decision = self.account_limiter.check(tx.body.sender_address)
-        if not decision.allowed:
-            metrics.tx_rejected("rate_limited", "api")
-            raise ApiError(
-                429, "rate_limited", "too many transactions from this account", retry_after=decision.retry_after_header
-            )
-        try:
-            result = self.view.submit_tx(tx, raw)
-        except TxRejected as e:
-            # A resubmitted tx that is already committed is refused on its used nonce (or its expiry); look it
-            # up only then, not on every submission (a store read per tx on the hot path).
-            if _lookup(self.store.tx_location, tx_id) is not None:
-                return tx_id, "final"
-            metrics.tx_rejected(e.code, "api")
-            raise ApiError(400, e.code, e.message) from None
-        except MempoolFull as e:
-            metrics.tx_rejected("mempool_full", "api")
-            raise ApiError(
-                503, "mempool_full", "mempool is full, retry later", retry_after=str(max(1, math.ceil(e.retry_after_s)))
-            ) from None
-        return result.tx_id, result.status
+        status = item.result.status
+        return json_response(SubmitTxResponse(tx_id=item.result.tx_id, status=status),  # type: ignore[arg-type]
+                             200 if status == "final" else 202)
 
     async def submit_batch(self, request: web.Request) -> web.Response:
         """Many txs per request: amortises HTTP and JSON overhead for payment processors and the bench.
 
         Items are independent and admitted in order (a sender's nonces may follow each other in one batch).
-        Backpressure (mempool full, rate limit) refuses the item and every later one, with retry_after set.
+        Backpressure (rate limit, signature queue or mempool full) refuses the item and every later one not
+        yet refused for its own reason, with retry_after set.
         """
         metrics = self.view.metrics
-        try:
-            obj = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
+        self._refuse_if_no_tx_tokens(request)
+        obj = parse_json(await self._read_body(request, self.config.max_batch_body_bytes))
         try:
             req = SubmitBatchRequest.model_validate(obj)
         except ValidationError as e:
             raise ApiError(400, "invalid_request", f"body must be {{\"txs\": [hex, ...]}} of 1..{MAX_BATCH_TXS}: "
                            f"{e.errors()[0]['msg']}") from None
-        results: list[BatchItemResult] = []
-        retry_after: int | None = None
         metrics.tx_received("api", len(req.txs))
-        accepted = 0
-        for text in req.txs:
-            if retry_after is not None:
-                results.append(BatchItemResult(status="rejected", code="backpressure", message="not tried: an earlier item hit backpressure"))
+        items = [_Item(None, b"") for _ in req.txs]
+        retry_after = self._grant_txs(request, items)
+        for item, text in zip(items, req.txs):
+            if item.result is not None:
                 continue
             try:
-                tx, raw = self._decode_tx_hex(text)
-                tx_id, status = self._admit(tx, raw)
-                accepted += status == "accepted"
-                results.append(BatchItemResult(tx_id=tx_id.hex(), status=status))  # type: ignore[arg-type]
+                item.tx, item.raw = self._decode_tx_hex(text)
             except ApiError as e:
-                if e.code == "malformed_tx":
-                    metrics.tx_rejected(e.code, "api")
-                if e.status in (429, 503):
-                    retry_after = int(e.retry_after or 1)
-                results.append(BatchItemResult(status="rejected", code=e.code, message=e.message))
+                metrics.tx_rejected(e.code, "api")
+                item.fail(e)
+        await self._admit(items)
+        results = [item.result for item in items]
+        for item in items:
+            if item.error is not None and item.error.status in (429, 503) and item.error.retry_after:
+                retry_after = item.error.retry_after
+                break
+        accepted = sum(r.status == "accepted" for r in results if r is not None)
         metrics.tx_accepted("api", accepted)
-        rejected = sum(r.status == "rejected" for r in results)
+        rejected = sum(r.status == "rejected" for r in results if r is not None)
         return json_response(
-            SubmitBatchResponse(results=results, accepted=len(results) - rejected, rejected=rejected, retry_after=retry_after),
+            SubmitBatchResponse(results=results, accepted=len(results) - rejected, rejected=rejected,  # type: ignore[arg-type]
+                                retry_after=int(retry_after) if retry_after else None),
             202,
         )
 
+    async def _admit(self, items: list[_Item]) -> None:
+        """Admit the decoded, granted items in order; sets each item's result or error."""
+        todo = [it for it in items if it.result is None and it.tx is not None]
+        todo = self._skip_pending(todo)
+        todo = self._precheck(todo)
+        todo = self._charge_accounts(items, todo)
+        todo = await self._check_signatures(items, todo)
+        self._submit(items, todo)
+
+    def _skip_pending(self, todo: list[_Item]) -> list[_Item]:
+        """A tx already in the mempool is a duplicate: nothing to check."""
+        out = []
+        for it in todo:
+            assert it.tx is not None
+            if self.view.pending_tx(it.tx.tx_id) is not None:
+                it.result = BatchItemResult(tx_id=it.tx.tx_id.hex(), status="duplicate")
+            else:
+                out.append(it)
+        return out
+
+    def _precheck(self, todo: list[_Item]) -> list[_Item]:
+        """Every state rule for the whole batch, no signature: junk is refused here at ~2 us a tx."""
+        verdicts = self.view.precheck_txs([it.tx for it in todo])  # type: ignore[misc]
+        out = []
+        for it, refusal in zip(todo, verdicts):
+            if refusal is None:
+                out.append(it)
+            else:
+                self._refuse(it, refusal)
+        return out
+
+    def _refuse(self, it: _Item, refusal: TxRejected) -> None:
+        assert it.tx is not None
+        # A resubmitted tx that is already committed is refused on its used nonce (or its expiry); look it
+        # up only then, not on every submission (a store read per tx on the hot path).
+        if refusal.code in ("bad_nonce", "expired") and _lookup(self.store.tx_location, it.tx.tx_id) is not None:
+            it.result = BatchItemResult(tx_id=it.tx.tx_id.hex(), status="final")
+            return
+        self.view.metrics.tx_rejected(refusal.code, "api")
+        it.fail(ApiError(400, refusal.code, refusal.message))
+
+    def _backpressure(self, items: list[_Item], first: _Item, error: ApiError) -> None:
+        """`first` is refused with `error`; every later item still undecided is not tried."""
+        self.view.metrics.tx_rejected(error.code, "api")
+        first.fail(error)
+        for it in items[items.index(first) + 1 :]:
+            if it.result is None:
+                it.fail(ApiError(error.status, "backpressure", "not tried: an earlier item hit backpressure",
+                                 retry_after=error.retry_after))
+
+    def _charge_accounts(self, items: list[_Item], todo: list[_Item]) -> list[_Item]:
+        out = []
+        for it in todo:
+            assert it.tx is not None
+            decision = self.limiters.accounts.check(it.tx.body.sender_address)
+            if not decision.allowed:
+                self._backpressure(items, it, ApiError(429, "rate_limited", "too many transactions from this account",
+                                                       retry_after=decision.retry_after_header))
+                break
+            out.append(it)
+        return out
+
+    async def _check_signatures(self, items: list[_Item], todo: list[_Item]) -> list[_Item]:
+        """Ed25519 checks on the worker threads; a tx listed twice in one batch is checked once."""
+        first: dict[bytes, _Item] = {}
+        for it in todo:
+            assert it.tx is not None
+            first.setdefault(it.tx.tx_id, it)
+        unique = list(first.values())
+        try:
+            verdicts = await self.signatures.verify([it.tx for it in unique])  # type: ignore[misc]
+        except SignatureOverload as e:
+            if todo:
+                self._backpressure(items, todo[0], ApiError(
+                    503, "overloaded", "signature checks are backed up, retry later",
+                    retry_after=str(max(1, math.ceil(e.retry_after_s)))))
+            return []
+        for it, ok in zip(unique, verdicts):
+            it.signature_ok = ok
+        for it in todo:
+            assert it.tx is not None
+            it.signature_ok = first[it.tx.tx_id].signature_ok
+        return todo
+
+    def _submit(self, items: list[_Item], todo: list[_Item]) -> None:
+        for it in todo:
+            if it.result is not None:  # refused for backpressure while its signature was being checked
+                continue
+            assert it.tx is not None
+            try:
+                result = self.view.submit_tx(it.tx, it.raw, signature_ok=it.signature_ok)
+            except TxRejected as e:
+                self._refuse(it, e)
+                continue
+            except MempoolFull as e:
+                self._backpressure(items, it, ApiError(
+                    503, "mempool_full", "mempool is full, retry later", retry_after=str(max(1, math.ceil(e.retry_after_s)))))
+                break
+            it.result = BatchItemResult(tx_id=result.tx_id.hex(), status=result.status)
+
     @staticmethod
     def _parse_submission(body: bytes) -> tuple[SignedTx, bytes]:
-        try:
-            obj = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(400, "malformed_json", "request body is not valid JSON") from None
+        obj = parse_json(body)
         if not isinstance(obj, dict) or set(obj) != {"tx"} or not isinstance(obj["tx"], str):
             raise ApiError(400, "invalid_request", 'body must be {"tx": "<hex of signed tx bytes>"}')
         return Handlers._decode_tx_hex(obj["tx"])
@@ -269,9 +435,9 @@ class Handlers:
         loc = _lookup(self.store.tx_location, tx_id)
         if loc is not None:
             height, index = loc
-            block = self._block(height)
-            if block is not None and 0 <= index < len(block.txs):
-                tx = block.txs[index]
+            block = self._block(height, request)
+            if block is not None and 0 <= index < block.tx_count:
+                tx = block.tx(index)
                 return json_response(
                     TxResponse(
                         tx_id=hex_id,
@@ -346,6 +512,9 @@ class Handlers:
     # -- blocks ----------------------------------------------------------------------------------------
 
     async def list_blocks(self, request: web.Request) -> web.Response:
+        """A page of block summaries, newest first. Its cost is bounded twice: a summary never decodes more
+        than a block's header and first txs, and a page stops early (with next_before set) once it has
+        read `blocks_page_max_bytes` of stored blocks."""
         limit = _query_int(request, "limit", DEFAULT_BLOCKS_PAGE, 1, MAX_BLOCKS_PAGE)
         before = _query_int(request, "before", None, 0, 2**63 - 1)
         assert limit is not None
@@ -353,8 +522,10 @@ class Handlers:
         top = head if before is None else min(head, before - 1)
         blocks: list[BlockSummary] = []
         h = top
-        while h >= 0 and len(blocks) < limit:
-            s = self._summary(h)
+        budget = self.config.blocks_page_max_bytes
+        while h >= 0 and len(blocks) < limit and budget > 0:
+            s, cost = self._summary(h)
+            budget -= cost
             if s is not None:
                 blocks.append(s)
             h -= 1
@@ -378,7 +549,7 @@ class Handlers:
         offset = _query_int(request, "tx_offset", 0, 0, 2**31)
         limit = _query_int(request, "tx_limit", DEFAULT_BLOCK_TXS_PAGE, 0, MAX_BLOCK_TXS_PAGE)
         assert offset is not None and limit is not None
-        block = self._block(height) if height <= self.store.head_height else None
+        block = self._block(height, request) if height <= self.store.head_height else None
         if block is None:
             raise ApiError(404, "block_not_found", f"no block at height {height}")
         cert = self._certificate(height)
@@ -391,11 +562,11 @@ class Handlers:
                 header_raw=header.encode().hex(),
                 proposer_address=crypto.format_address(header.proposer),
                 proposer_name=self._names_by_addr.get(header.proposer),
-                tx_count=len(block.txs),
+                tx_count=block.tx_count,
                 tx_ids=[t.hex() for t in block.tx_ids],
-                txs=[render.tx_fields(t) for t in block.txs[offset : offset + limit]],
+                txs=[render.tx_fields(t) for t in block.txs(offset, limit)],
                 tx_offset=offset,
-                evidence_count=len(block.evidence),
+                evidence_count=block.evidence_count,
                 certificate=cert.hex() if cert is not None else None,
                 certificate_decoded=render.decode_certificate(cert),
             )

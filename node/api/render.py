@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 from chain import crypto, merkle
-from chain.block import Block, BlockHeader
+from chain.block import BlockHeader
 from chain.encoding import DecodeError, decode
 from chain.tx import AssetCreate, Burn, Issue, SetIssuer, SignedTx, Transfer, ValidatorUpdate
 
@@ -116,16 +116,23 @@ def decode_certificate(raw: bytes | None) -> Any:
         return None
 
 
-def receipt(block: Block, index: int, certificate: bytes | None) -> Receipt:
+class BlockLike(Protocol):
+    """What a receipt needs of a block: a chain.block.Block or the API's LightBlock."""
+
+    header: BlockHeader
+    tx_ids: list[bytes]
+
+
+def receipt(block: BlockLike, index: int, certificate: bytes | None) -> Receipt:
     header_raw = block.header.encode()
     return Receipt(
-        height=block.height,
+        height=block.header.height,
         index=index,
-        block_hash=block.hash.hex(),
+        block_hash=block.header.hash.hex(),
         header=header_fields(block.header),
         header_raw=header_raw.hex(),
         proof=[p.hex() for p in merkle.inclusion_proof(block.tx_ids, index)],
-        tx_count=len(block.txs),
+        tx_count=len(block.tx_ids),
         certificate=certificate.hex() if certificate is not None else None,
         certificate_decoded=decode_certificate(certificate),
     )

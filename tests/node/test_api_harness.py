@@ -80,20 +80,33 @@ class TestNode:
 
     # -- NodeView ---------------------------------------------------------------------------------
 
-    def submit_tx(self, tx: SignedTx, raw: bytes) -> SubmitResult:
+    def precheck_txs(self, txs: list[SignedTx]) -> list[TxRejected | None]:
+        out: list[TxRejected | None] = []
+        for tx in txs:
+            receipt = check_tx(self.store.state(), tx, self.store.head_height + 1, verify_signature=False,
+                               nonce_window=64)
+            out.append(None if receipt.ok else self._reject(tx, receipt.code.name.lower(), receipt.message))
+        return out
+
+    def submit_tx(self, tx: SignedTx, raw: bytes, signature_ok: bool | None = None) -> SubmitResult:
         if tx.tx_id in self.pending:
             return SubmitResult(tx.tx_id, "duplicate")
         if len(self.pending) >= self.max_mempool:
             raise MempoolFull(2.0)
-        receipt = check_tx(self.store.state(), tx, self.store.head_height + 1, nonce_window=64)
+        if signature_ok is False:
+            raise self._reject(tx, "bad_signature", "signature does not verify")
+        receipt = check_tx(self.store.state(), tx, self.store.head_height + 1, verify_signature=signature_ok is None,
+                           nonce_window=64)
         if not receipt.ok:
-            code = receipt.code.name.lower()
-            self.rejected[tx.tx_id] = (code, receipt.message)
-            while len(self.rejected) > 1000:
-                self.rejected.popitem(last=False)
-            raise TxRejected(code, receipt.message)
+            raise self._reject(tx, receipt.code.name.lower(), receipt.message)
         self.pending[tx.tx_id] = tx
         return SubmitResult(tx.tx_id, "accepted")
+
+    def _reject(self, tx: SignedTx, code: str, message: str) -> TxRejected:
+        self.rejected[tx.tx_id] = (code, message)
+        while len(self.rejected) > 1000:
+            self.rejected.popitem(last=False)
+        return TxRejected(code, message)
 
     def pending_tx(self, tx_id: bytes) -> SignedTx | None:
         return self.pending.get(tx_id)

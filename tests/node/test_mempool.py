@@ -9,7 +9,7 @@ import pytest
 from chain import crypto
 from chain.genesis import Genesis, GenesisAsset, GenesisBalance, GenesisValidator
 from chain.state import build_block, genesis_state
-from chain.tx import SignedTx, Transfer, TxBody
+from chain.tx import Issue, SignedTx, Transfer, TxBody
 from node.mempool import Mempool
 from node.node_view import MempoolFull, TxRejected
 
@@ -67,10 +67,69 @@ def test_rejections_name_the_rule() -> None:
     with pytest.raises(TxRejected) as e:
         pool.add(stale, stale.encode())
     assert e.value.code == "bad_nonce"
-    # a caller that vouches for a signature is trusted for that one tx only
+    # a caller that checked a signature passes its verdict, trusted for that one tx only
     t1 = _tx(ALICE, 1, amount=1)
-    assert pool.add(t1, t1.encode(), signature_checked=True)
+    assert pool.add(t1, t1.encode(), signature_ok=True)
     assert not pool._verified.trusted
+    bad = _tx(ALICE, 2, amount=1)
+    with pytest.raises(TxRejected) as e:
+        pool.add(bad, bad.encode(), signature_ok=False)
+    assert e.value.code == "bad_signature" and pool.rejected(bad.tx_id)[0] == "bad_signature"
+
+
+class _CountingTx:
+    """Counts signature checks of the txs it wraps (patched onto SignedTx for one test)."""
+
+    calls = 0
+
+
+@pytest.fixture
+def sig_checks(monkeypatch: pytest.MonkeyPatch) -> type[_CountingTx]:
+    real = SignedTx.verify_signature
+    _CountingTx.calls = 0
+
+    def counting(self: SignedTx) -> bool:
+        _CountingTx.calls += 1
+        return real(self)
+
+    monkeypatch.setattr(SignedTx, "verify_signature", counting)
+    return _CountingTx
+
+
+def test_state_rules_run_before_the_signature(sig_checks: type[_CountingTx]) -> None:
+    """Junk from an unfunded key, a used nonce or a non-issuer costs no Ed25519 check (issue 13, item 4)."""
+    pool = _pool()
+    stranger = crypto.PrivateKey(b"\x09" * 32)
+    junk = [
+        _tx(stranger, 0),  # holds nothing
+        _tx(ALICE, 0, amount=5000),  # more than Alice has
+        _tx(ALICE, 3),  # nonce gap
+        TxBody("test", stranger.public_key, 0, 100, Issue(stranger.address, "USD", 5)).sign(stranger),  # not issuer
+    ]
+    for tx in junk:
+        with pytest.raises(TxRejected):
+            pool.add(tx, tx.encode())
+    assert [pool.rejected(t.tx_id)[0] for t in junk] == ["insufficient_funds", "insufficient_funds", "bad_nonce",
+                                                         "not_issuer"]
+    assert sig_checks.calls == 0
+    good = _tx(ALICE, 0)
+    assert pool.add(good, good.encode()) and sig_checks.calls == 1
+
+
+def test_precheck_judges_a_batch_in_order_without_touching_the_pool(sig_checks: type[_CountingTx]) -> None:
+    pool = _pool()
+    first = _tx(ALICE, 0, amount=600)
+    pool.add(first, first.encode())
+    calls = sig_checks.calls
+    # Alice's next nonces in one batch: each judged after the earlier ones; BOB spends what Alice's batch
+    # gives him; a forged signature passes (the signature is not precheck's business); the pooled tx is None.
+    batch = [_tx(ALICE, 1, amount=300), _tx(ALICE, 2, amount=50), _tx(BOB, 0, amount=250, to=ALICE.address),
+             dataclasses.replace(_tx(ALICE, 3, amount=1), signature=bytes(64)), first, _tx(ALICE, 4, amount=1000)]
+    verdicts = pool.precheck(batch)
+    assert [v if v is None else v.code for v in verdicts] == [None, None, None, None, None, "insufficient_funds"]
+    assert sig_checks.calls == calls
+    assert len(pool) == 1 and pool.pending_nonce(ALICE.address) == 1 and pool.pending_nonce(BOB.address) == 0
+    assert pool.rejected(batch[5].tx_id)[0] == "insufficient_funds"
 
 
 def test_bounds_give_backpressure() -> None:
@@ -138,7 +197,7 @@ def test_fast_rebase_equals_full_recheck(foreign: bool) -> None:
     assert pool._since_rebuild == 1  # took the fast path
     full = Mempool(new_state, max_txs=100, max_bytes=1 << 20, max_per_account=50)
     for t in pool.txs():
-        full.add(t, t.encode(), signature_checked=True)
+        full.add(t, t.encode(), signature_ok=True)
     addrs = [ALICE.address, BOB.address, VAL.address]
     assert _view(pool, addrs) == _view(full, addrs)
     assert [t.tx_id for t in pool.reap(10)] == [t.tx_id for t in pooled[3:6]]
