@@ -23,11 +23,14 @@ from chain.encoding import (
 )
 from chain.tx import MAX_CHAIN_ID_BYTES
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+"""2: STATUS carries the commit certificate of the announced head (version 1 sent the height alone)."""
 MAX_TXS_PER_MSG = MAX_BLOCK_TXS
 MAX_BLOCKS_PER_REQUEST = 64
 """A BLOCK_RESPONSE must also fit in one frame; the responder stops adding blocks before that."""
 MAX_HELLO_BYTES = 256
+MAX_STATUS_CERT_BYTES = 128 * 1024
+"""Room for a commit certificate of the largest validator set (1,024 signers of ~110 bytes each)."""
 
 
 class MsgType(IntEnum):
@@ -148,16 +151,23 @@ class BlockResponse:
 
 @dataclass(frozen=True, slots=True)
 class Status:
+    """The sender's head height and the commit certificate of that block (empty at height 0).
+
+    The certificate lets a receiver that is behind check the claim (2f+1 signatures) instead of
+    trusting it: block sync asks only peers whose height is proven (`network.sync`). This module
+    checks only the shape; the node decodes and verifies the certificate when it needs to."""
+
     TYPE = MsgType.STATUS
     height: int
+    certificate: bytes = b""
 
     def body(self) -> Any:
-        return [self.height]
+        return [self.height, self.certificate]
 
     @classmethod
     def from_body(cls, body: Any) -> "Status":
-        (h,) = want_list(body, 1, "status")
-        return cls(want_int(h, "status height"))
+        h, c = want_list(body, 2, "status")
+        return cls(want_int(h, "status height"), want_bytes(c, "status certificate", max_len=MAX_STATUS_CERT_BYTES))
 
 
 Message = Union[Ping, Hello, Txs, Consensus, BlockRequest, BlockResponse, Status]

@@ -17,6 +17,10 @@ PENALTIES: dict[str, float] = {
     "invalid_message": 20.0,
     "invalid_block": 60.0,
     "invalid_tx": 5.0,
+    # Block sync (network/sync.py): small, because an honest but slow or overloaded peer can time out
+    # too; the back-off, not the ban, is what keeps a peer that never answers from costing us time.
+    "sync_timeout": 10.0,
+    "sync_useless": 10.0,
 }
 DEFAULT_PENALTY = 10.0
 

@@ -35,9 +35,10 @@ from consensus.messages import decode_message as decode_consensus
 from consensus.signer import FileSignerState, GuardedSigner
 from consensus.wal import FileWAL
 from network import messages as netmsg
-from network.peers import NetworkConfig, PeerManager
-from network.transport import LinkConfig
+from network.peers import PeerManager
+from network.sync import PENALTY_TIMEOUT, SyncPlanner
 from node import __version__, byzantine, faults, halt
+from node import blocksync
 from node.api.app import create_app
 from node.api.config import ApiConfig
 from node.clock import Clock
@@ -94,13 +95,7 @@ class Node:
             genesis_hash=genesis.hash,
             allowed_keys=self._allowed_peer_keys,
             height=lambda: self.store.head_height,
-            config=NetworkConfig(
-                listen_host=config.p2p.listen_host,
-                listen_port=config.p2p.listen_port,
-                peers=tuple(_split_host_port(p) for p in config.p2p.peers),
-                link=LinkConfig(max_frame=config.p2p.max_frame_bytes, send_queue_items=config.p2p.send_queue_len),
-                max_inbound=config.p2p.max_inbound,
-            ),
+            config=config.p2p.network_config(),
             on_connected=lambda info: self.metrics.set_peers(len(self.network.connected_peers())),
             on_disconnected=lambda pk, why: self.metrics.set_peers(len(self.network.connected_peers())),
         )
@@ -125,7 +120,7 @@ class Node:
         self._gossip_out: list[bytes] = []
         self._gossip_wake = asyncio.Event()
         self._submit_times: OrderedDict[bytes, float] = OrderedDict()
-        self._sync_inflight: float = 0.0
+        self._sync = SyncPlanner(config.p2p.sync_config())
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
         self._stopped = asyncio.Event()
@@ -224,8 +219,7 @@ class Node:
         elif isinstance(msg, netmsg.Txs):
             self._receive_gossip(peer, msg.txs)
         elif isinstance(msg, netmsg.Status):
-            self.peer_heights[peer] = msg.height
-            self._maybe_sync()
+            self._on_peer_status(peer, msg)
         elif isinstance(msg, netmsg.BlockRequest):
             self._serve_blocks(peer, msg)
         elif isinstance(msg, netmsg.BlockResponse):
@@ -288,30 +282,46 @@ class Node:
             self._maybe_sync()
 
     # -- block sync --------------------------------------------------------------------------------
+    # Whom to ask and whom to blame is network.sync.SyncPlanner's job (random peer among those proven
+    # ahead, request deadline, penalty and back-off); what an answer proves is node.blocksync's.
 
-    def _best_peer(self) -> tuple[bytes, int] | None:
-        connected = set(self.network.connected_peers())
-        best = max(((h, pk) for pk, h in self.peer_heights.items() if pk in connected), default=None)
-        return (best[1], best[0]) if best else None
+    def _on_peer_status(self, peer: bytes, msg: netmsg.Status) -> None:
+        """Record a peer's claim; verify its head certificate when that would prove it ahead of us.
+
+        A certificate that does not match the claimed height raises (the receive loop penalises the
+        peer: honest nodes never send one); one that does not verify leaves the claim unproven."""
+        self.peer_heights[peer] = msg.height
+        head = self.store.head_height
+        self._sync.on_status(peer, msg.height)
+        if self._sync.wants_proof(peer, msg.height, head, time.monotonic()):
+            cert = blocksync.status_certificate(msg)
+            if cert is not None and blocksync.proves_height(cert, self.store.state().validators, self.genesis.chain_id):
+                self._sync.on_proven(peer, msg.height)
+        self._maybe_sync()
 
     def sync_state(self) -> str:
-        best = self._best_peer()
-        return "catching_up" if best and best[1] > self.store.head_height + 1 else "synced"
+        """"synced", "catching_up" or "no_peers": never "synced" without a connected peer (unless this
+        validator is the whole network) or while behind a height a peer proved."""
+        alone = not (self._allowed_peer_keys() - {self.key.public_key})
+        return self._sync.state(self.store.head_height, set(self.network.connected_peers()), alone)
 
     def _maybe_sync(self) -> None:
-        best = self._best_peer()
-        if not best or best[1] <= self.store.head_height:
+        """Blame a request past its deadline, then send the next one if a usable peer is ahead."""
+        if self.halted_because is not None:
             return
         now = time.monotonic()
-        if now - self._sync_inflight < 2.0:
-            return
-        self._sync_inflight = now
-        count = min(SYNC_BATCH, best[1] - self.store.head_height)
-        self.network.send(best[0], netmsg.BlockRequest(self.store.head_height + 1, count))
+        for peer in self._sync.expire(now):
+            log.info("block request to peer %s timed out", peer.hex()[:16])
+            self.network.penalize(peer, PENALTY_TIMEOUT)
+        req = self._sync.next_request(self.store.head_height, set(self.network.connected_peers()), now)
+        if req is not None and not self.network.send(req.peer, netmsg.BlockRequest(req.from_height, req.count)):
+            self._sync.cancel(req)
 
     def _status_message(self) -> netmsg.Status:
-        """Our STATUS: the head height (a test-only byzantine mode may lie about it)."""
-        return netmsg.Status(byzantine.announced_height(byzantine.modes(), self.store.head_height))
+        """Our STATUS: head height and its commit certificate, so a peer can check the claim."""
+        head = self.store.head_height
+        honest = netmsg.Status(head, self.store.get_certificate(head) or b"")
+        return byzantine.announced_status(byzantine.modes(), self.key, self.genesis.chain_id, honest)
 
     def _serve_blocks(self, peer: bytes, req: netmsg.BlockRequest) -> None:
         if not byzantine.serves_blocks(byzantine.modes()):
@@ -329,18 +339,61 @@ class Node:
             self.network.send(peer, netmsg.BlockResponse(tuple(out)))
 
     def _apply_synced(self, peer: bytes, resp: netmsg.BlockResponse) -> None:
-        self._sync_inflight = 0.0
-        for block_bytes, cert_bytes in resp.blocks:
-            cert = CommitCertificate.decode(cert_bytes)
-            if cert.height != self.store.head_height + 1:
-                continue
-            before = self.store.head_height
-            self.driver.commit_synced(block_bytes, cert)
-            if self.store.head_height == before:
-                log.warning("peer %s sent a block %d that did not verify", peer.hex()[:16], cert.height)
-                self.network.penalize(peer, "invalid_message")
-                return
+        """Apply an answer to our block request; judge the peer by what it proved, not by our state."""
+        req = self._sync.take(peer)
+        if req is None:
+            return  # we asked this peer nothing (or already judged its answer): never apply unasked blocks
+        good, fault = self._apply_answer(peer, req.from_height, resp.blocks)
+        reason = self._sync.on_answer(req, good, fault, time.monotonic())
+        if reason is not None:
+            log.warning("peer %s: bad block-sync answer (%s)", peer.hex()[:16], reason)
+            self.network.penalize(peer, reason)
         self._maybe_sync()
+
+    def _apply_answer(
+        self, peer: bytes, from_height: int, blocks: tuple[tuple[bytes, bytes], ...]
+    ) -> tuple[int, str | None]:
+        """Commit an answer's blocks in order; return (blocks from `from_height` on that it delivered,
+        the peer's fault or None). Blocks we committed meanwhile through consensus still count: the
+        peer answered as asked. An answer may start earlier than asked (a late answer to an older
+        request), never later, and has no gaps."""
+        good = 0
+        expected: int | None = None
+        for block_bytes, cert_bytes in blocks:
+            try:
+                cert = CommitCertificate.decode(cert_bytes)
+            except DecodeError:
+                return good, blocksync.INVALID_BLOCK
+            if cert.height != expected if expected is not None else cert.height > from_height:
+                return good, "sync_useless"  # skips what we asked for, or has a gap
+            expected = cert.height + 1
+            head = self.store.head_height
+            if cert.height <= head:
+                good += cert.height >= from_height
+                continue
+            fault = self._commit_certified(peer, block_bytes, cert)
+            if fault is not None:
+                return good, fault
+            good += 1
+            if self.store.head_height == head:
+                break  # certified, yet not committed here: our own state's problem, not the peer's
+        return good, None
+
+    def _commit_certified(self, peer: bytes, block_bytes: bytes, cert: CommitCertificate) -> str | None:
+        """Hand one block to consensus if it is provably the certified block for our next height;
+        else return the peer's fault. Whatever happens after that is not the peer's doing."""
+        if not self.driver.certificate_verifies(cert):
+            log.warning("peer %s sent block %d with a certificate that does not verify", peer.hex()[:16], cert.height)
+            return blocksync.INVALID_BLOCK
+        problem = blocksync.certified_block_problem(block_bytes, cert, self.mempool.get)
+        if problem is not None:
+            log.warning("peer %s sent block %d that is not the certified block: %s", peer.hex()[:16], cert.height, problem)
+            return blocksync.INVALID_BLOCK
+        before = self.store.head_height
+        self.driver.commit_synced(block_bytes, cert)
+        if self.store.head_height == before and self.halted_because is None:
+            log.warning("certified block %d from peer %s was not committed here (peer not blamed)", cert.height, peer.hex()[:16])
+        return None
 
     # -- commits -----------------------------------------------------------------------------------
 
@@ -466,11 +519,6 @@ class Node:
 
     def validator_last_signed(self) -> dict[bytes, int]:
         return dict(self._last_signed)
-
-
-def _split_host_port(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    return host, int(port)
 
 
 def load_cert(config: NodeConfig) -> bytes:

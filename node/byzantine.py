@@ -7,8 +7,9 @@ operator cannot switch it on by editing a file). Modes, comma-separated:
   as evidence;
 - "garbage": every consensus message is followed by undecodable consensus bytes and a batch of junk
   transactions -- honest nodes must drop them, penalise this peer and keep committing;
-- "lie_height": every STATUS announces height 2^62 and no BLOCK_REQUEST is ever answered -- a node
-  that fell behind must still catch up from the honest peers (block sync must not trust the claim);
+- "lie_height": every STATUS announces height 2^62 (with the best "proof" one validator can make: a
+  certificate holding only its own precommit) and no BLOCK_REQUEST is ever answered -- a node that
+  fell behind must still catch up from the honest peers (block sync must not trust the claim);
 - "mute_sync": STATUS is truthful but no BLOCK_REQUEST is ever answered -- the peer looks as good as
   an honest one, so sync requests to it must time out, be penalised and back off.
 """
@@ -17,9 +18,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from functools import cache
 
-from chain.crypto import PrivateKey
-from consensus.messages import Message, Vote, encode_message
+from chain.crypto import PrivateKey, sha256
+from consensus.certificate import CommitCertificate
+from consensus.messages import Message, Vote, VoteType, encode_message
 from network import messages as netmsg
 
 ENV_VAR = "PAYNET_UNSAFE_BYZANTINE_TEST_MODE"
@@ -48,9 +51,20 @@ def wrap_broadcast(
     return broadcast
 
 
-def announced_height(active: frozenset[str], height: int) -> int:
-    """The height this node puts in its STATUS: the truth unless it lies on purpose."""
-    return LIE_HEIGHT if "lie_height" in active else height
+def announced_status(active: frozenset[str], key: PrivateKey, chain_id: str, honest: netmsg.Status) -> netmsg.Status:
+    """The STATUS this node sends: `honest` unless a mode makes it lie about its height."""
+    if "lie_height" in active:
+        return _lie(key, chain_id)
+    return honest
+
+
+@cache
+def _lie(key: PrivateKey, chain_id: str) -> netmsg.Status:
+    # One fixed block hash: the liar signs a single precommit at 2^62, never two conflicting ones.
+    block_hash = sha256(b"paynet lie_height test mode")
+    vote = Vote.create(key, chain_id, VoteType.PRECOMMIT, LIE_HEIGHT, 0, block_hash)
+    cert = CommitCertificate(LIE_HEIGHT, 0, block_hash, ((key.public_key, vote.signature),))
+    return netmsg.Status(LIE_HEIGHT, cert.encode())
 
 
 def serves_blocks(active: frozenset[str]) -> bool:

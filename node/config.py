@@ -12,6 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from network.peers import NetworkConfig
+from network.sync import SyncConfig
+from network.transport import LinkConfig
+
 from node.api.config import ApiConfig
 
 
@@ -53,12 +57,43 @@ class P2PSection(_Section):
     observers: list[str] = Field(default_factory=list, description="hex Ed25519 keys of non-validator peers allowed")
     max_frame_bytes: int = Field(16 * 1024 * 1024, ge=64 * 1024, description="largest frame accepted from a peer")
     send_queue_len: int = Field(4096, ge=16, description="frames queued per peer before gossip is dropped")
-    max_inbound: int = Field(64, ge=1)
+    max_inbound: int = Field(64, ge=1, description="established (authenticated) inbound peer links")
+    max_handshakes: int = Field(
+        32, ge=1, description="inbound TLS handshakes in progress at once (a pool apart from established links)"
+    )
+    max_handshakes_per_ip: int = Field(4, ge=1, description="inbound handshakes in progress from one address")
+    handshake_timeout_ms: int = Field(
+        3000, ge=100, description="an inbound connection must finish TLS and HELLO within this, or it is dropped"
+    )
+    inbox_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024 * 1024, description="bytes of received messages waiting for the node"
+    )
+    sync_batch: int = Field(32, ge=1, le=64, description="blocks asked for in one block-sync request")
+    sync_request_timeout_ms: int = Field(
+        3000, ge=100, description="a peer that does not answer a block request within this is penalised and backed off"
+    )
 
     @field_validator("peers")
     @classmethod
     def _peers(cls, v: list[str]) -> list[str]:
         return [_host_port(p) for p in v]
+
+    def network_config(self) -> NetworkConfig:
+        """The peer manager's settings from this section (one place maps config names to network ones)."""
+        return NetworkConfig(
+            listen_host=self.listen_host,
+            listen_port=self.listen_port,
+            peers=tuple((h, int(p)) for h, _, p in (a.rpartition(":") for a in self.peers)),
+            link=LinkConfig(max_frame=self.max_frame_bytes, send_queue_items=self.send_queue_len),
+            max_inbound=self.max_inbound,
+            max_handshakes=self.max_handshakes,
+            max_handshakes_per_ip=self.max_handshakes_per_ip,
+            inbound_handshake_timeout=self.handshake_timeout_ms / 1000,
+            inbox_bytes=self.inbox_bytes,
+        )
+
+    def sync_config(self) -> SyncConfig:
+        return SyncConfig(batch=self.sync_batch, request_timeout=self.sync_request_timeout_ms / 1000)
 
 
 class ApiSection(ApiConfig):

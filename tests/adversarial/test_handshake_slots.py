@@ -9,9 +9,11 @@ the attack runs, validator 3 is restarted; it must get back its links to all thr
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -108,6 +110,16 @@ def _time_to_all_peers(net: LocalNet, i: int, limit: float) -> tuple[float, int]
     return time.monotonic() - t0, peers
 
 
+def _slot_pressure(net: LocalNet, i: int) -> dict[str, int]:
+    """Node i's handshake-pool counters from /metrics, if the attack has shown up in them yet."""
+    with urllib.request.urlopen(net.nodes[i].api_url + "/metrics", timeout=3) as resp:
+        text = resp.read().decode()
+    names = ("handshakes_evicted", "refused_handshake_per_ip", "refused_handshake_limit", "handshake_failures")
+    found = {n: int(float(m.group(1))) for n in names
+             if (m := re.search(rf'paynet_p2p\{{counter="{n}"\}} ([0-9.e+]+)', text))}
+    return found if found.get("handshakes_evicted", 0) + found.get("refused_handshake_per_ip", 0) > 0 else {}
+
+
 def test_restarted_validator_reconnects_under_slot_attack(tmp_path) -> None:
     net = LocalNet.provision(tmp_path, validators=4, base_port=34250, demo_accounts=1)
     attacker = SlotAttacker([n.p2p_port for n in net.nodes])
@@ -123,6 +135,8 @@ def test_restarted_validator_reconnects_under_slot_attack(tmp_path) -> None:
         print(f"\nrestarted validator: {peers}/3 peers, {seconds:.1f} s after restart, under attack "
               f"({attacker.opened} attacker connections opened)")
         assert peers == 3, f"only {peers}/3 peers {RECONNECT_LIMIT_S:.0f} s after the restart"
+        pressure = net.wait_for(lambda: _slot_pressure(net, 3), 5, "the attack showing in node 3's p2p counters")
+        print(f"node 3 p2p counters under attack: {pressure}")
         height = net.height(0) or 0
         net.wait_height(height + 2, timeout=30)  # and the four keep committing together
     finally:

@@ -51,5 +51,13 @@ def test_lagging_node_catches_up_despite_a_lying_peer(tmp_path, liar_mode: str) 
         assert seconds < CATCH_UP_LIMIT_S, f"{behind} blocks behind took {seconds:.1f} s with a {liar_mode} peer"
         net.wait_for(lambda: net.get(3, "/status")["sync_state"] == "synced", 10, "node 3 reports synced")
         assert "UNSAFE byzantine test mode" in net.nodes[0].log_path.read_text()
+        # Only the liar may have been blamed (a timed-out request); the honest peers never.
+        log = net.nodes[3].log_path.read_text()
+        liar = net.nodes[0].pubkey.hex()[:16]
+        for honest in (net.nodes[1].pubkey.hex()[:16], net.nodes[2].pubkey.hex()[:16]):
+            assert f"peer {honest}" not in log, f"honest peer {honest} was blamed by the lagging node"
+        assert "bad block-sync answer" not in log
+        timeouts = [line for line in log.splitlines() if "timed out" in line]
+        assert all(liar in line for line in timeouts)
     finally:
         net.stop_all()
