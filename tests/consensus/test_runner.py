@@ -318,3 +318,31 @@ def test_base_exceptions_propagate_and_do_not_halt() -> None:
     io.broadcast = original  # type: ignore[method-assign]
     runner.submit(TimeoutFired(1, 0, Step.PROPOSE))  # the loop is usable again (not stuck "draining")
     assert runner.core.step_p >= Step.PREVOTE
+
+
+# ---- resume ------------------------------------------------------------------------------------
+
+
+def test_resume_continues_the_wal_height_when_it_is_the_next_one() -> None:
+    io = RecordingIO()
+    runner = ConsensusRunner(ConsensusCore(CHAIN, ME), io)
+    runner.submit(NewHeight(1, VSET))
+    runner.submit(ProposalReceived(proposal(0, "A")))
+    [sent] = [c for c in io.calls if c[0] == "send"]
+    io2 = RecordingIO(wal=list(io.wal))
+    resumed = ConsensusRunner.resume(CHAIN, ME, list(io.wal), 0, VSET, None, io2)
+    assert (resumed.core.height, resumed.core.step_p) == (1, Step.PREVOTE)
+    assert [c for c in io2.calls if c[0] == "send"] == [sent]  # re-sends its prevote, nothing new
+    assert io2.calls.index(["sync"]) < io2.calls.index(sent)  # after making the replayed WAL durable
+
+
+def test_resume_with_a_stale_wal_starts_the_next_height_fresh() -> None:
+    io = RecordingIO()
+    runner = ConsensusRunner(ConsensusCore(CHAIN, ME), io)
+    runner.submit(NewHeight(1, VSET))
+    runner.submit(ProposalReceived(proposal(0, "A")))
+    io2 = RecordingIO()
+    resumed = ConsensusRunner.resume(CHAIN, ME, list(io.wal), 1, VSET, None, io2)  # the store holds height 1
+    assert (resumed.core.height, resumed.core.round, resumed.core.step_p) == (2, 0, Step.PROPOSE)
+    assert io2.calls[0][0] == "wal" and io2.calls[0][2] is True  # a new height starts the WAL over
+    assert not [c for c in io2.calls if c[0] == "send"]
