@@ -1,5 +1,7 @@
-"""Sans-I/O Tendermint BFT consensus (Algorithm 1 of arXiv:1807.04938), its WAL and a simulator.
+"""Sans-I/O Tendermint BFT consensus (Algorithm 1 of arXiv:1807.04938), its runner, signer, WAL and a simulator.
 
 Imports only `chain`. The core (`consensus.core.ConsensusCore`) never touches a socket, a clock,
-a file or a random number generator: the driver feeds it events and executes the actions it returns.
+a file or a random number generator; `consensus.runner.ConsensusRunner` feeds it events and executes
+the actions it returns through a host's `ConsensusIO` (the node driver, or the simulator), and every
+signature goes through `consensus.signer` (the double-sign guard).
 """

@@ -268,7 +268,7 @@ class ConsensusCore:
         audience, or they can never accept its proof-of-lock round (line 28). Re-sending is cheap:
         receivers drop exact duplicates before any signature check.
         """
-        if self.height < 0 or self.step_p == Step.COMMITTED:
+        if self.height < 0 or self.step_p == Step.COMMITTED or self.halted is not None:
             return []
         msgs: list[Message] = [p for _, p in sorted(self._h.own_proposals.items())]
         msgs += [v for _, v in sorted(self._h.own_votes.items())]

@@ -1,14 +1,16 @@
-"""Events the driver feeds into the core, and actions the core hands back.
+"""Events fed into the core, and actions the core hands back.
 
-The contract with the driver (node or simulator):
-- feed every event through `ConsensusCore.step(event)` and execute the returned actions IN ORDER;
-- `PersistWal` must be durably written (fsync'd) before any action after it is executed -- in
-  particular before a `Broadcast` of the node's own vote or proposal that follows it. That ordering
-  is what lets a restarted node prove to itself what it already signed, so it never signs a
-  conflicting vote after a crash;
+`consensus.runner.ConsensusRunner` is the one implementation of the contract below (node and simulator
+both use it); it is spelled out here for anyone reading the core on its own:
+- feed every event through `ConsensusCore.step(event)` and execute the returned actions IN ORDER,
+  never stepping the core from inside that loop (queue synchronous answers behind the rest);
+- `PersistWal` must be durably written (fsync'd) before any `Broadcast` or `Commit` after it. That
+  ordering is what lets a restarted node prove to itself what it already signed; the signer state
+  (written before a signature is returned) covers what a crash cut off the WAL's unsynced tail;
 - answer `BuildProposal` with `ProposalValueReady` (whenever the value is ready; late answers are
   ignored), `ValidateBlock` with `BlockValidated`, `ScheduleTimeout` with `TimeoutFired` after the
-  delay, and `Commit` (after applying the block) with `NewHeight` for the next height.
+  delay, and `Commit` (after applying the block) with `NewHeight` for the next height;
+- `Halt` stops consensus on the node for good.
 """
 
 from __future__ import annotations
