@@ -218,6 +218,9 @@ class ConsensusCore:
         self._h = _Height()
         self._future: dict[Message, bytes] = {}  # verified next-height messages, arrival order -> quota key
         self._future_count: dict[bytes, int] = {}
+        self.future_dropped: dict[bytes, int] = {}
+        """Next-height messages refused because their sender's quota was full, by sender (b"" for
+        senders outside the validator set): for the host's metrics and peer scoring."""
         self._out: list[Action] = []
         self._replaying = False
         self._last_decided = -1
@@ -395,6 +398,7 @@ class ConsensusCore:
         sender = msg.validator if isinstance(msg, Vote) else msg.proposer
         key = sender if sender in self.validators else b""
         if self._future_count.get(key, 0) >= self._future_quota():
+            self.future_dropped[key] = self.future_dropped.get(key, 0) + 1
             return
         if not verified and not msg.verify(self.chain_id, self.verifier):
             return

@@ -179,6 +179,7 @@ def test_junk_future_votes_from_one_validator_cannot_crowd_out_the_next_proposal
     for r in range(1000):
         n.feed(VoteReceived(Vote.create(flooder, CHAIN, PV, 2, r, None)))
     n.feed(ProposalReceived(proposal(0, "B", height=2)))
+    assert n.core.future_dropped == {flooder.public_key: 1000 - 200}  # quota 1000 // (4 + 1)
     out = n.feed(CommitReceived(certificate(1, "A"), payload("A")))
     out += n.feed(NewHeight(2, VSET))
     assert [v.block_hash for v in of(out, ValidateBlock) if v.height == 2] == [bhash("B")]
