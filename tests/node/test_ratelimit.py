@@ -48,6 +48,44 @@ def test_cost_larger_than_burst_never_passes_but_gives_finite_wait() -> None:
     assert not d.allowed and d.retry_after_s == 2.0
 
 
+def test_take_up_to_grants_what_is_there_and_prices_the_rest() -> None:
+    """A batch is charged per tx: 1,000 txs cost 1,000 tokens, granted as far as the bucket goes."""
+    b = TokenBucket(rate=100.0, burst=250.0, now=0.0)
+    assert b.take_up_to(0.0, 200) == (200, Decision(True, 0.0))
+    granted, d = b.take_up_to(0.0, 1000)
+    assert granted == 50 and not d.allowed and d.retry_after_s == pytest.approx(2.5)  # a full bucket, capped
+    granted, d = b.take_up_to(0.0, 10)
+    assert granted == 0 and d.retry_after_s == pytest.approx(0.1)
+    assert b.take_up_to(0.1, 10)[0] == 10
+
+
+def test_charge_goes_into_debt_and_delays_later_requests() -> None:
+    """Body bytes are known only once read: let a request in while the bucket is not empty, then charge
+    all of it, so the long-run byte rate holds whatever one body weighs."""
+    b = TokenBucket(rate=1000.0, burst=2000.0, now=0.0)
+    assert b.peek(0.0).allowed
+    b.charge(0.0, 5000)
+    d = b.peek(0.0)
+    assert not d.allowed and d.retry_after_s == pytest.approx(3.001)
+    assert not b.peek(3.0).allowed and b.peek(3.002).allowed
+    assert b.tokens == pytest.approx(-3000 + 3002)  # peek takes nothing
+
+
+def test_keyed_take_up_to_charge_and_peek() -> None:
+    clock = Clock()
+    lim = KeyedRateLimiter(10.0, 20.0, clock=clock)
+    assert lim.peek("new").allowed and len(lim) == 0  # peeking creates no bucket
+    assert lim.take_up_to("a", 30)[0] == 20
+    lim.charge("b", 25)
+    assert not lim.peek("b").allowed and lim.peek("c").allowed
+    clock.t += 0.61
+    assert lim.peek("b").allowed
+    off = KeyedRateLimiter(0, 1, clock=clock)
+    assert off.take_up_to("x", 10**6) == (10**6, Decision(True, 0.0))
+    off.charge("x", 10**9)
+    assert off.peek("x").allowed and len(off) == 0
+
+
 def test_retry_after_header_is_whole_seconds_at_least_one() -> None:
     assert Decision(False, 0.01).retry_after_header == "1"
     assert Decision(False, 1.0).retry_after_header == "1"
