@@ -24,7 +24,10 @@ HOME_OPTION = click.option(
 
 
 def _passphrase(env_var: str, prompt: str, confirm: bool = False) -> str:
-    value = os.environ.get(env_var)
+    """From `env_var` (then removed from this process's environment: chain.keystore.take_env_secret) or a prompt."""
+    from chain.keystore import take_env_secret
+
+    value = take_env_secret(env_var)
     if value is not None:
         return value
     if not sys.stdin.isatty():
@@ -57,6 +60,19 @@ def check_consensus_wal(path: Path, chain_id: str, key: crypto.PrivateKey) -> No
         ) from None
 
 
+FOREIGN_SECRETS = ("PAYNET_CA_PASSPHRASE", "PAYNET_WALLET_PASSPHRASE")
+"""Secrets a validator process never needs; if its environment has them (a shared shell, a local testnet),
+they are removed at start so they are not readable in /proc/PID/environ nor inherited by children."""
+
+
+def _drop_foreign_secrets() -> None:
+    from chain.keystore import take_env_secret
+
+    for name in FOREIGN_SECRETS:
+        if take_env_secret(name) is not None:
+            logging.getLogger("paynet.node").warning("%s was set in the node's environment; removed (never needed)", name)
+
+
 @click.group()
 def main() -> None:
     """paynet validator node."""
@@ -83,6 +99,29 @@ def init(home: Path, name: str, p2p_host: str, p2p_port: int, api_host: str, api
     except (FileExistsError, KeystoreError, ConfigError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps({"home": str(home), "pubkey": pk.hex(), "address": crypto.format_address(crypto.address_of(pk))}))
+
+
+@main.command()
+@HOME_OPTION
+def rekey(home: Path) -> None:
+    """Re-encrypt this node's identity key with the validator KDF class (same key, stronger file).
+
+    For a key file made before the validator class existed, or in test mode; the node refuses to start
+    with a weaker one. Uses the passphrase from the configured file or env var (or a prompt)."""
+    from node.provision import node_key_kdf, node_passphrase, rekey_keystore
+
+    try:
+        config = NodeConfig.load(home)
+        try:
+            passphrase = node_passphrase(config)
+        except KeystoreError:
+            passphrase = _passphrase(config.node.passphrase_env, "Key passphrase")
+        key_path = config.path(config.node.key_file)
+        kdf = node_key_kdf()
+        rekey_keystore(key_path, passphrase, kdf)
+    except (ConfigError, KeystoreError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({"key": str(key_path), "kdf": str(kdf)}))
 
 
 @main.command("show-identity")
@@ -115,6 +154,21 @@ def ca_create(ca_dir: Path) -> None:
     except (KeystoreError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(str(ca_dir / "ca.crt"))
+
+
+@ca.command("rekey")
+@click.option("--dir", "ca_dir", type=click.Path(path_type=Path), required=True)
+def ca_rekey(ca_dir: Path) -> None:
+    """Re-encrypt the CA key with the validator KDF class; converts an old PEM CA key and deletes it."""
+    from network.pki import PkiError
+    from node.provision import node_key_kdf, rekey_ca
+
+    passphrase = _passphrase("PAYNET_CA_PASSPHRASE", "CA passphrase")
+    try:
+        path = rekey_ca(ca_dir, passphrase)
+    except (PkiError, KeystoreError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({"key": str(path), "kdf": str(node_key_kdf())}))
 
 
 @ca.command("issue")
@@ -188,6 +242,7 @@ def run(home: Path) -> None:
             level=config.node.log_level,
             format=f"%(asctime)s %(levelname)s [{config.node.name}] %(name)s: %(message)s",
         )
+        _drop_foreign_secrets()
         genesis = Genesis.load(config.path(config.node.genesis_file))
         key = unlock_node_key(config)
         cert = load_cert(config)
