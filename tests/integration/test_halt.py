@@ -105,3 +105,21 @@ def test_undecidable_block_halts_the_node_and_it_stays_halted(tmp_path_factory: 
         assert not net.get(FAULTY, "/status")["halted"]
     finally:
         net.stop_all()
+
+
+def test_wal_write_failure_halts_before_anything_is_sent(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A consensus WAL that cannot be written (full or failing disk) stops consensus on that node: it must
+    never send a vote it could not log first. The test-only switch fails every WAL append from the 40th."""
+    root = tmp_path_factory.mktemp("walhaltnet")
+    net = LocalNet.provision(root, validators=4, base_port=29110, demo_accounts=1)
+    try:
+        for i in range(4):
+            net.start(i, {"PAYNET_UNSAFE_FAIL_WAL_TEST_AFTER": "40"} if i == FAULTY else None)
+        status = net.wait_for(lambda: _halted(net, FAULTY), 60, f"node {FAULTY} to report halted")
+        assert "PersistWal" in status["halt_reason"] or "WAL" in status["halt_reason"]
+        halted_at = status["consensus"]["height"]
+        net.wait_height(halted_at + 3, nodes=[0, 1, 2], timeout=60)
+        assert _last_signed(net, 0, FAULTY) < halted_at, "a vote left after its WAL write failed"
+        assert _health(net, FAULTY)[0] == 503 and _metric(net, FAULTY, "paynet_halted") == 1
+    finally:
+        net.stop_all()
