@@ -50,7 +50,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         "Submit a signed transaction (idempotent: the same tx always has the same id)",
         {202: m.SubmitTxResponse, 200: m.SubmitTxResponse},
         request=m.SubmitTxRequest,
-        errors=(400, 413, 429, 503),
+        errors=(400, 408, 413, 429, 503),
     ),
     RouteSpec(
         "POST",
@@ -59,7 +59,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         "Submit up to 1000 signed transactions in one request; each item gets its own result",
         {202: m.SubmitBatchResponse},
         request=m.SubmitBatchRequest,
-        errors=(400, 413, 429),
+        errors=(400, 408, 413, 429),
     ),
     RouteSpec(
         "GET",
@@ -120,9 +120,11 @@ ROUTES: tuple[RouteSpec, ...] = (
 ERROR_TEXT = {
     400: "bad input (malformed JSON, bad hex, not a tx, bad address, admission refused)",
     404: "not found",
+    408: "request body not received within body_timeout_s (the connection is closed)",
     413: "request body too large",
-    429: "rate limited; see Retry-After",
-    503: "mempool full; see Retry-After",
+    429: "rate limited (requests, txs or body bytes per client IP, txs per account, requests in progress); "
+    "see Retry-After",
+    503: "mempool full or signature checks backed up (overloaded); see Retry-After",
 }
 
 

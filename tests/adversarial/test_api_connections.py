@@ -102,6 +102,7 @@ async def _closed_after(port: int, send: bytes, trickle: bytes | None, limit: fl
 
 def test_idle_connection_is_closed_promptly(net: LocalNet) -> None:
     closed = asyncio.run(_closed_after(net.nodes[0].api_port, b"", None, CLOSE_WITHIN_S + 5))
+    print(f"\nidle connection closed after {closed} s")
     assert closed is not None and closed <= CLOSE_WITHIN_S, f"idle connection closed after {closed} s"
 
 
@@ -114,6 +115,9 @@ def test_header_tricklers_are_closed(net: LocalNet) -> None:
         ))
 
     closed = asyncio.run(run())
+    done = sorted(c for c in closed if c is not None)
+    span = f"after {done[0]:.1f}-{done[-1]:.1f} s" if done else "none"
+    print(f"\n{len(done)} of {TRICKLERS} header tricklers closed, {span}")
     held = [c for c in closed if c is None or c > CLOSE_WITHIN_S]
     assert not held, f"{len(held)} of {TRICKLERS} header tricklers held past {CLOSE_WITHIN_S} s"
     assert net.height(0) is not None  # and the node still answers
@@ -122,4 +126,5 @@ def test_header_tricklers_are_closed(net: LocalNet) -> None:
 def test_body_never_sent_times_out(net: LocalNet) -> None:
     head = b"POST /txs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"tx\":"
     closed = asyncio.run(_closed_after(net.nodes[0].api_port, head, None, BODY_CLOSE_WITHIN_S + 5))
+    print(f"\nstalled body: connection closed after {closed} s")
     assert closed is not None and closed <= BODY_CLOSE_WITHIN_S, f"stalled body held for {closed} s"
