@@ -50,7 +50,6 @@ from node.node_view import MempoolFull, SubmitResult, TxRejected
 
 log = logging.getLogger("paynet.node")
 
-SYNC_BATCH = 32
 STATUS_INTERVAL_S = 1.0
 REGOSSIP_INTERVAL_S = 2.0
 MAX_SUBMIT_TIMES = 200_000
@@ -336,6 +335,7 @@ class Node:
             out.append((b, c))
             size += len(b) + len(c)
         if out:
+            out = byzantine.served_blocks(byzantine.modes(), out)
             self.network.send(peer, netmsg.BlockResponse(tuple(out)))
 
     def _apply_synced(self, peer: bytes, resp: netmsg.BlockResponse) -> None:
