@@ -17,6 +17,11 @@ PENALTIES: dict[str, float] = {
     "invalid_message": 20.0,
     "invalid_block": 60.0,
     "invalid_tx": 5.0,
+    # Consensus edge (node/consensus_gate.py): a message signed by a key outside the validator set at our
+    # height (no honest peer relays one: it cannot count), and replays beyond a generous per-peer budget.
+    "not_a_validator": 20.0,
+    "consensus_replay": 1.0,
+    "unfunded_txs": 10.0,
     # Block sync (network/sync.py): small, because an honest but slow or overloaded peer can time out
     # too; the back-off, not the ban, is what keeps a peer that never answers from costing us time.
     "sync_timeout": 10.0,

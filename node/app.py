@@ -31,8 +31,7 @@ from consensus.evidence import DuplicateVoteEvidence, EvidenceError, verify_dupl
 from consensus.events import ProposalReceived, VoteReceived
 from consensus.messages import Message as ConsensusMessage
 from consensus.messages import Vote, encode_message
-from consensus.messages import decode_message as decode_consensus
-from consensus.signer import FileSignerState, GuardedSigner
+from consensus.signer import FileSignerState, GuardedSigner, MemorySignerState
 from consensus.wal import FileWAL
 from network import messages as netmsg
 from network.peers import PeerManager
@@ -43,6 +42,7 @@ from node.api.app import create_app
 from node.api.config import ApiConfig
 from node.clock import Clock
 from node.config import NodeConfig
+from node.consensus_gate import ConsensusGate, Verdict, VerifiedSignatures
 from node.driver import ConsensusDriver
 from node.mempool import Mempool
 from node.metrics import Metrics
@@ -53,6 +53,7 @@ log = logging.getLogger("paynet.node")
 STATUS_INTERVAL_S = 1.0
 REGOSSIP_INTERVAL_S = 2.0
 MAX_SUBMIT_TIMES = 200_000
+UNFUNDED_BATCH_MIN = 10  # unfunded txs in one gossip batch before the batch counts as junk
 
 
 class Node:
@@ -81,7 +82,11 @@ class Node:
         faults.load()
         self.clock = Clock.from_env()
         # The double-sign guard's state lives beside the key, outside data/ (which a restore replaces).
-        self.signer = GuardedSigner(key, FileSignerState(config.path(config.node.signer_state_file)))
+        signer_state = (
+            MemorySignerState() if faults.signer_amnesia()
+            else FileSignerState(config.path(config.node.signer_state_file))
+        )
+        self.signer = GuardedSigner(key, signer_state)
         recorded = halt.read(data)
         self.halted_because: str | None = recorded.describe() if recorded else None
         self.metrics.halted.set(1 if recorded else 0)
@@ -98,6 +103,7 @@ class Node:
             on_connected=lambda info: self.metrics.set_peers(len(self.network.connected_peers())),
             on_disconnected=lambda pk, why: self.metrics.set_peers(len(self.network.connected_peers())),
         )
+        verified = VerifiedSignatures()
         self.driver = ConsensusDriver(
             chain_id=genesis.chain_id,
             signer=self.signer,
@@ -111,7 +117,9 @@ class Node:
             clock=self.clock,
             on_evidence=self._on_evidence,
             on_timeout=self.metrics.consensus_timeout,
+            verifier=verified,
         )
+        self.consensus_gate = ConsensusGate(genesis.chain_id, lambda: self.driver.core, verified, time.monotonic)
         self.peer_heights: dict[bytes, int] = {}
         self._validators = self.store.state().validators
         self.evidence_seen: list[DuplicateVoteEvidence] = []
@@ -209,12 +217,14 @@ class Node:
         if self.halted_because is not None and isinstance(msg, (netmsg.Consensus, netmsg.BlockResponse)):
             return  # a halted node takes no part in consensus and applies nothing
         if isinstance(msg, netmsg.Consensus):
-            cmsg = decode_consensus(msg.data)  # DecodeError: the peer is penalised by the caller
-            # Consensus messages are few per block, so checking the signature here as well as in the core
-            # is cheap, and it lets the node score the peer that relayed a forgery.
-            if not cmsg.verify(self.genesis.chain_id):
-                raise ValueError("consensus message with an invalid signature")
-            self.driver.step(VoteReceived(cmsg) if isinstance(cmsg, Vote) else ProposalReceived(cmsg))
+            # Cheapest checks first (node/consensus_gate.py): replays, height window and membership before
+            # any signature; DecodeError / ValueError (a forgery) are penalised by the caller.
+            verdict = self.consensus_gate.check(peer, msg.data)
+            if verdict.verdict is Verdict.PENALISE:
+                self.network.penalize(peer, verdict.reason, verdict.amount)
+            elif verdict.verdict is Verdict.ACCEPT:
+                cmsg = verdict.message
+                self.driver.step(VoteReceived(cmsg) if isinstance(cmsg, Vote) else ProposalReceived(cmsg))
         elif isinstance(msg, netmsg.Txs):
             self._receive_gossip(peer, msg.txs)
         elif isinstance(msg, netmsg.Status):
@@ -225,7 +235,10 @@ class Node:
             self._apply_synced(peer, msg)
 
     def _receive_gossip(self, peer: bytes, raws: tuple[bytes, ...]) -> None:
-        bad = received = accepted = 0
+        """Admit gossiped txs. A forged signature or undecodable tx costs the peer a penalty; so does a
+        batch made mostly of txs their senders cannot pay for (an honest relay admitted each one against
+        nearly our state, so at most a few can be unfunded here, e.g. when it is one block ahead)."""
+        bad = received = accepted = unfunded = 0
         for raw in raws:
             try:
                 tx = SignedTx.decode(raw)
@@ -242,12 +255,16 @@ class Node:
                 self.metrics.tx_rejected(exc.code, "gossip")
                 if exc.code == "bad_signature":
                     bad += 1
+                elif exc.code == "insufficient_funds":
+                    unfunded += 1
             except MempoolFull:
                 self.metrics.tx_rejected("mempool_full", "gossip")
         self.metrics.tx_received("gossip", received)
         self.metrics.tx_accepted("gossip", accepted)
         if bad:
             self.network.penalize(peer, "invalid_message")
+        if unfunded >= UNFUNDED_BATCH_MIN and unfunded * 2 > len(raws):
+            self.network.penalize(peer, "unfunded_txs")
         self._after_mempool_change()
 
     async def _gossip_loop(self) -> None:
@@ -270,8 +287,10 @@ class Node:
             self.network.broadcast(self._status_message())
             self.metrics.set_peers(len(self.network.connected_peers()))
             self.metrics.set_p2p(self.network.stats.snapshot())
+            self.metrics.set_consensus_gate(self.consensus_gate.counts, self.consensus_gate.verifier.checks)
             if self.driver.core is not None:
                 self.metrics.set_consensus_round(self.driver.core.round)
+                self.metrics.sign_refusals.set(self.driver.core.sign_refusals)
             if self.halted_because is not None:
                 continue
             now = time.monotonic()
@@ -439,7 +458,10 @@ class Node:
 
     def _on_evidence(self, evidence: DuplicateVoteEvidence) -> None:
         try:
-            verify_duplicate_vote_evidence(evidence, self.store.state().validators, self.genesis.chain_id)
+            validators = self.store.validators_at(evidence.height)
+            if validators is None:
+                return
+            verify_duplicate_vote_evidence(evidence, validators, self.genesis.chain_id)
         except EvidenceError:
             return
         if len(self.evidence_seen) < 1000:

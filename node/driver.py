@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chain.block import Block
+from chain import crypto
 from chain.crypto import address_of
 from chain.encoding import DecodeError
 from chain.state import BlockInvalid, State, build_block
@@ -40,7 +41,7 @@ from consensus.events import (
     ValidateBlock,
 )
 from consensus.evidence import DuplicateVoteEvidence
-from consensus.messages import Message
+from consensus.messages import Message, Verifier
 from consensus.runner import ConsensusRunner
 from consensus.signer import GuardedSigner
 from consensus.wal import FileWAL
@@ -80,6 +81,7 @@ class ConsensusDriver:
         clock: Clock,
         on_evidence: Callable[[DuplicateVoteEvidence], None] = lambda ev: None,
         on_timeout: Callable[[str], None] = lambda step: None,
+        verifier: Verifier = crypto.verify,
     ) -> None:
         self.chain_id = chain_id
         self.signer = signer
@@ -88,6 +90,7 @@ class ConsensusDriver:
         self.wal = wal
         self.settings = settings
         self.clock = clock
+        self.verifier = verifier
         self._broadcast = broadcast
         self._on_commit = on_commit
         self._on_halt = on_halt
@@ -136,6 +139,7 @@ class ConsensusDriver:
             self.store.state().validators,
             self.params,
             self,
+            self.verifier,
         )
 
     def stop(self) -> None:

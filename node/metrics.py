@@ -84,6 +84,17 @@ class Metrics:
             "p2p", "Peer-network counters since start (network/stats.py), e.g. penalties, bans, handshake_failures",
             ["counter"], namespace=ns, registry=r,
         )
+        self.sign_refusals = Gauge(
+            "sign_refusals", "Signatures the double-sign guard refused (this run): the node stayed silent for that step",
+            namespace=ns, registry=r,
+        )
+        self.consensus_gate = Gauge(
+            "consensus_gate", "Consensus messages from peers by what the edge did with them (node/consensus_gate.py)",
+            ["outcome"], namespace=ns, registry=r,
+        )
+        self.consensus_sig_checks = Gauge(
+            "consensus_signature_checks", "Consensus signatures actually verified since start", namespace=ns, registry=r,
+        )
         self.halted = Gauge(
             "halted", "1 once this node stopped consensus rather than guess (see /status halt_reason)",
             namespace=ns, registry=r,
@@ -151,6 +162,11 @@ class Metrics:
 
     def set_peers(self, n: int) -> None:
         self.peers.set(n)
+
+    def set_consensus_gate(self, outcomes: dict[str, int], signature_checks: int) -> None:
+        for name, value in outcomes.items():
+            self.consensus_gate.labels(outcome=name).set(value)
+        self.consensus_sig_checks.set(signature_checks)
 
     def set_p2p(self, counters: dict[str, int]) -> None:
         for name, value in counters.items():
