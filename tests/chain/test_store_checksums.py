@@ -12,7 +12,7 @@ import pytest
 
 from chain.block import Block
 from chain.state import build_block
-from chain.store import LEVELDB_OPTIONS, P_BLOCK, ChainStore, CorruptStore
+from chain.store import LEVELDB_OPTIONS, ChainStore, CorruptStore
 from chain.tx import Transfer
 from ledger_testkit import USERS, fake_certificate, make_genesis, proposer_of, tx
 
