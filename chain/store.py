@@ -329,7 +329,7 @@ class ChainStore:
         The head check above covers only the accounts the head block wrote. A bit flipped in any other
         account's table block would otherwise be found only when that account is next read, possibly in
         the middle of executing a block. The state is bounded by the number of accounts (not by chain
-        length): 0.53 s per million accounts here (scripts/bench_store_checksums.py, docs/operations.md).
+        length): 0.3-0.8 s per million accounts here (scripts/bench_store_checksums.py, docs/operations.md).
         """
         n = 0
         with self._db.iterator(prefix=P_STATE, fill_cache=False) as it:
