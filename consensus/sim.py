@@ -370,6 +370,7 @@ class Simulation:
                         continue
                     for msg in msgs:
                         self._broadcast(nd, encode_message(msg))
+                    self._status_sync(nd)
             self._push(self.now + self.cfg.regossip_ms, "gossip", -1, None)
             return
         nd = self.nodes[idx]
@@ -474,6 +475,18 @@ class Simulation:
         if nd.byzantine and isinstance(msg, Proposal):
             self._byzantine_amnesia(nd, msg)
         self._feed(nd, ProposalReceived(msg) if isinstance(msg, Proposal) else VoteReceived(msg))
+
+    def _status_sync(self, nd: _Node) -> None:
+        """The node's periodic status announcement: an honest peer that has committed the height `nd`
+        is working on sends it that block (the node's block sync). Without it a node that lags and has
+        nothing to say at its height -- its signer refused what its lost WAL tail would have repeated --
+        would never hear of the block it misses."""
+        assert nd.core is not None
+        height = nd.core.height
+        for peer in self.nodes:
+            if peer is not nd and peer.alive and not peer.byzantine and height in peer.committed:
+                self._offer_sync(peer, nd, height)
+                return
 
     def _offer_sync(self, nd: _Node, peer: _Node, height: int) -> None:
         """Block sync, simplified: a node that sees a peer still working on a height it already

@@ -154,6 +154,40 @@ def test_revalidation_happens_once_per_certificate_not_per_message() -> None:
     assert len(of(n.log, ValidateBlock)) == 3 and len(of(n.log, Halt)) == 1
 
 
+def test_polka_for_a_block_once_judged_invalid_is_revalidated_and_precommitted() -> None:
+    """2f+1 prevotes for A: f+1 honest validators found it valid. A verdict from a clock jump must not
+    make us refuse A for the rest of the height (the 4-validator simulation stalled on this)."""
+    n = judged_invalid_once()
+    out: list[Action] = []
+    for k in OTHERS:
+        out += n.feed(VoteReceived(vote(k, PV, 0, "A")))
+    [val] = of(out, ValidateBlock)
+    assert val.block_hash == bhash("A") and not val.certified
+    assert [(b.message.vote_type, b.message.block_hash) for b in of(out, Broadcast)] == [(PC, bhash("A"))]
+
+
+def test_reproposal_with_a_polka_for_a_block_once_judged_invalid_is_revalidated() -> None:
+    n = judged_invalid_once()
+    for k in OTHERS:
+        n.feed(VoteReceived(vote(k, PC, 0, None)))
+    n.feed(TimeoutFired(1, 0, Step.PRECOMMIT))
+    assert n.core.round == 1
+    for k in OTHERS:
+        n.feed(VoteReceived(vote(k, PV, 0, "A")))  # the polka of round 0, relayed late
+    out = n.feed(ProposalReceived(proposal(1, "A", pol_round=0)))
+    assert [v.block_hash for v in of(out, ValidateBlock)] == [bhash("A")]
+    assert [(b.message.vote_type, b.message.block_hash) for b in of(out, Broadcast)] == [(PV, bhash("A"))]
+
+
+def test_a_block_that_stays_invalid_is_rechecked_at_most_once_per_round() -> None:
+    n = judged_invalid_once()
+    n.invalid.add(bhash("A"))
+    for k in OTHERS:
+        n.feed(VoteReceived(vote(k, PV, 0, "A")))
+    n.feed(ProposalReceived(proposal(0, "A")))  # a duplicate changes nothing
+    assert len(of(n.log, ValidateBlock)) == 2 and not [b for b in of(n.log, Broadcast) if b.message.vote_type == PC]
+
+
 def test_runner_halts_on_the_core_halt_action() -> None:
     from test_runner import RecordingIO  # a logging ConsensusIO
 
@@ -309,23 +343,44 @@ def test_vote_signed_before_a_crash_that_lost_the_wal_tail_is_adopted_not_contra
     assert n.core.sign_refusals == 1 and n.core._h.own_votes[(0, PV)] == b.message
 
 
-def test_adopted_precommit_brings_its_lock() -> None:
-    """Precommitting A at round 0 means having seen a polka for A: the lock comes with the vote, or the
-    node could later help a different value to a polka while its precommit helped decide A."""
+def _signed_before_crash(*votes: tuple[VoteType, int, str | None]) -> MemorySignerState:
     state = MemorySignerState()
     signer = GuardedSigner(ME, state)
-    signer.sign_vote(CHAIN, PV, 1, 0, bhash("A"))
-    signer.sign_vote(CHAIN, PC, 1, 0, bhash("A"))
+    for vt, r, tag in votes:
+        signer.sign_vote(CHAIN, vt, 1, r, bhash(tag) if tag else None)
+    return state
+
+
+def test_adopted_precommit_brings_its_lock_when_the_polka_is_in_view() -> None:
+    """Precommitting A at round 0 means having seen a polka for A: the lock comes with the vote, or the
+    node could later help a different value to a polka while its precommit helped decide A."""
+    state = _signed_before_crash((PV, 0, "A"), (PC, 0, "A"))
     n = Node(ConsensusCore(CHAIN, GuardedSigner(ME, state)))
     n.feed(NewHeight(1, VSET))
-    n.feed(TimeoutFired(1, 0, Step.PROPOSE))  # prevote nil: below the precommit, silent
+    n.feed(TimeoutFired(1, 0, Step.PROPOSE))  # would prevote nil: sends the signed prevote for A
+    for k in OTHERS:
+        n.feed(VoteReceived(vote(k, PV, 0, "A")))  # the polka for A, but no proposal to lock on
+    out = n.feed(TimeoutFired(1, 0, Step.PREVOTE))  # would precommit nil
+    [b] = of(out, Broadcast)
+    assert (b.message.vote_type, b.message.block_hash) == (PC, bhash("A"))
+    assert (n.core.locked_hash, n.core.locked_round) == (bhash("A"), 0)
+    assert (n.core.valid_hash, n.core.valid_round) == (bhash("A"), 0)
+
+
+def test_signed_precommit_is_adopted_with_its_lock_even_when_its_polka_was_lost() -> None:
+    """The prevotes that justified the precommit for A went down with the WAL tail. Staying silent at
+    this step would leave the round an honest vote short (with f silent byzantine validators, no 2f+1
+    precommits and no timeout ever); the signed precommit goes out, and so it must come with its lock."""
+    state = _signed_before_crash((PV, 0, "A"), (PC, 0, "A"))
+    n = Node(ConsensusCore(CHAIN, GuardedSigner(ME, state)))
+    n.feed(NewHeight(1, VSET))
+    n.feed(TimeoutFired(1, 0, Step.PROPOSE))
     out: list[Action] = []
     for k in OTHERS:
         out += n.feed(VoteReceived(vote(k, PV, 0, None)))  # polka nil: would precommit nil
     [b] = of(out, Broadcast)
     assert (b.message.vote_type, b.message.block_hash) == (PC, bhash("A"))
     assert (n.core.locked_hash, n.core.locked_round) == (bhash("A"), 0)
-    assert (n.core.valid_hash, n.core.valid_round) == (bhash("A"), 0)
 
 
 def test_identical_vote_after_a_lost_wal_tail_is_sent_again() -> None:
