@@ -8,7 +8,9 @@ crashing (several times in some runs) and restarting from their WAL, an honest n
 application wrongly rejects blocks for a while (a clock jump), and up to f byzantine validators
 that equivocate (two proposals, two conflicting votes, votes for every value they see) or send
 garbage. After GST the network delivers every message within 50 ms and honest nodes re-send their
-own messages periodically (the paper's gossip assumption).
+own messages periodically (the paper's gossip assumption). Block sync: a node that hears a message
+of a height it already committed, or a status announcement (every regossip tick) of such a height,
+sends that block with its certificate (`CommitReceived`).
 
 Production path: every node drives its core through `consensus.runner.ConsensusRunner`, exactly as
 the node does -- the same FIFO, synchronous validation and commit answers, WAL sync before every
