@@ -48,6 +48,9 @@ def _env() -> dict[str, str]:
     env["PAYNET_NODE_PASSPHRASE"] = PASSPHRASE
     env["PAYNET_CA_PASSPHRASE"] = PASSPHRASE
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # A local network on one machine is for testing and demos: cheap key derivation (the node logs it
+    # CRITICAL) instead of 1 GiB and ~4.5 s per key, four times over. Production keys never use it.
+    env.setdefault("PAYNET_UNSAFE_WEAK_KDF_TEST_MODE", "1")
     return env
 
 

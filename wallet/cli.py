@@ -24,6 +24,7 @@ from rich.table import Table
 from chain import crypto
 from chain.block import BlockHeader
 from chain.genesis import Genesis
+from chain.keystore import take_env_secret
 
 from wallet import ops
 from wallet.amounts import format_amount
@@ -79,8 +80,9 @@ def run(coro: Awaitable[T]) -> T:
 
 
 def passphrase(confirm: bool = False) -> str:
-    """From $PAYNET_WALLET_PASSPHRASE (scripts, tests) or a hidden prompt."""
-    env = os.environ.get(PASSPHRASE_ENV)
+    """From $PAYNET_WALLET_PASSPHRASE (scripts, tests; taken out of the process environment once read, so
+    it is neither inherited nor left in /proc/PID/environ) or a hidden prompt."""
+    env = take_env_secret(PASSPHRASE_ENV)
     if env is not None:
         return env
     return str(click.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm, err=True))
