@@ -131,8 +131,7 @@ class LocalNet:
         _cli(*args)
         for n in net.nodes:
             (n.home / "genesis.json").write_bytes((root / "genesis.json").read_bytes())
-            if config_overrides:
-                _apply_overrides(n.home / "config.toml", config_overrides)
+            _apply_overrides(n.home / "config.toml", _with_local_api_limits(config_overrides))
         (root / "localnet.json").write_text(
             json.dumps({"nodes": [{"home": str(n.home), "p2p_port": n.p2p_port, "api_port": n.api_port,
                                    "pubkey": n.pubkey.hex()} for n in net.nodes]}, indent=2)
@@ -281,6 +280,20 @@ class LocalNet:
             return all((self.height(i) or -1) >= height for i in idx)
 
         self.wait_for(reached, timeout, f"height {height} on {idx}")
+
+
+# Local networks serve tools that all connect from 127.0.0.1 and read thousands of blocks and receipts
+# in bursts (scripts/chaos.py's checks, scripts/bench.py's chain follower, the integration tests): the
+# production per-IP *request* rate (node/api/config.py, 100/s) would answer them 429. A local network
+# sets that one limit explicitly; every other API limit (txs, body bytes, accounts, signature queue,
+# timeouts) keeps its production default. tests/adversarial/test_api_*.py put the production rate back.
+LOCAL_API_LIMITS: dict[str, object] = {"ip_rate_per_s": 5000.0, "ip_burst": 10000.0}
+
+
+def _with_local_api_limits(overrides: dict[str, dict[str, object]] | None) -> dict[str, dict[str, object]]:
+    out = {k: dict(v) for k, v in (overrides or {}).items()}
+    out["api"] = {**LOCAL_API_LIMITS, **out.get("api", {})}
+    return out
 
 
 def _apply_overrides(path: Path, overrides: dict[str, dict[str, object]]) -> None:

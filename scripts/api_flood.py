@@ -3,7 +3,8 @@
 
     python scripts/api_flood.py --seconds 60
 
-Provisions four validators on 127.0.0.1 (ports from --base-port) in a temporary directory, measures an
+Provisions four validators on 127.0.0.1 (ports from --base-port) in a temporary directory, with the
+production API limits (a local network otherwise raises the per-IP request rate), measures an
 unloaded window, then floods validators 0 and 1 with POST /tx-batches of 1,000 validly signed transfers
 from fresh, unfunded keys (closed loop, Retry-After ignored) for the same length of time, and prints:
 signature checks made by the flooded nodes, HTTP statuses returned (202 / 429 / 503), blocks per 20 s
@@ -27,6 +28,7 @@ import click  # noqa: E402
 
 from node.localnet import LocalNet  # noqa: E402
 from tests.adversarial.api_kit import (  # noqa: E402
+    PRODUCTION_API,
     junk_batch_bodies,
     latency_summary,
     measure_window,
@@ -47,17 +49,17 @@ def _sig_checks(net: LocalNet, before: list[float | None]) -> tuple[float | None
 @click.command()
 @click.option("--seconds", default=60.0, show_default=True, help="length of the unloaded and the flooded window")
 @click.option("--conns", default=4, show_default=True, help="flooding connections per flooded validator")
-@click.option("--base-port", default=34700, show_default=True)
+@click.option("--base-port", default=30700, show_default=True)
 @click.option("--overrides", default="", help="extra node config, e.g. api.ip_tx_rate_per_s=0 (comma separated)")
 def main(seconds: float, conns: int, base_port: int, overrides: str) -> None:
-    cfg: dict[str, dict[str, object]] = {}
+    cfg: dict[str, dict[str, object]] = {k: dict(v) for k, v in PRODUCTION_API.items()}
     for item in filter(None, overrides.split(",")):
         key, _, value = item.partition("=")
         section, _, name = key.partition(".")
         cfg.setdefault(section, {})[name] = float(value) if "." in value else int(value)
     with tempfile.TemporaryDirectory(prefix="api-flood-") as root:
         net = LocalNet.provision(Path(root), validators=4, base_port=base_port, demo_accounts=1,
-                                 config_overrides=cfg or None)
+                                 config_overrides=cfg)
         with net.running(height=2):
             bodies = junk_batch_bodies(4)
             unloaded = asyncio.run(measure_window(net, seconds, flooded=FLOODED, bodies=None, probe=0, observer=3))

@@ -5,7 +5,7 @@
 - connections trickling header bytes: all closed within the same timeout (before: held);
 - a body announced but never sent: the request times out and the connection closes.
 
-One validator with the default API config; the test changes nothing but what it sends.
+One validator with the production API config; the test changes nothing but what it sends.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ import time
 import pytest
 
 from node.localnet import LocalNet
+from tests.adversarial.api_kit import PRODUCTION_API
 from tests.integration.netutil import post_json
 
 pytestmark = pytest.mark.integration
 
-BASE_PORT = 34630
+BASE_PORT = 30630
 CLOSE_WITHIN_S = 12.0  # the default idle/header timeout is 5 s; generous for a loaded 2-core machine
 BODY_CLOSE_WITHIN_S = 15.0  # the default body timeout is 10 s, then 408 and at most 2 s of draining
 TRICKLERS = 200
@@ -31,7 +32,7 @@ TRICKLERS = 200
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     network = LocalNet.provision(tmp_path_factory.mktemp("api-conn"), validators=1, base_port=BASE_PORT,
-                                 demo_accounts=1)
+                                 demo_accounts=1, config_overrides=PRODUCTION_API)
     with network.running(height=1):
         yield network
 

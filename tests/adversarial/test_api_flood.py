@@ -18,18 +18,19 @@ import statistics
 import pytest
 
 from node.localnet import LocalNet
-from tests.adversarial.api_kit import junk_batch_bodies, latency_summary, measure_window, metric_value
+from tests.adversarial.api_kit import PRODUCTION_API, junk_batch_bodies, latency_summary, measure_window, metric_value
 
 pytestmark = pytest.mark.integration
 
-BASE_PORT = 34600  # four validators: 34600..34607
+BASE_PORT = 30600  # four validators: 30600..30607 (below the ephemeral range, 32768+)
 WINDOW_S = 20.0
 FLOODED = [0, 1]
 SIG_METRIC = "paynet_api_signature_checks_total"
 
 
 def test_junk_batch_flood_does_not_starve_consensus(tmp_path) -> None:
-    net = LocalNet.provision(tmp_path, validators=4, base_port=BASE_PORT, demo_accounts=1)
+    net = LocalNet.provision(tmp_path, validators=4, base_port=BASE_PORT, demo_accounts=1,
+                             config_overrides=PRODUCTION_API)
     with net.running(height=2):
         bodies = junk_batch_bodies(4)
         unloaded = asyncio.run(measure_window(net, WINDOW_S, flooded=FLOODED, bodies=None, probe=0, observer=3))

@@ -22,7 +22,7 @@ from tests.integration.netutil import post_json, transfer
 
 pytestmark = pytest.mark.integration
 
-BASE_PORT = 34620
+BASE_PORT = 30620
 SENDERS = 30
 PER_SENDER = 1000  # the default per-account mempool cap
 BIG_BLOCK = 5000
