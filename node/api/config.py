@@ -27,14 +27,14 @@ class ApiConfig(BaseModel):
         default=1000.0, ge=0,
         description="submitted txs per second per client IP (a batch of n txs costs n), before any check",
     )
-    ip_tx_burst: float = Field(default=2000.0, ge=1)
+    ip_tx_burst: float = Field(default=4000.0, ge=1, description="bursts are cheap (a tx refused on state costs ~2 us)")
     ip_bytes_per_s: float = Field(default=1.0 * MIB, ge=0, description="request body bytes per second per client IP")
     ip_bytes_burst: float = Field(default=2.0 * MIB, ge=1)
     account_rate_per_s: float = Field(
         default=100.0, ge=0,
         description="txs per second per sending account, charged only for txs that pass the nonce and balance checks",
     )
-    account_burst: float = Field(default=200.0, ge=1)
+    account_burst: float = Field(default=500.0, ge=1)
     max_inflight_per_ip: int = Field(default=32, ge=0, description="requests handled at once per client IP (0: no cap)")
     sig_workers: int = Field(default=1, ge=1, le=64, description="threads checking submitted txs' signatures")
     sig_queue_max: int = Field(
