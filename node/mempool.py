@@ -174,15 +174,18 @@ class Mempool:
     def precheck(self, txs: Sequence[SignedTx]) -> list[TxRejected | None]:
         """Every admission rule but the signature, for `txs` in order, without changing the pool.
 
-        None means "worth a signature check" (a tx already pooled is None too: it needs nothing more).
-        Each tx is judged after the earlier ones in `txs` as if they were admitted, so a batch may carry
-        a sender's consecutive nonces. Refusals are remembered like any admission refusal."""
+        None means "worth a signature check" (a tx already pooled, or listed twice, is None too: admission
+        will find it a duplicate). Each tx is judged after the earlier ones in `txs` as if they were
+        admitted, so a batch may carry a sender's consecutive nonces. Refusals are remembered like any
+        admission refusal."""
         overlay = _Overlay(self._pending)
         out: list[TxRejected | None] = []
+        seen: set[bytes] = set()
         for tx in txs:
-            if tx.tx_id in self._entries:
+            if tx.tx_id in self._entries or tx.tx_id in seen:
                 out.append(None)
                 continue
+            seen.add(tx.tx_id)
             r = overlay.run(tx)
             if r.code is TxCode.OK:
                 out.append(None)

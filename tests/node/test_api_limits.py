@@ -112,6 +112,18 @@ async def test_junk_costs_no_signature_and_no_account_bucket(tmp_path: Path) -> 
         await stop(a)
 
 
+async def test_a_tx_listed_twice_in_a_batch_is_checked_once_and_a_duplicate(tmp_path: Path) -> None:
+    a = await start(tmp_path, _config())
+    try:
+        t0, t1 = transfer(ALICE, BOB.address, 1, 0), transfer(ALICE, BOB.address, 1, 1)
+        out = await (await a.client.post("/tx-batches", json=_batch([t0, t1, t0]))).json()
+        assert [r["status"] for r in out["results"]] == ["accepted", "accepted", "duplicate"]
+        metrics = await (await a.client.get("/metrics")).text()
+        assert _metric(metrics, "paynet_api_signature_checks_total") == 2
+    finally:
+        await stop(a)
+
+
 async def test_full_signature_queue_is_503_with_retry_after(tmp_path: Path) -> None:
     a = await start(tmp_path, _config(sig_queue_max=100))
     try:

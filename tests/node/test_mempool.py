@@ -125,8 +125,11 @@ def test_precheck_judges_a_batch_in_order_without_touching_the_pool(sig_checks: 
     # gives him; a forged signature passes (the signature is not precheck's business); the pooled tx is None.
     batch = [_tx(ALICE, 1, amount=300), _tx(ALICE, 2, amount=50), _tx(BOB, 0, amount=250, to=ALICE.address),
              dataclasses.replace(_tx(ALICE, 3, amount=1), signature=bytes(64)), first, _tx(ALICE, 4, amount=1000)]
+    batch.append(batch[0])  # listed twice: a duplicate for admission, not a nonce error
     verdicts = pool.precheck(batch)
-    assert [v if v is None else v.code for v in verdicts] == [None, None, None, None, None, "insufficient_funds"]
+    assert [v if v is None else v.code for v in verdicts] == [None, None, None, None, None, "insufficient_funds",
+                                                               None]
+    assert pool.rejected(batch[0].tx_id) is None
     assert sig_checks.calls == calls
     assert len(pool) == 1 and pool.pending_nonce(ALICE.address) == 1 and pool.pending_nonce(BOB.address) == 0
     assert pool.rejected(batch[5].tx_id)[0] == "insufficient_funds"
