@@ -96,9 +96,11 @@ class SyncPlanner:
         self.config = config or SyncConfig()
         self._rng = rng or random.Random()
         self._peers: dict[bytes, _Peer] = {}
+        """Only peers that sent a STATUS, i.e. authenticated validators or observers: bounded."""
         self.inflight: Request | None = None
         self._late: dict[bytes, Request] = {}
-        """Requests that timed out (already penalised) whose answer we still accept if it comes."""
+        """Requests that timed out (already penalised) or were preempted by a proven peer, one per peer
+        at most: their answers are still accepted if they come."""
         self.timeouts = 0
         self.useless = 0
         self.unsolicited = 0
@@ -131,12 +133,6 @@ class SyncPlanner:
         p = self._peer(peer)
         p.proven = max(p.proven, height)
         p.claimed = max(p.claimed, height)
-
-    def forget(self, peer: bytes) -> None:
-        """Drop a peer's claims and proofs (it left the validator set). Its back-off is forgotten too,
-        which is fine: a peer not allowed to connect cannot be asked."""
-        self._peers.pop(peer, None)
-        self._late.pop(peer, None)
 
     # -- what we ask ------------------------------------------------------------------------------
 
