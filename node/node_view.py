@@ -117,7 +117,8 @@ class NodeView(Protocol):
       mempool_summary() -> {"size", "bytes", "max_size", "accounts"}
       consensus_status() -> {"height", "round", "step"}
       peers() -> [{"pubkey": hex, "name", "address": "host:port", "height"}]
-      sync_state() -> "synced" | "catching_up"
+      sync_state() -> "synced" | "catching_up" | "no_peers" (never "synced" without peers or when behind)
+      halt_reason() -> None while consensus runs; why it stopped once halted
       validator_last_signed() -> {validator pubkey: last height whose certificate it signed}
 
     Optional (looked up with getattr; the API degrades gracefully without them):
