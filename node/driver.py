@@ -106,7 +106,6 @@ class ConsensusDriver:
         )
         self.runner: ConsensusRunner | None = None
         self._executed: OrderedDict[bytes, _Executed] = OrderedDict()
-        self._certified: set[bytes] = set()  # block hashes at the next height with a verified certificate
         self._timers: set[asyncio.TimerHandle] = set()
         self._build_task: asyncio.Task[None] | None = None
         self._tx_arrived = asyncio.Event()
@@ -150,13 +149,6 @@ class ConsensusDriver:
         if self._build_task:
             self._build_task.cancel()
 
-    def halt(self, reason: str) -> None:
-        """Stop consensus for good on a failure seen outside the runner (e.g. by the node)."""
-        if self.runner is not None:
-            self.runner.halt(reason)
-        else:
-            self.on_halt(reason)
-
     def guard_from_recent_blocks(self, depth: int) -> None:
         """CometBFT's double_sign_check_height: look for our own precommits in the last `depth` blocks.
 
@@ -165,13 +157,14 @@ class ConsensusDriver:
         file). Then we may also have signed at the next height, so the signer refuses every signature up
         to and including that next height: this validator rejoins once the network is past it.
         """
+        me = self.signer.public_key
         head = self.store.head_height
         for height in range(head, max(0, head - depth), -1):
             raw = self.store.get_certificate(height)
-            if raw is None:
-                continue
-            self.observe_certificate(CommitCertificate.decode(raw))
-            return  # only the highest one matters: it sets the floor
+            cert = CommitCertificate.decode(raw) if raw is not None else None
+            if cert is not None and any(pk == me for pk, _sig in cert.precommits):
+                self.observe_certificate(cert)
+                return  # the highest of our precommits is the one that sets the floor
 
     def observe_certificate(self, cert: CommitCertificate) -> None:
         """Raise the signer's floor if `cert` holds a precommit of ours the signer state does not know."""
@@ -215,7 +208,6 @@ class ConsensusDriver:
             )
         except CertificateError:
             return False
-        self._certified.add(cert.block_hash)
         return True
 
     def regossip(self) -> None:
@@ -262,9 +254,9 @@ class ConsensusDriver:
         time, and our own clock may be the one that is wrong."""
         if request.height != self.store.head_height + 1:
             return False
-        certified = request.block_hash in self._certified or getattr(request, "certified", False)
         try:
-            self._execute_block(request.block_hash, request.payload, now_ms=None if certified else self.clock.now_ms())
+            now_ms = None if request.certified else self.clock.now_ms()
+            self._execute_block(request.block_hash, request.payload, now_ms=now_ms)
         except (BlockInvalid, DecodeError, ValueError) as exc:
             log.warning("rejecting block %s at height %d: %s", request.block_hash.hex()[:16], request.height, exc)
             return False
@@ -277,7 +269,6 @@ class ConsensusDriver:
         done = self._execute_block(commit.block_hash, commit.payload, now_ms=None)
         self.store.commit(done.block, commit.certificate.encode(), done.state)
         self._executed.clear()
-        self._certified.clear()
         self.evidence.committed(done.block)
         self.last_commit_monotonic = time.monotonic()
         self.observe_certificate(commit.certificate)

@@ -138,7 +138,6 @@ class TestNode:
     def halt_reason(self) -> str | None:
         return self.halted
 
-
     def validator_last_signed(self) -> dict[bytes, int]:
         return dict(self.last_signed)
 
