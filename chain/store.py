@@ -41,7 +41,7 @@ from chain.state import (
     genesis_state,
     state_from_reader,
 )
-from chain import crypto
+from chain import crypto, diskcap
 from chain.tx import ValidatorUpdate
 from chain.validators import ValidatorSet
 
@@ -99,11 +99,21 @@ def _leveldb_message(exc: plyvel.Error) -> str:
     return arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
 
 
-def _read_failed(exc: plyvel.CorruptionError) -> CorruptStore:
+def _read_failed(exc: plyvel.Error) -> CorruptStore:
+    if isinstance(exc, plyvel.IOError):  # e.g. a table file cut short: LevelDB reads past its end (EINVAL)
+        return CorruptStore(
+            f"LevelDB cannot read a table file ({_leveldb_message(exc)}): it is truncated or unreadable"
+            " (failing disk, a full disk during a copy, or an edit from outside the node)"
+        )
     return CorruptStore(
         f"LevelDB read failed verification ({_leveldb_message(exc)}): a table file changed after it was written"
         " (failing disk, bad RAM, or an edit from outside the node)"
     )
+
+
+# Read errors that mean the data on disk cannot be trusted (a checksum mismatch, or a table file LevelDB
+# cannot read back, e.g. truncated: seen as "IO error: ...ldb: Invalid argument" in test_disk_faults.py).
+_READ_ERRORS = (plyvel.CorruptionError, plyvel.IOError)
 
 
 class _CheckedIterator:
@@ -120,7 +130,7 @@ class _CheckedIterator:
     def __next__(self) -> object:
         try:
             return next(self._it)
-        except plyvel.CorruptionError as exc:
+        except _READ_ERRORS as exc:
             raise _read_failed(exc) from None
 
     def __enter__(self) -> "_CheckedIterator":
@@ -144,7 +154,7 @@ class _CheckedSnapshot:
     def get(self, key: bytes, default: bytes | None = None) -> bytes | None:
         try:
             return self._snap.get(key, default, verify_checksums=True)
-        except plyvel.CorruptionError as exc:
+        except _READ_ERRORS as exc:
             raise _read_failed(exc) from None
 
     def iterator(self, **kwargs: object) -> _CheckedIterator:
@@ -180,7 +190,7 @@ class _CheckedDB:
     def get(self, key: bytes, default: bytes | None = None) -> bytes | None:
         try:
             return self._db.get(key, default, verify_checksums=True)
-        except plyvel.CorruptionError as exc:
+        except _READ_ERRORS as exc:
             raise _read_failed(exc) from None
 
     def iterator(self, **kwargs: object) -> _CheckedIterator:
@@ -222,6 +232,7 @@ class ChainStore:
         self._head_header: BlockHeader | None = None
         self._head_state: State | None = None
         self._valset_cache: dict[bytes, ValidatorSet] = {}
+        self._data_dir: Path | None = None  # parent of the store: what the test-only disk cap measures
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -235,6 +246,7 @@ class ChainStore:
         except (plyvel.IOError, plyvel.Error) as exc:
             raise StoreError(f"cannot open store at {path}: {exc}") from None
         store = cls(db, genesis)
+        store._data_dir = Path(path).parent
         try:
             stored = db.get(K_GENESIS)
             if stored is None:
@@ -404,6 +416,8 @@ class ChainStore:
         if crypto.sha256(STATE_DOMAIN + self._head_header.state_root + delta) != hdr.state_root:
             raise StoreError("new_state's writes do not reproduce the block's state root")
         try:
+            if self._data_dir is not None and diskcap.cap_bytes() is not None:  # test-only full disk, chain/diskcap.py
+                diskcap.check(self._data_dir, len(block.encode()) + len(delta))
             with self._db.write_batch(transaction=True, sync=True) as wb:
                 self._put_block(wb, block, bytes(certificate))
                 for k, v in changes.items():
@@ -414,7 +428,7 @@ class ChainStore:
                 wb.put(K_DELTA, delta)
                 wb.put(K_HEAD, encode([hdr.height, block.hash]))
                 self._put_evidence_window(wb, block, new_state, VALIDATORS_KEY in changes)
-        except plyvel.Error as exc:
+        except (plyvel.Error, OSError) as exc:
             raise StoreError(f"write failed: {exc}") from None
         self.head_height = hdr.height
         self.head_hash = block.hash

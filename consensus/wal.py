@@ -37,6 +37,8 @@ import zlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 
+from chain import diskcap
+
 log = logging.getLogger("paynet.wal")
 
 _HEADER = struct.Struct(">III")  # length word, CRC of the word, CRC of the body
@@ -281,6 +283,7 @@ class FileWAL(WAL):
         node next says anything (a vote must be on disk before it is sent), so one fsync covers many.
         """
         record = frame(entry, starts_height)
+        diskcap.check(self.path.parent, len(record))  # test-only full disk (chain/diskcap.py); off by default
         if starts_height and self._fh.tell() >= self.rotate_bytes:
             self._fh.close()
             _write_durably(self.path, FILE_MAGIC + record)
