@@ -3,6 +3,12 @@
 Used by `scripts/testnet.py` and the integration tests. Provisioning runs the same `paynet-node`
 commands an operator runs (init, ca create, ca issue, genesis), so the local network exercises the
 real set-up path. Demo accounts have keys derived from public seeds: they are for local testing only.
+
+Ports: node i listens for peers on base_port + 2i and serves its API on base_port + 2i + 1. With the
+opt-in, test-only `link_proxy` (node/linkproxy.py), base_port + 2N is the proxy's control port and the
+next N(N-1) ports are its listeners, one per directed dial link (i->j) in order (0->1, 0->2, ...); each
+node's config then lists those proxy ports as its peers, so every validator-to-validator byte crosses
+the proxy (the API stays direct).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from pathlib import Path
 
 from chain import crypto
 from chain.genesis import Genesis
+from node.linkproxy import LinkProxyClient
 
 PASSPHRASE = "local-testnet-passphrase"
 CHAIN_ID = "paynet-local"
@@ -93,6 +100,9 @@ class NodeExited(RuntimeError):
 class LocalNet:
     root: Path
     nodes: list[NodeProc] = field(default_factory=list)
+    link_proxy_port: int | None = None
+    """Control port of the test-only link-fault proxy, if this network was provisioned with one."""
+    _proxy_proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     # -- provisioning ------------------------------------------------------------------------------
 
@@ -104,13 +114,19 @@ class LocalNet:
         base_port: int = 26600,
         demo_accounts: int = 10,
         config_overrides: dict[str, dict[str, object]] | None = None,
+        link_proxy: bool = False,
     ) -> "LocalNet":
+        """Make keys, certificates, genesis and configs. `link_proxy` (test-only) routes every peer link
+        through node/linkproxy.py so tests and `testnet.py` can inject link faults at run time."""
         root.mkdir(parents=True, exist_ok=True)
         net = cls(root)
         for i in range(validators):
             net.nodes.append(NodeProc(i, root / f"node{i}", base_port + 2 * i, base_port + 2 * i + 1))
+        proxy_ports = _write_proxy_spec(root, net.nodes, base_port) if link_proxy else {}
+        if link_proxy:
+            net.link_proxy_port = base_port + 2 * validators
         for n in net.nodes:
-            peers = [f"127.0.0.1:{m.p2p_port}" for m in net.nodes if m is not n]
+            peers = [f"127.0.0.1:{proxy_ports.get((n.index, m.index), m.p2p_port)}" for m in net.nodes if m is not n]
             args = ["init", "--home", str(n.home), "--name", f"validator-{n.index}",
                     "--p2p-port", str(n.p2p_port), "--api-port", str(n.api_port)]
             for p in peers:
@@ -132,16 +148,17 @@ class LocalNet:
         for n in net.nodes:
             (n.home / "genesis.json").write_bytes((root / "genesis.json").read_bytes())
             _apply_overrides(n.home / "config.toml", _with_local_api_limits(config_overrides))
-        (root / "localnet.json").write_text(
-            json.dumps({"nodes": [{"home": str(n.home), "p2p_port": n.p2p_port, "api_port": n.api_port,
-                                   "pubkey": n.pubkey.hex()} for n in net.nodes]}, indent=2)
-        )
+        meta: dict[str, object] = {"nodes": [{"home": str(n.home), "p2p_port": n.p2p_port, "api_port": n.api_port,
+                                              "pubkey": n.pubkey.hex()} for n in net.nodes]}
+        if net.link_proxy_port is not None:
+            meta["link_proxy_port"] = net.link_proxy_port
+        (root / "localnet.json").write_text(json.dumps(meta, indent=2))
         return net
 
     @classmethod
     def load(cls, root: Path) -> "LocalNet":
         meta = json.loads((root / "localnet.json").read_text())
-        net = cls(root)
+        net = cls(root, link_proxy_port=meta.get("link_proxy_port"))
         for i, n in enumerate(meta["nodes"]):
             net.nodes.append(NodeProc(i, Path(n["home"]), n["p2p_port"], n["api_port"], bytes.fromhex(n["pubkey"])))
         return net
@@ -149,6 +166,8 @@ class LocalNet:
     # -- processes ---------------------------------------------------------------------------------
 
     def start(self, i: int, extra_env: dict[str, str] | None = None) -> None:
+        if self.link_proxy_port is not None:
+            self.start_proxy()  # its peers are only reachable through it
         n = self.nodes[i]
         with open(n.log_path, "ab") as log:
             n.proc = subprocess.Popen(
@@ -220,6 +239,65 @@ class LocalNet:
     def stop_all(self) -> None:
         for i in range(len(self.nodes)):
             self.stop(i)
+        self.stop_proxy()
+
+    # -- link-fault proxy (test-only) ---------------------------------------------------------------
+
+    @property
+    def proxy(self) -> LinkProxyClient:
+        """Client for this network's link-fault proxy (node/linkproxy.py); an error if it has none."""
+        if self.link_proxy_port is None:
+            raise RuntimeError(f"the network at {self.root} was provisioned without link_proxy")
+        return LinkProxyClient(self.link_proxy_port)
+
+    def proxy_pid(self) -> int | None:
+        try:
+            pid = int((self.root / "linkproxy.pid").read_text())
+            os.kill(pid, 0)
+            return pid
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return None
+
+    def start_proxy(self, timeout: float = 15) -> None:
+        """Start the proxy process (if not running) and wait until its control port answers. It runs in
+        its own session so it outlives the caller, like the nodes (`testnet.py` drives it later)."""
+        if self.proxy_pid() is not None and self.proxy.ping():
+            return
+        with open(self.root / "linkproxy.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "node.linkproxy", "serve", str(self.root / "linkproxy.json")],
+                env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        (self.root / "linkproxy.pid").write_text(str(proc.pid))
+        self._proxy_proc = proc
+        deadline = time.monotonic() + timeout
+        while not self.proxy.ping():
+            if proc.poll() is not None:
+                tail = (self.root / "linkproxy.log").read_text(errors="replace").strip().splitlines()[-2:]
+                raise NodeExited(f"link proxy exited with code {proc.returncode}: " + " | ".join(tail))
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"link proxy did not answer on 127.0.0.1:{self.link_proxy_port} in {timeout}s")
+            time.sleep(0.05)
+
+    def stop_proxy(self, timeout: float = 10) -> None:
+        pid = self.proxy_pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)
+        proc, self._proxy_proc = self._proxy_proc, None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                break  # our child, now reaped (a zombie would still answer kill(pid, 0))
+            if proc is None and self.proxy_pid() is None:
+                break
+            time.sleep(0.05)
+        else:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        (self.root / "linkproxy.pid").unlink(missing_ok=True)
 
     # -- observing ---------------------------------------------------------------------------------
 
@@ -294,6 +372,22 @@ def _with_local_api_limits(overrides: dict[str, dict[str, object]] | None) -> di
     out = {k: dict(v) for k, v in (overrides or {}).items()}
     out["api"] = {**LOCAL_API_LIMITS, **out.get("api", {})}
     return out
+
+
+def _write_proxy_spec(root: Path, nodes: list[NodeProc], base_port: int) -> dict[tuple[int, int], int]:
+    """Lay out the proxy's ports (see the module docstring), write its spec file, return (i, j) -> port."""
+    ports: dict[tuple[int, int], int] = {}
+    nxt = base_port + 2 * len(nodes) + 1
+    for a in nodes:
+        for b in nodes:
+            if a is not b:
+                ports[(a.index, b.index)] = nxt
+                nxt += 1
+    spec = {"host": "127.0.0.1", "control_port": base_port + 2 * len(nodes), "links": [
+        {"src": s, "dst": d, "listen_port": p, "target_port": nodes[d].p2p_port} for (s, d), p in ports.items()
+    ]}
+    (root / "linkproxy.json").write_text(json.dumps(spec, indent=2))
+    return ports
 
 
 def _apply_overrides(path: Path, overrides: dict[str, dict[str, object]]) -> None:
