@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Union
 
-from chain.encoding import DecodeError, decode, encode, want_bytes, want_int, want_list
+from chain.encoding import DecodeError, decode, encode_validated, want_bytes, want_int, want_list
 from chain.validators import ValidatorSet
 from consensus.events import Step
 from consensus.messages import (
@@ -110,7 +110,10 @@ def _to_list(entry: WalEntry) -> list[Any]:
 
 
 def encode_entry(entry: WalEntry) -> bytes:
-    return encode(_to_list(entry))
+    """Canonical bytes of an entry. Every field is a typed value the core built or decoded (ints,
+    bytes, None, arrays of them), so the recursive canonical-form check of `encode` is skipped on this
+    hot path (an entry per received message); `test_wal_entries` pins the bytes to the checked form."""
+    return encode_validated(_to_list(entry))
 
 
 def _hash_or_nil(obj: Any, what: str) -> bytes | None:

@@ -64,3 +64,10 @@ def test_bytes_are_the_pre_module_format() -> None:
 def test_damage_is_a_decode_error(raw: bytes) -> None:
     with pytest.raises(DecodeError):
         decode_entry(raw)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: type(e).__name__)
+def test_fast_encoding_equals_the_checked_canonical_encoding(entry) -> None:
+    from consensus.wal_entries import _to_list
+
+    assert encode_entry(entry) == encode(_to_list(entry))
