@@ -211,10 +211,10 @@ class ConsensusDriver:
         return True
 
     def regossip(self) -> None:
-        core = self.core
-        if core is None or self.halted:
+        """Re-send own and relayed messages of this height (the runner syncs the WAL first)."""
+        if self.runner is None or self._stopped:
             return
-        for msg in core.regossip():
+        for msg in self.runner.regossip():
             self._broadcast(msg)
 
     # -- ConsensusIO -------------------------------------------------------------------------------
