@@ -94,7 +94,7 @@ class Fault:
 
 
 # A node under one of these faults still runs and answers: loads and readers may use it.
-SERVING_KINDS = {"clock"}
+SERVING_KINDS = {"clock", "partition", "link"}
 
 
 class Cluster:
@@ -114,6 +114,7 @@ class Cluster:
         self.counts: Counter[str] = Counter()  # faults injected, by kind (and disk variant)
         self._next_id = 0
         self.disk_rng = random.Random(0)
+        self.isolated: set[int] = set()  # validators the link proxy cuts off (kind "partition")
 
     def start(self, i: int, extra_env: dict[str, str] | None = None) -> None:
         """Start validator i (with its clock file if it is the clock node)."""
@@ -195,6 +196,10 @@ class Cluster:
         elif kind == "disk":
             fault.detail = nemesis.disk_fault(self, i)
             fault.healed = True
+        elif kind == "partition":
+            fault.detail = nemesis.partition(self, i)
+        elif kind == "link":
+            fault.detail = nemesis.slow_links(self, i, self.disk_rng)
         if fault.healed:
             fault.target = self.top_height()
         self.counts[kind] += 1
@@ -217,6 +222,12 @@ class Cluster:
         elif fault.kind == "clock":
             nemesis.set_clock(self.net, i, 0)
             self.log(f"clock   validator {i}  back to offset 0")
+        elif fault.kind == "partition":
+            nemesis.heal_partition(self, i)
+            self.log(f"rejoin  validator {i}  (links restored)")
+        elif fault.kind == "link":
+            nemesis.heal_links(self, i)
+            self.log(f"links   validator {i}  back to normal")
         fault.healed = True
         fault.target = self.top_height()
 
@@ -694,7 +705,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-FAULT_KINDS = ("kill", "pause", "restart", "clock", "disk")
+def check_link_kinds(net: LocalNet, kinds: tuple[str, ...]) -> str | None:
+    """Link faults need a network provisioned with the link proxy (testnet.py up --link-proxy)."""
+    if any(k in ("partition", "link") for k in kinds) and not nemesis.has_links(net):
+        return f"fault kinds {[k for k in kinds if k in ('partition', 'link')]} need a network with the link proxy"
+    return None
+
+
+FAULT_KINDS = ("kill", "pause", "restart", "clock", "disk", "partition", "link")
 
 
 class Nemesis(threading.Thread):
@@ -766,6 +784,9 @@ def main(argv: list[str] | None = None) -> int:
         genesis = Genesis.load(args.home / "genesis.json")
     except (FileNotFoundError, ValueError) as exc:
         print(f"cannot load the network at {args.home}: {exc}", file=sys.stderr)
+        return 2
+    if (problem := check_link_kinds(net, args.fault_kinds)) is not None:
+        print(problem, file=sys.stderr)
         return 2
     t0 = time.monotonic()
     cluster = Cluster(net, t0)
@@ -877,7 +898,8 @@ def report(cluster: Cluster, load: Load, checks: list[Check], seed: int, nem: Ne
         print(f"  {t:7.1f}s  {what}")
     kinds = cluster.counts
     print(f"faults injected: kill {kinds['kill']}, pause {kinds['pause']}, restart {kinds['restart']}, "
-          f"clock {kinds['clock']}, disk {kinds['disk']}, beyond-f {kinds['beyond-f']}")
+          f"clock {kinds['clock']}, disk {kinds['disk']}, partition {kinds['partition']}, link {kinds['link']}, "
+          f"beyond-f {kinds['beyond-f']}")
     disk = {k.split(":", 1)[1]: v for k, v in kinds.items() if k.startswith("disk:")}
     if disk:
         print(f"disk faults: {disk}")

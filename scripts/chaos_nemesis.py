@@ -215,31 +215,39 @@ def beyond_f_cycle(c: "Cluster", rng: random.Random, hold: float, resume_timeout
 
     Returns what was seen; a commit during the window, or no resume, goes to `c.problems`."""
     down = sorted(rng.sample(range(c.n), c.f + 1))
-    kind = rng.choice(["pause", "kill"])
-    rest = [i for i in range(c.n) if i not in down]
+    kind = rng.choice(["pause", "kill"] + (["partition"] if has_links(c.net) else []))
+    rest = [i for i in range(c.n) if i not in down]  # with a partition both sides are watched below
     window = c.new_fault(-1, "beyond-f", detail=f"{kind} {down}")
     c.record("start", window)
     for i in down:
         c.faults[i] = c.new_fault(i, kind)
-        c.net.signal(i, signal.SIGSTOP if kind == "pause" else signal.SIGKILL)
+        if kind != "partition":
+            c.net.signal(i, signal.SIGSTOP if kind == "pause" else signal.SIGKILL)
         if kind == "kill":
             c._wait_dead(i)
+    if kind == "partition":  # f+1 on one side, the rest on the other: no side holds 2f+1
+        from node.linkproxy import partition_links
+
+        c.net.proxy.cut_only(partition_links(c.n, [down]))
     c.counts["beyond-f"] += 1
     c.log(f"beyond-f {kind} validators {down}: fewer than 2f+1 remain")
     time.sleep(2.0)  # a block whose precommits were already in flight may still land
-    before = _heights(c.net, rest)
+    watched = list(range(c.n)) if kind == "partition" else rest
+    before = _heights(c.net, watched)
     end = time.monotonic() + hold
     progressed = before
     while time.monotonic() < end:
-        progressed = max(progressed, _heights(c.net, rest))
+        progressed = max(progressed, _heights(c.net, watched))
         time.sleep(0.3)
     stopped = progressed <= before
     if not stopped:
         c.problems.append(f"beyond-f: committed {before} -> {progressed} with validators {down} {kind}d")
+    if kind == "partition":
+        c.net.proxy.cut_only(set())
     for i in down:
         if kind == "pause":
             c.net.signal(i, signal.SIGCONT)
-        else:
+        elif kind == "kill":
             c.start(i)
         c.faults[i].healed = True
         c.faults[i].target = before
@@ -257,3 +265,58 @@ def beyond_f_cycle(c: "Cluster", rng: random.Random, hold: float, resume_timeout
     c.log(f"beyond-f: stopped={'yes' if stopped else 'NO'} at height {before}, "
           f"resumed {'after %.1fs' % resumed_after if resumed_after is not None else 'NO'}")
     return {"down": down, "kind": kind, "height": before, "stopped": stopped, "resumed_after_s": resumed_after}
+
+
+# -- links (through node/linkproxy.py, when the network was provisioned with link_proxy) -------------------
+
+LINK_FAULTS: tuple[dict[str, Any], ...] = (
+    {"latency_ms": 100, "jitter_ms": 50},
+    {"latency_ms": 400, "jitter_ms": 200},
+    {"bandwidth_bps": 100_000},
+    {"stall": True},  # one direction only: the reverse keeps flowing (asymmetric)
+)
+LINK_CLEAR: dict[str, Any] = {"latency_ms": 0, "jitter_ms": 0, "bandwidth_bps": 0, "stall": False}
+
+
+def has_links(net: LocalNet) -> bool:
+    return net.link_proxy_port is not None
+
+
+def _apply_partitions(c: "Cluster") -> None:
+    """Cut exactly the links that isolate each node in `c.isolated` (each alone in its group)."""
+    from node.linkproxy import partition_links
+
+    net = c.net
+    net.proxy.cut_only(partition_links(c.n, [[i] for i in sorted(c.isolated)]) if c.isolated else set())
+
+
+def partition(c: "Cluster", i: int) -> str:
+    """Isolate validator i from every other (it keeps running and serving its API: stale but honest)."""
+    c.isolated.add(i)
+    _apply_partitions(c)
+    return f"isolated: {{{i}}} | {sorted(set(range(c.n)) - c.isolated)}"
+
+
+def heal_partition(c: "Cluster", i: int) -> None:
+    c.isolated.discard(i)
+    _apply_partitions(c)
+
+
+def slow_links(c: "Cluster", i: int, rng: random.Random) -> str:
+    """A slow, narrow or one-way-stalled validator: faults on its traffic (both ways; stall out only)."""
+    faults = rng.choice(LINK_FAULTS)
+    proxy = c.net.proxy
+    for j in range(c.n):
+        if j != i:
+            proxy.set_link(i, j, **faults)
+            if "stall" not in faults:
+                proxy.set_link(j, i, **faults)
+    return ", ".join(f"{k}={v}" for k, v in faults.items()) + (" (outbound)" if "stall" in faults else "")
+
+
+def heal_links(c: "Cluster", i: int) -> None:
+    proxy = c.net.proxy
+    for j in range(c.n):
+        if j != i:
+            proxy.set_link(i, j, **LINK_CLEAR)
+            proxy.set_link(j, i, **LINK_CLEAR)
