@@ -275,9 +275,13 @@ class FaultSchedule:
             self.c.heal(self.rng.choice(ripe).node)
         elif len(self.c.faults) < self.c.f:
             candidates = [i for i in range(self.c.n) if i not in self.c.faults and self.c.alive(i)]
+            kind = self.rng.choice(self.kinds)  # kind first, so the one-node kind (clock) is as frequent as the rest
+            if kind == "clock":
+                candidates = [i for i in candidates if i == self.c.clock_node]
+                if not candidates:
+                    return
             if candidates:
-                i = self.rng.choice(candidates)
-                self.c.inject(i, self.rng.choice([k for k in self.kinds if k != "clock" or i == self.c.clock_node]))
+                self.c.inject(self.rng.choice(candidates), kind)
 
 
 # -- the load: signed transfers with per-sender nonces ----------------------------------------------
