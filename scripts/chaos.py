@@ -18,6 +18,16 @@ Then it heals everything, waits for every submitted tx to become final, and chec
   5. liveness: every submitted tx became final after the heal.
 It prints an events timeline, tx counts and PASS/FAIL per check, and exits 1 on any failure
 (2 if it could not run). Every loop is bounded by a deadline.
+
+Issue 14 additions (docs/reliability.md, "Bank checker and nemesis"):
+  * `--bank`: Jepsen's bank test: transfers only between the funded demo accounts, and `--readers`
+    client threads that read every balance from random nodes at a stated height and check each read
+    (scripts/chaos_bank.py); `--history` (JSON lines) and `--plot` (PNG, fault windows shaded);
+  * `--faults`: besides kill/pause/restart, `clock` (skew/jump on one node), `disk` (damage on restart,
+    or a full disk), and with a link-proxy network `partition` and `link` (scripts/chaos_nemesis.py);
+    the schedule runs in its own thread, since a disk fault takes seconds;
+  * `--beyond-f`: f+1 validators out at once, repeatedly: commits must stop and resume, nothing forks;
+  * `--verify-store`: at the end each node is stopped in turn and its store replayed from genesis.
 """
 
 from __future__ import annotations
