@@ -693,7 +693,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--receivers", type=int, default=3, help="fresh receiver addresses besides the demo accounts")
     ap.add_argument("--heal-timeout", type=float, default=120, help="seconds for the healed network to converge")
     ap.add_argument("--faults", default="kill,pause,restart",
-                    help=f"fault kinds of the schedule, from {','.join(FAULT_KINDS)} (clock: on --clock-node only)")
+                    help=f"fault kinds of the schedule, from {','.join(FAULT_KINDS)} (clock: on --clock-node only); "
+                         "repeat a kind to make it more frequent")
     ap.add_argument("--clock-node", type=int, default=None,
                     help="validator given the test-only clock file (restarted with it first if needed); "
                          "default: the last one when --faults has clock")
