@@ -351,7 +351,8 @@ class Load:
 
     def _get(self, path: str) -> Any:
         last: Exception | None = None
-        for i in self.rng.sample(self.c.usable_nodes(), k=len(self.c.usable_nodes())):
+        nodes = self.c.usable_nodes()  # one snapshot: the nemesis thread changes the set meanwhile
+        for i in self.rng.sample(nodes, k=len(nodes)):
             try:
                 return http(self.c.net.nodes[i].api_url, path)[1]
             except OSError as exc:
