@@ -121,7 +121,7 @@ def _slot_pressure(net: LocalNet, i: int) -> dict[str, int]:
 
 
 def test_restarted_validator_reconnects_under_slot_attack(tmp_path) -> None:
-    net = LocalNet.provision(tmp_path, validators=4, base_port=34250, demo_accounts=1)
+    net = LocalNet.provision(tmp_path, validators=4, base_port=30700, demo_accounts=1)
     attacker = SlotAttacker([n.p2p_port for n in net.nodes])
     try:
         net.start_all()

@@ -54,7 +54,7 @@ def _catch_up_seconds(net: LocalNet, liar_mode: str | None) -> tuple[float, int]
 
 @pytest.mark.parametrize("liar_mode", ["lie_height", "mute_sync"])
 def test_lagging_node_catches_up_despite_a_lying_peer(tmp_path, liar_mode: str) -> None:
-    net = LocalNet.provision(tmp_path, validators=4, base_port=34210, demo_accounts=1, config_overrides=FAST_BLOCKS)
+    net = LocalNet.provision(tmp_path, validators=4, base_port=30720, demo_accounts=1, config_overrides=FAST_BLOCKS)
     try:
         seconds, behind = _catch_up_seconds(net, liar_mode)
         print(f"\n{liar_mode}: caught up {behind} blocks in {seconds:.1f} s")
@@ -76,7 +76,7 @@ def test_lagging_node_catches_up_despite_a_lying_peer(tmp_path, liar_mode: str) 
 
 
 def test_real_certificates_with_wrong_blocks_are_blamed_and_never_halt(tmp_path) -> None:
-    net = LocalNet.provision(tmp_path, validators=4, base_port=34210, demo_accounts=1, config_overrides=FAST_BLOCKS)
+    net = LocalNet.provision(tmp_path, validators=4, base_port=30720, demo_accounts=1, config_overrides=FAST_BLOCKS)
     try:
         for i in range(4):
             net.start(i, extra_env={ENV_VAR: "junk_sync"} if i == 0 else None)

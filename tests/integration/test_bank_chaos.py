@@ -47,7 +47,9 @@ def test_bank_chaos_60s(tmp_path_factory: pytest.TempPathFactory) -> None:
         assert "FAIL" not in out.stdout and "RESULT PASS" in out.stdout, report
         injected = next(ln for ln in out.stdout.splitlines() if ln.startswith("faults injected:"))
         counts = {k: int(v) for k, v in (part.strip().rsplit(" ", 1) for part in injected.split(":", 1)[1].split(","))}
-        assert sum(counts.values()) >= 6 and counts["disk"] >= 1, report
+        # The schedule is random and timing-dependent (a kind is drawn only when a node may be faulted), so
+        # require variety rather than one given kind; every disk fault is covered by test_disk_faults.py.
+        assert sum(counts.values()) >= 6 and sum(1 for v in counts.values() if v) >= 4, report
 
         events = [json.loads(line) for line in history.read_text().splitlines()]
         reads = [e for e in events if e["f"] == "read" and e["type"] == "ok"]
