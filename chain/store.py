@@ -120,7 +120,7 @@ def check_table_footers(path: Path) -> None:
         except FileNotFoundError:
             continue  # compacted away meanwhile (only when another process has the store open)
         raise CorruptStore(
-            f"LevelDB table {table.name} has no valid footer ({size} bytes): it is truncated"
+            f"LevelDB table {table.name} has no valid footer ({size} bytes): it is truncated or unreadable"
             " (failing disk, a full disk during a copy, or an edit from outside the node)"
         )
 
