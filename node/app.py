@@ -27,7 +27,6 @@ from chain.state import State
 from chain.store import ChainStore
 from chain.tx import SignedTx
 from consensus.certificate import CommitCertificate
-from consensus.evidence import DuplicateVoteEvidence, EvidenceError, verify_duplicate_vote_evidence
 from consensus.events import ProposalReceived, VoteReceived
 from consensus.messages import Message as ConsensusMessage
 from consensus.messages import Vote, encode_message
@@ -115,14 +114,12 @@ class Node:
             on_commit=self._on_commit,
             on_halt=self._on_halt,
             clock=self.clock,
-            on_evidence=self._on_evidence,
             on_timeout=self.metrics.consensus_timeout,
             verifier=verified,
         )
         self.consensus_gate = ConsensusGate(genesis.chain_id, lambda: self.driver.core, verified, time.monotonic)
         self.peer_heights: dict[bytes, int] = {}
         self._validators = self.store.state().validators
-        self.evidence_seen: list[DuplicateVoteEvidence] = []
         self._last_signed: dict[bytes, int] = {}
         self._gossip_out: list[bytes] = []
         self._gossip_wake = asyncio.Event()
@@ -455,17 +452,6 @@ class Node:
             height,
             reason,
         )
-
-    def _on_evidence(self, evidence: DuplicateVoteEvidence) -> None:
-        try:
-            validators = self.store.validators_at(evidence.height)
-            if validators is None:
-                return
-            verify_duplicate_vote_evidence(evidence, validators, self.genesis.chain_id)
-        except EvidenceError:
-            return
-        if len(self.evidence_seen) < 1000:
-            self.evidence_seen.append(evidence)
 
     def _after_mempool_change(self) -> None:
         self.metrics.set_mempool(len(self.mempool), self.mempool.size_bytes)

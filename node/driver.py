@@ -79,7 +79,6 @@ class ConsensusDriver:
         on_commit: Callable[[Block, State, CommitCertificate], None],
         on_halt: Callable[[str], None],
         clock: Clock,
-        on_evidence: Callable[[DuplicateVoteEvidence], None] = lambda ev: None,
         on_timeout: Callable[[str], None] = lambda step: None,
         verifier: Verifier = crypto.verify,
     ) -> None:
@@ -94,7 +93,6 @@ class ConsensusDriver:
         self._broadcast = broadcast
         self._on_commit = on_commit
         self._on_halt = on_halt
-        self._on_evidence = on_evidence
         self._on_timeout = on_timeout
         self.params = ConsensusParams(
             timeout_propose_ms=settings.timeout_propose_ms,
@@ -283,7 +281,6 @@ class ConsensusDriver:
             evidence.height,
             result,
         )
-        self._on_evidence(evidence)
 
     def on_halt(self, reason: str) -> None:
         self.stop()
