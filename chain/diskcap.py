@@ -16,11 +16,10 @@ writer. Walking a data directory of a few dozen files costs microseconds per com
 from __future__ import annotations
 
 import errno
-import logging
 import os
 from pathlib import Path
 
-log = logging.getLogger("paynet.diskcap")
+from chain.unsafe_env import unsafe_int_env
 
 DISK_CAP_ENV = "PAYNET_UNSAFE_DISK_CAP_TEST_BYTES"
 
@@ -33,13 +32,7 @@ def cap_bytes() -> int | None:
     global _cap, _read
     if not _read:
         _read = True
-        raw = os.environ.get(DISK_CAP_ENV, "").strip()
-        if raw:
-            try:
-                _cap = int(raw)
-            except ValueError:
-                raise SystemExit(f"{DISK_CAP_ENV}={raw!r}: expected an integer") from None
-            log.critical("UNSAFE test disk cap %s=%d is on: store and WAL writes fail past it", DISK_CAP_ENV, _cap)
+        _cap = unsafe_int_env(DISK_CAP_ENV, "store and WAL writes fail past this many bytes in the data directory")
     return _cap
 
 

@@ -15,10 +15,8 @@ CRITICAL when on. None is on by default.
 
 from __future__ import annotations
 
-import logging
-import os
 
-log = logging.getLogger("paynet.faults")
+from chain.unsafe_env import unsafe_int_env
 
 FAIL_APPLY_ENV = "PAYNET_UNSAFE_FAIL_APPLY_TEST_HEIGHT"
 FAIL_WAL_ENV = "PAYNET_UNSAFE_FAIL_WAL_TEST_AFTER"
@@ -30,15 +28,7 @@ class InjectedFault(RuntimeError):
 
 
 def _int_env(name: str) -> int | None:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SystemExit(f"{name}={raw!r}: expected an integer") from None
-    log.critical("UNSAFE test fault switch %s=%d is on: this node fails on purpose", name, value)
-    return value
+    return unsafe_int_env(name, "this node fails on purpose")
 
 
 class _Switches:
