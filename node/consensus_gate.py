@@ -7,7 +7,7 @@ price, cheapest first, and scores the peer:
 
 1. **Replay** (a dict lookup on the raw bytes): a message already accepted at this height is dropped
    before it is decoded. Honest peers re-send their votes every couple of seconds (gossip needs it), so
-   each peer has a budget of replays (`ReplayBudget`); beyond it every replay costs the peer a penalty.
+   each peer has a budget of replays (a `KeyedRateLimiter`); beyond it every replay costs the peer a penalty.
 2. **Decode** (strict canonical msgpack); undecodable bytes are the caller's DecodeError -> penalty.
 3. **Height window**: a message for an older height is dropped silently (a lagging relay, harmless);
    one beyond the next `future_heights` is dropped too (we cannot judge it yet; an honest peer far ahead
@@ -30,13 +30,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 from chain import crypto
 from consensus.core import ConsensusCore
 from consensus.messages import Message, Vote, decode_message
-from node.ratelimit import TokenBucket
+from node.ratelimit import KeyedRateLimiter
 
 MAX_REMEMBERED = 20_000
 REPLAY_RATE_PER_S = 100.0
@@ -81,24 +81,6 @@ class VerifiedSignatures:
         return ok
 
 
-@dataclass
-class ReplayBudget:
-    """Per-peer allowance of replayed consensus messages (token bucket; bounded number of peers)."""
-
-    rate: float = REPLAY_RATE_PER_S
-    burst: float = REPLAY_BURST
-    max_peers: int = 1024
-    _buckets: OrderedDict[bytes, TokenBucket] = field(default_factory=OrderedDict)
-
-    def allow(self, peer: bytes, now: float) -> bool:
-        bucket = self._buckets.get(peer)
-        if bucket is None:
-            bucket = self._buckets[peer] = TokenBucket(self.rate, self.burst, now)
-            if len(self._buckets) > self.max_peers:
-                self._buckets.popitem(last=False)
-        return bucket.take(now).allowed
-
-
 class ConsensusGate:
     """Decides, per consensus message from a peer, whether the core sees it (module docstring)."""
 
@@ -108,14 +90,16 @@ class ConsensusGate:
         core: Callable[[], ConsensusCore | None],
         verifier: VerifiedSignatures,
         clock: Callable[[], float],
-        budget: ReplayBudget | None = None,
+        budget: KeyedRateLimiter | None = None,
         max_remembered: int = MAX_REMEMBERED,
     ) -> None:
         self.chain_id = chain_id
         self._core = core
         self.verifier = verifier
-        self._clock = clock
-        self.budget = budget or ReplayBudget()
+        # Per-peer allowance of replays (honest re-gossip needs some), LRU-bounded in peers.
+        if budget is None:  # (not `budget or ...`: an empty limiter has len 0 and is falsy)
+            budget = KeyedRateLimiter(REPLAY_RATE_PER_S, REPLAY_BURST, max_keys=1024, clock=clock)
+        self.budget = budget
         self.max_remembered = max_remembered
         self._accepted: OrderedDict[bytes, None] = OrderedDict()
         self._signer_height = -1
@@ -134,7 +118,7 @@ class ConsensusGate:
         if raw in self._accepted:
             self._accepted.move_to_end(raw)
             self._count("replay")
-            if self.budget.allow(peer, self._clock()):
+            if self.budget.check(peer).allowed:
                 return GateResult(Verdict.DROP)
             self._count("replay_over_budget")
             return GateResult(Verdict.PENALISE, reason="consensus_replay", amount=REPLAY_PENALTY)

@@ -9,10 +9,10 @@ from chain.encoding import DecodeError
 from consensus.core import ConsensusCore
 from consensus.events import NewHeight
 from consensus.messages import Vote, VoteType, encode_message
+from node.ratelimit import KeyedRateLimiter
 from node.consensus_gate import (
     SIGNER_BASE,
     ConsensusGate,
-    ReplayBudget,
     Verdict,
     VerifiedSignatures,
 )
@@ -29,11 +29,13 @@ class Clock:
         return self.now
 
 
-def make_gate(budget: ReplayBudget | None = None) -> tuple[ConsensusGate, ConsensusCore, VerifiedSignatures, Clock]:
+def make_gate(replays: tuple[float, float] | None = None) -> tuple[ConsensusGate, ConsensusCore, VerifiedSignatures, Clock]:
+    """A gate in front of an observer core at height 5; `replays` = (rate, burst) of the replay budget."""
     verifier = VerifiedSignatures()
     core = ConsensusCore(CHAIN, None, verifier=verifier)  # an observer: it never signs
     core.step(NewHeight(5, VSET))
     clock = Clock()
+    budget = KeyedRateLimiter(*replays, clock=clock) if replays else None
     return ConsensusGate(CHAIN, lambda: core, verifier, clock, budget), core, verifier, clock
 
 
@@ -42,7 +44,7 @@ def raw_vote(key: crypto.PrivateKey, height: int = 5, round_: int = 0, tag: str 
 
 
 def test_replays_cost_no_signature_check_and_a_penalty_beyond_the_budget() -> None:
-    gate, _core, verifier, clock = make_gate(ReplayBudget(rate=1.0, burst=3))
+    gate, _core, verifier, clock = make_gate(replays=(1.0, 3))
     raw = raw_vote(KEYS[1])
     assert gate.check(b"peer", raw).verdict is Verdict.ACCEPT
     assert verifier.checks == 1
