@@ -517,6 +517,23 @@ class ChainStore:
                 out.append((_U64.unpack(rest[:8])[0], struct.unpack(">I", rest[8:12])[0], tx_id))
         return out
 
+    def items_between(self, start: bytes, stop: bytes, limit: int, reverse: bool = False) -> list[tuple[bytes, bytes]]:
+        """Up to `limit` raw (key, value) pairs with start <= key < stop, in key order (or reverse).
+
+        Read-only and bounded: the explorer's prefix search and paged index reads (node/api/lookup.py)
+        use it, so the API never holds the LevelDB handle itself.
+        """
+        self._check_open()
+        out: list[tuple[bytes, bytes]] = []
+        if limit <= 0 or start >= stop:
+            return out
+        with self._db.iterator(start=start, stop=stop, reverse=reverse) as it:
+            for key, value in it:
+                out.append((key, value))
+                if len(out) >= limit:
+                    break
+        return out
+
     def headers(self, start: int, stop: int) -> Iterator[BlockHeader]:
         """Headers for heights in [start, stop), ascending (explorer, sync)."""
         self._check_open()
