@@ -38,7 +38,6 @@ from network.sync import PENALTY_TIMEOUT, SyncPlanner
 from node import __version__, byzantine, faults, halt
 from node import blocksync
 from node.api.app import create_app
-from node.api.config import ApiConfig
 from node.clock import Clock
 from node.config import NodeConfig
 from node.consensus_gate import ConsensusGate, Verdict, VerifiedSignatures
@@ -147,10 +146,8 @@ class Node:
         for coro in (self._recv_loop(), self._gossip_loop(), self._status_loop()):
             self._tasks.append(loop.create_task(coro))
         if self.config.api.enabled:
-            api = self.config.api
-            # The config file's [api] section carries every ApiConfig limit (plus where to listen).
-            limits = api.model_dump(include=set(ApiConfig.model_fields))
-            app = create_app(self, ApiConfig(**limits))
+            api = self.config.api  # the config file's [api] section is the API's ApiConfig itself
+            app = create_app(self, api)
             self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()
             site = web.TCPSite(self._runner, api.host, api.port)

@@ -6,6 +6,7 @@ setting at its default. Relative paths are relative to the node home.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,10 @@ class ConfigError(Exception):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown keys are refused (a typo must not leave a setting at its default) and types are strict
+    (`listen_port = "27810"` is refused rather than converted: TOML has integers, a quoted one is a mistake)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def _host_port(value: str) -> str:
@@ -96,17 +100,6 @@ class P2PSection(_Section):
         return SyncConfig(batch=self.sync_batch, request_timeout=self.sync_request_timeout_ms / 1000)
 
 
-class ApiSection(ApiConfig):
-    """[api]: where the API listens, plus every limit of node/api/config.py's ApiConfig (inherited, so a
-    limit and its default are written once; docs/api.md lists them). A rate of 0 disables that limiter."""
-
-    model_config = ConfigDict(extra="forbid", frozen=False)
-
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=1, le=65535)
-
-
 class MempoolSection(_Section):
     max_txs: int = Field(50_000, ge=1, description="pool capacity; beyond it submissions get 503 + Retry-After")
     max_per_account: int = Field(1000, ge=1, description="pending txs one account may hold")
@@ -134,11 +127,16 @@ class ConsensusSection(_Section):
 class NodeConfig(_Section):
     node: NodeSection = Field(default_factory=NodeSection)
     p2p: P2PSection = Field(default_factory=P2PSection)
-    api: ApiSection = Field(default_factory=ApiSection)
+    api: ApiConfig = Field(default_factory=ApiConfig)
     mempool: MempoolSection = Field(default_factory=MempoolSection)
     consensus: ConsensusSection = Field(default_factory=ConsensusSection)
 
     home: Path = Field(Path("."), exclude=True)
+
+    @classmethod
+    def model_fields_set_names(cls) -> list[str]:
+        """The config file's section names ([node], [p2p], ...), for error messages."""
+        return [name for name, f in cls.model_fields.items() if not f.exclude]
 
     def path(self, relative: str) -> Path:
         p = Path(relative)
@@ -157,15 +155,60 @@ class NodeConfig(_Section):
         try:
             cfg = cls.model_validate(raw)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-            )
-            raise ConfigError(f"{file}: {problems}") from None
+            raise ConfigError("; ".join(describe_error(file, err) for err in exc.errors())) from None
         cfg.home = home
         return cfg
 
     def to_toml(self) -> str:
         return dump_toml(self.model_dump(exclude={"home"}))
+
+
+_EXPECTED = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "a quoted string",
+    "list_type": "a list",
+    "model_type": "a table",
+    "dict_type": "a table",
+}
+_TOML_TYPES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}
+
+
+def describe_error(file: Path, err: Any) -> str:
+    """One pydantic error as an operator reads it: the file, the [section], the key, and what is allowed.
+
+    pydantic's own wording ("Extra inputs are not permitted", "Input should be a valid integer") names
+    neither the section nor the keys that do exist, which is what someone fixing a typo needs."""
+    loc = [str(p) for p in err["loc"]]
+    kind = err["type"]
+    if kind == "extra_forbidden" and len(loc) == 1:
+        allowed = ", ".join(NodeConfig.model_fields_set_names())
+        return f"{file}: unknown section [{loc[0]}]{_did_you_mean(loc[0], NodeConfig.model_fields_set_names())}; allowed: {allowed}"
+    where = f"{file} [{loc[0]}]" if loc else str(file)
+    if kind == "extra_forbidden":
+        section = NodeConfig.model_fields[loc[0]].annotation
+        names = list(section.model_fields) if section else []  # type: ignore[union-attr]
+        return f'{where}: unknown key "{loc[-1]}"{_did_you_mean(loc[-1], names)}; allowed: {", ".join(names)}'
+    key = ".".join(loc[1:])
+    subject = f"{where} {key}" if key else where
+    given = err.get("input")
+    if kind in _EXPECTED:
+        got = _TOML_TYPES.get(type(given), type(given).__name__)
+        return f"{subject}: expected {_EXPECTED[kind]}, got {_shown(given)} ({got})"
+    return f"{subject}: {err['msg'][0].lower()}{err['msg'][1:]} (got {_shown(given)})"
+
+
+def _shown(value: Any) -> str:
+    """A value as it would appear in TOML (strings in double quotes), so the message quotes the file."""
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def _did_you_mean(word: str, names: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, names, n=1)
+    return f' (did you mean "{close[0]}"?)' if close else ""
 
 
 def _toml_value(v: Any) -> str:

@@ -1,8 +1,12 @@
-"""Configuration of the HTTP API (embedded in the node's config as the limit fields of [api]).
+"""Configuration of the HTTP API: the one class behind the `[api]` section of config.toml.
+
+The node's config (node/config.py) uses this class as its `[api]` section and passes the same object
+to `create_app`, so an option and its default are written once: `paynet-node init` writes these
+defaults, docs/api.md's limits table states them (tests/test_docs.py compares the two).
 
 The API shares the event loop with consensus, so every limit below bounds what one client can make
-that loop (or the signature workers) do; docs/api.md lists them and docs/security.md says which threat
-each one answers. A rate of 0 disables that limiter (benchmarks, nodes behind a proxy that limits).
+that loop (or the signature workers) do; docs/security.md says which threat each one answers. A rate
+of 0 disables that limiter (benchmarks, nodes behind a proxy that limits).
 """
 
 from __future__ import annotations
@@ -13,9 +17,15 @@ MIB = 1024 * 1024
 
 
 class ApiConfig(BaseModel):
-    """Limits of the HTTP API; defaults keep one client from starving consensus on a 2-core machine."""
+    """Where the HTTP API listens and its limits; defaults keep one client from starving consensus on a
+    2-core machine. Strict types: a value of the wrong type in config.toml (a port as "8080") is refused,
+    never converted, so what the operator wrote is what runs."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    enabled: bool = Field(default=True, description="serve the HTTP API, explorer and metrics")
+    host: str = Field(default="127.0.0.1", description="address the API binds (put a TLS proxy in front of it)")
+    port: int = Field(default=8080, ge=1, le=65535, description="TCP port of the API")
 
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * MIB, description="largest request body; bigger gets 413")
     max_batch_body_bytes: int = Field(
@@ -54,6 +64,10 @@ class ApiConfig(BaseModel):
     decode_bytes_per_token: int = Field(
         default=16 * 1024, ge=1024,
         description="an uncached block read for GET /blocks/{ref} or a receipt costs one more request token per this many bytes",
+    )
+    raw_blocks_max_bytes: int = Field(
+        default=4 * MIB, ge=64 * 1024, le=64 * MIB,
+        description="stored bytes one GET /blocks/raw response may carry (at least one block); it ends early with Paynet-Next-From",
     )
     blocks_page_max_bytes: int = Field(
         default=8 * MIB, ge=64 * 1024,

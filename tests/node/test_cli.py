@@ -43,7 +43,7 @@ def test_bad_config_is_refused_naming_the_field(home: Path, tmp_path: Path) -> N
     (bad / "config.toml").write_text((home / "config.toml").read_text().replace("max_txs = 50000", "max_txs = -5"))
     out = _node("run", "--home", str(bad))
     assert out.returncode != 0
-    assert "mempool.max_txs" in out.stderr
+    assert "[mempool] max_txs" in out.stderr
     with pytest.raises(ConfigError, match="unknown_option"):
         (bad / "config.toml").write_text("[node]\nunknown_option = 1\n")
         NodeConfig.load(bad)
