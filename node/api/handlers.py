@@ -28,6 +28,8 @@ from node.api.blockread import LightBlock
 from node.api.config import ApiConfig
 from node.api.errors import ApiError
 from node.api.jsonbody import parse_json
+from node.api.proofs import ProofRoutes
+from node.api.rawblocks import RawBlocksRoutes
 from node.api.sigcheck import SignatureChecker, SignatureOverload
 from node.api.models import (
     MAX_BATCH_TXS,
@@ -139,6 +141,13 @@ class Handlers:
         self._blocks: OrderedDict[int, LightBlock] = OrderedDict()
         self._names = {bytes.fromhex(v.pubkey): v.name for v in view.genesis.validators}
         self._names_by_addr = {crypto.address_of(pk): n for pk, n in self._names.items()}
+        self._proofs = ProofRoutes(lambda: self.view.store, view.genesis)  # node/api/proofs.py
+        self.get_header = self._proofs.get_header
+        self.get_account_proof = self._proofs.get_account_proof
+        self.get_asset_proof = self._proofs.get_asset_proof
+        self._raw = RawBlocksRoutes(lambda: self.view.store, config, limiters.ip_requests, client_key)
+        self.get_block_raw = self._raw.get_block_raw  # raw blocks for auditors (node/api/rawblocks.py)
+        self.get_blocks_raw = self._raw.get_blocks_raw
 
     # -- helpers -------------------------------------------------------------------------------------
 
@@ -632,6 +641,7 @@ class Handlers:
                 sync_state=self.view.sync_state(),
                 halted=self.view.halt_reason() is not None,
                 halt_reason=self.view.halt_reason(),
+                warnings=getattr(self.view, "status_warnings", list)(),  # optional NodeView method
             )
         )
 

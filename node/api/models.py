@@ -212,6 +212,57 @@ class BlockResponse(_Model):
     certificate_decoded: Any = None
 
 
+# -- proofs for light clients (node/api/proofs.py) ------------------------------------------------------
+
+
+class ValidatorPower(_Model):
+    pubkey: str = Field(pattern=HEX32)
+    power: int
+
+
+class HeaderResponse(_Model):
+    """One committed header, its commit certificate and the validator set that signed it: all a light
+    client needs to verify the header from a trusted one (wallet/lightclient.py)."""
+
+    height: int
+    hash: str = Field(pattern=HEX32)
+    header: HeaderFields = Field(description="display only; check header_raw")
+    header_raw: str = Field(description="canonical header bytes, hex; sha256 of them is hash")
+    certificate: str | None = Field(description="commit certificate, canonical bytes, hex (null for block 0)")
+    validators: list[ValidatorPower] = Field(description="the set whose hash is header.validators_hash")
+    validators_hash: str = Field(pattern=HEX32)
+    validators_proof: str | None = Field(
+        default=None,
+        description="canonical StateProof (hex) of the validator-set key after block height-1 against header "
+        "height-1's state_root; null at height 0 or when that state version is pruned",
+    )
+
+
+class AccountState(_Model):
+    nonce: int
+    balances: dict[str, int]
+
+
+class AccountProofResponse(_Model):
+    address: str = Field(pattern=ADDRESS_PATTERN)
+    height: int = Field(description="the state after this block")
+    key: str = Field(description="state key, hex (\"a\" + address)")
+    value: str | None = Field(description="canonical account bytes, hex; null: the account does not exist")
+    account: AccountState | None = Field(description="display only; check value")
+    proof: str = Field(description="canonical StateProof bytes, hex, against block.header state_root")
+    block: HeaderResponse
+
+
+class AssetProofResponse(_Model):
+    asset: str
+    height: int = Field(description="the state after this block")
+    key: str = Field(description="state key, hex (\"s\" + asset id)")
+    value: str | None = Field(description="canonical asset bytes, hex; null: no such asset")
+    info: AssetModel | None = Field(description="display only; check value")
+    proof: str = Field(description="canonical StateProof bytes, hex, against block.header state_root")
+    block: HeaderResponse
+
+
 # -- node ----------------------------------------------------------------------------------------------
 
 
@@ -263,6 +314,7 @@ class StatusResponse(_Model):
     sync_state: str
     halted: bool = False
     halt_reason: str | None = None
+    warnings: list[str] = []  # e.g. the node's key is not in the validator set (it never votes)
 
 
 class HealthResponse(_Model):
@@ -272,3 +324,128 @@ class HealthResponse(_Model):
     status: str
     height: int
     halt_reason: str | None = None
+
+
+# -- raw blocks (node/api/rawblocks.py) ------------------------------------------------------------------
+
+
+class RawBlocksQuery(_Model):
+    """Query of GET /blocks/raw. The body is binary (application/x-paynet-blocks, docs/api.md), so only
+    the query has a model; limits here keep a malformed query from reaching the store."""
+
+    from_: int = Field(default=0, alias="from", ge=0, le=2**63 - 1, description="first height (inclusive)")
+    to: int | None = Field(default=None, ge=0, le=2**63 - 1,
+                           description="last height (inclusive); default and cap: the head")
+    max_bytes: int | None = Field(default=None, ge=1, le=2**31,
+                                  description="lower the server's per-response byte budget (never raise it)")
+
+
+# -- explorer (issue 18): feed, statement, search, series, validator activity --------------------------
+
+
+class Candidate(_Model):
+    kind: Literal["block", "tx", "account"]
+    id: str = Field(description="block: height (decimal); tx: 64-hex id; account: address")
+
+
+class AmbiguousErrorDetail(_Model):
+    code: Literal["ambiguous_prefix"]
+    message: str
+    candidates: list[Candidate] = Field(description="up to 5 of the matches")
+
+
+class AmbiguousErrorResponse(_Model):
+    error: AmbiguousErrorDetail
+
+
+class FeedTx(_Model):
+    """A committed tx as the explorer lists it; fields a kind does not have are null."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    tx_id: str = Field(pattern=HEX32)
+    height: int
+    index: int
+    time_ms: int = Field(description="block time: when the tx settled")
+    kind: Literal["transfer", "issue", "burn", "validator_update", "asset_create", "set_issuer"]
+    from_: str = Field(alias="from", description="sender address")
+    to: str | None = None
+    asset: str | None = None
+    amount: int | None = Field(default=None, description="minor units; divide by 10**decimals")
+    decimals: int | None = None
+    memo: str
+    pubkey: str | None = Field(default=None, description="validator_update: validator public key, hex")
+    power: int | None = None
+    issuer: str | None = Field(default=None, description="asset_create / set_issuer: issuer address")
+
+
+class FeedResponse(_Model):
+    txs: list[FeedTx]
+    head_height: int
+    next_before: str | None = Field(description="pass as ?before= for the next (older) page; null at the end")
+    complete: bool = Field(description="false: the page hit its work bound early; follow next_before")
+
+
+class StatementRow(_Model):
+    tx_id: str = Field(pattern=HEX32)
+    height: int
+    index: int
+    time_ms: int
+    kind: Literal["transfer", "issue", "burn"]
+    direction: Literal["in", "out", "self"]
+    counterparty: str | None
+    amount: int = Field(ge=0)
+    delta: int = Field(description="signed change of this account's balance")
+    balance_after: int
+    memo: str
+
+
+class StatementResponse(_Model):
+    address: str = Field(pattern=ADDRESS_PATTERN)
+    asset: str
+    decimals: int
+    balance: int = Field(description="current balance (after the head block)")
+    rows: list[StatementRow]
+    next_before: str | None
+    complete: bool
+
+
+class SearchResponse(Candidate):
+    pass
+
+
+class SeriesPointModel(_Model):
+    t_ms: int
+    txs: int
+    tps: float
+    blocks: int
+    block_interval_ms: float | None
+    finality_ms: float | None
+    finality_max_ms: float | None
+    finality_samples: int
+    mempool: int | None
+
+
+class SeriesResponse(_Model):
+    now_ms: int
+    step_s: int
+    window_s: int
+    points: list[SeriesPointModel] = Field(description="oldest first, window_s / step_s points")
+
+
+class ValidatorActivity(_Model):
+    name: str | None
+    address: str
+    pubkey: str
+    power: int
+    signed: list[bool] = Field(description="signed[i]: its precommit is in the certificate of heights[i]")
+    missed: int
+    proposed: int
+
+
+class ActivityResponse(_Model):
+    from_height: int
+    to_height: int
+    heights: list[int]
+    proposers: list[str]
+    validators: list[ValidatorActivity]

@@ -36,10 +36,13 @@ class RouteSpec:
     params: tuple[Param, ...] = ()
     request: type[BaseModel] | None = None
     errors: tuple[int, ...] = field(default=())
+    media: str = "text/plain"  # content type of a non-JSON (None) response
 
 
 TX_ID = Param("tx_id", "path", {"type": "string", "pattern": r"^(0x)?[0-9a-fA-F]{64}$"}, "transaction id, hex")
 ADDRESS = Param("address", "path", {"type": "string"}, "account address, pn + 40 hex digits")
+PROOF_HEIGHT = Param("height", "query", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+                     "the state after this block (default: the latest committed height)")
 BLOCK_REF = Param("ref", "path", {"type": "string"}, "block height (decimal) or block hash (64 hex, optional 0x)")
 
 ROUTES: tuple[RouteSpec, ...] = (
@@ -81,6 +84,36 @@ ROUTES: tuple[RouteSpec, ...] = (
     ),
     RouteSpec("GET", "/assets", "get_assets", "Assets with issuer, decimals and supply", {200: m.AssetsResponse},
               errors=(429,)),
+    # light-client proofs (node/api/proofs.py)
+    RouteSpec(
+        "GET",
+        "/accounts/{address}/proof",
+        "get_account_proof",
+        "The account's state after block H with a sparse-Merkle proof against header H's state_root, the header, "
+        "its certificate and signing set",
+        {200: m.AccountProofResponse},
+        params=(ADDRESS, PROOF_HEIGHT),
+        errors=(400, 404, 410, 429),
+    ),
+    RouteSpec(
+        "GET",
+        "/assets/{asset_id}/proof",
+        "get_asset_proof",
+        "The asset's state after block H with a sparse-Merkle proof, like the account proof",
+        {200: m.AssetProofResponse},
+        params=(Param("asset_id", "path", {"type": "string", "pattern": r"^[A-Z][A-Z0-9]{1,11}$"}, "asset id"),
+                PROOF_HEIGHT),
+        errors=(400, 404, 410, 429),
+    ),
+    RouteSpec(
+        "GET",
+        "/headers/{height}",
+        "get_header",
+        "A committed header, its commit certificate and the validator set that signed it (for light clients)",
+        {200: m.HeaderResponse},
+        params=(Param("height", "path", {"type": "string", "pattern": r"^[0-9]{1,19}$"}, "block height"),),
+        errors=(400, 404, 410, 429),
+    ),
     RouteSpec(
         "GET",
         "/blocks",
@@ -93,6 +126,34 @@ ROUTES: tuple[RouteSpec, ...] = (
                   "only blocks with height < before"),
         ),
         errors=(400, 429),
+    ),
+    # before /blocks/{ref}: aiohttp matches routes in order, and "raw" would otherwise be taken for a ref
+    RouteSpec(
+        "GET",
+        "/blocks/raw",
+        "get_blocks_raw",
+        "Canonical bytes of consecutive blocks with their commit certificates, for auditors; at most "
+        "raw_blocks_max_bytes per response, continue from the Paynet-Next-From header (format: docs/api.md)",
+        {200: None},
+        params=(
+            Param("from", "query", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}, "first height"),
+            Param("to", "query", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+                  "last height, inclusive (default: the head)"),
+            Param("max_bytes", "query", {"type": "integer", "minimum": 1, "maximum": 2**31},
+                  "a smaller per-response byte budget than the server's"),
+        ),
+        errors=(400, 404, 429),
+        media="application/x-paynet-blocks",
+    ),
+    RouteSpec(
+        "GET",
+        "/blocks/{height}/raw",
+        "get_block_raw",
+        "One block's canonical bytes and commit certificate, as one application/x-paynet-blocks frame",
+        {200: None},
+        params=(Param("height", "path", {"type": "string", "pattern": r"^[0-9]{1,19}$"}, "block height"),),
+        errors=(400, 404, 429),
+        media="application/x-paynet-blocks",
     ),
     RouteSpec(
         "GET",
@@ -120,6 +181,7 @@ ROUTES: tuple[RouteSpec, ...] = (
 ERROR_TEXT = {
     400: "bad input (malformed JSON, bad hex, not a tx, bad address, admission refused)",
     404: "not found",
+    410: "gone: the node no longer keeps the state version or validator set of that height (pruned)",
     408: "request body not received within body_timeout_s (the connection is closed)",
     413: "request body too large",
     429: "rate limited (requests, txs or body bytes per client IP, txs per account, requests in progress); "
@@ -146,7 +208,7 @@ def build_openapi(version: str) -> dict[str, Any]:
         responses: dict[str, Any] = {}
         for status, model in r.responses.items():
             if model is None:
-                responses[str(status)] = {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
+                responses[str(status)] = {"description": "OK", "content": {r.media: {"schema": {"type": "string"}}}}
             else:
                 responses[str(status)] = {
                     "description": "OK" if status < 300 else "Accepted",

@@ -410,6 +410,7 @@ async def test_openapi_documents_every_route(api: Api) -> None:
     assert status == 200 and doc["openapi"].startswith("3.")
     assert set(doc["paths"]) == {
         "/txs", "/tx-batches", "/txs/{tx_id}", "/accounts/{address}", "/assets", "/blocks", "/blocks/{ref}",
+        "/blocks/raw", "/blocks/{height}/raw",
         "/validators", "/mempool", "/status", "/health", "/metrics"}
     assert doc["paths"]["/txs"]["post"]["responses"]["429"]
     refs = set()

@@ -1,0 +1,146 @@
+"""Raw committed blocks for auditors: `GET /blocks/{height}/raw` and `GET /blocks/raw?from=&to=`.
+
+An auditor re-verifies the chain from the bytes that were hashed and signed, so these routes serve the
+stored canonical bytes untouched (no decoding, no JSON, no hex): every block is exactly what the store
+keeps, and its commit certificate is exactly what the validators' precommits made.
+
+Wire format (`application/x-paynet-blocks`, docs/api.md "Raw blocks"): zero or more frames, each
+    [u32 big-endian length N][N bytes: canonical msgpack array [height, block bytes, certificate bytes]]
+in ascending height order, with no gaps. The genesis block (height 0) carries an empty certificate.
+The inner array is itself canonical (chain.encoding), so one decoder reads frames, blocks and
+certificates alike.
+
+Cost is bounded on both sides:
+- one response reads at most `raw_blocks_max_bytes` of stored bytes (and at most MAX_RANGE_BLOCKS
+  blocks, which bounds the event-loop time of tiny blocks), always at least one block, and tells the
+  client where to continue (`Paynet-Next-From`); memory is that budget plus one block;
+- the client's request bucket is charged one token per `decode_bytes_per_token` bytes served, as debt
+  after the read, so the long-run download rate per IP is `ip_rate_per_s * decode_bytes_per_token`
+  (1.6 MB/s with the defaults) however the requests are sized.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from chain.encoding import encode
+from node.api.config import ApiConfig
+from node.api.errors import ApiError
+from node.api.models import RawBlocksQuery
+from node.ratelimit import KeyedRateLimiter
+
+MEDIA_TYPE = "application/x-paynet-blocks"
+FRAME_HEADER = struct.Struct(">I")
+MAX_RANGE_BLOCKS = 2000
+"""Blocks one range response may hold whatever their size: ~2 LevelDB reads each on the event loop."""
+NEXT_FROM_HEADER = "Paynet-Next-From"
+HEAD_HEADER = "Paynet-Head-Height"
+COUNT_HEADER = "Paynet-Block-Count"
+
+
+def frame(height: int, block: bytes, certificate: bytes) -> bytes:
+    """One frame of the wire format: length prefix + canonical [height, block, certificate]."""
+    body = encode([height, block, certificate])
+    return FRAME_HEADER.pack(len(body)) + body
+
+
+class RawBlockReader:
+    """Reads frames out of a store (`get_block_bytes`, `get_certificate`, `head_height`) within a budget.
+    `store()` is called per read: the node may swap its store object (restore), the API must follow."""
+
+    def __init__(self, store: Callable[[], Any]) -> None:
+        self.store = store
+
+    def frame_at(self, height: int) -> bytes | None:
+        store = self.store()
+        block = store.get_block_bytes(height)
+        if block is None:
+            return None
+        cert = store.get_certificate(height)
+        return frame(height, bytes(block), bytes(cert or b""))
+
+    def read_range(self, start: int, stop: int, max_bytes: int, max_blocks: int = MAX_RANGE_BLOCKS) -> tuple[list[bytes], int | None]:
+        """(frames for start.., next height to ask for or None when `stop` was reached).
+
+        Stops *before* a frame that would take the total past `max_bytes`, except that the first frame
+        is always served (a block larger than the budget must still be downloadable)."""
+        frames: list[bytes] = []
+        total = 0
+        h = start
+        while h <= stop and len(frames) < max_blocks:
+            f = self.frame_at(h)
+            if f is None:  # past the head (pruned stores do not exist; a block is never absent below it)
+                break
+            if frames and total + len(f) > max_bytes:
+                break
+            frames.append(f)
+            total += len(f)
+            h += 1
+        return frames, (h if h <= stop else None)
+
+
+def _query(request: web.Request) -> RawBlocksQuery:
+    """The range query, validated at the edge (pydantic); `from` is a Python keyword, hence the alias."""
+    known = {"from", "to", "max_bytes"}
+    extra = set(request.query) - known
+    if extra:
+        raise ApiError(400, "bad_query", f"unknown query parameter(s): {', '.join(sorted(extra))}")
+    try:
+        return RawBlocksQuery.model_validate(dict(request.query))
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "query"
+        raise ApiError(400, "bad_query", f"{where}: {err['msg']}") from None
+
+
+class RawBlocksRoutes:
+    """The two handlers; `client_key(request)` names the rate-limit bucket to charge."""
+
+    def __init__(self, store: Callable[[], Any], config: ApiConfig, limiter: KeyedRateLimiter,
+                 client_key: Callable[[web.Request], str]) -> None:
+        self.reader = RawBlockReader(store)
+        self.store = store
+        self.config = config
+        self.limiter = limiter
+        self.client_key = client_key
+
+    def _response(self, request: web.Request, frames: list[bytes], head: int, next_from: int | None) -> web.Response:
+        body = b"".join(frames)
+        self.limiter.charge(self.client_key(request), len(body) / self.config.decode_bytes_per_token)
+        resp = web.Response(body=body, content_type=MEDIA_TYPE)
+        resp.headers[HEAD_HEADER] = str(head)
+        resp.headers[COUNT_HEADER] = str(len(frames))
+        if next_from is not None:
+            resp.headers[NEXT_FROM_HEADER] = str(next_from)
+        return resp
+
+    async def get_block_raw(self, request: web.Request) -> web.Response:
+        text = request.match_info["height"]
+        if not text.isascii() or not text.isdigit() or len(text) > 19:
+            raise ApiError(400, "bad_block_ref", "height must be a decimal integer")
+        height = int(text)
+        head = int(self.store().head_height)
+        f = self.reader.frame_at(height) if height <= head else None
+        if f is None:
+            raise ApiError(404, "block_not_found", f"no block at height {height}")
+        resp = self._response(request, [f], head, None)
+        resp.headers["Cache-Control"] = "public, max-age=86400, immutable"  # a committed block never changes
+        return resp
+
+    async def get_blocks_raw(self, request: web.Request) -> web.Response:
+        q = _query(request)
+        head = int(self.store().head_height)
+        start = q.from_
+        if start > head:
+            raise ApiError(404, "block_not_found", f"no block at height {start} (head is {head})")
+        stop = head if q.to is None else min(q.to, head)
+        if stop < start:
+            raise ApiError(400, "bad_query", f"to ({q.to}) is below from ({start})")
+        budget = self.config.raw_blocks_max_bytes if q.max_bytes is None else min(q.max_bytes, self.config.raw_blocks_max_bytes)
+        frames, next_from = self.reader.read_range(start, stop, budget)
+        return self._response(request, frames, head, next_from)
