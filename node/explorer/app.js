@@ -1,265 +1,472 @@
-// paynet block explorer: plain JS, no build step, served by the node itself.
-// Every value from the API is inserted with textContent (never innerHTML): memos and asset ids are
-// user-controlled. Routes are hash-based (#/block/12, #/tx/<id>, #/account/<addr>), so any page can
-// be linked and reloaded without server-side routing.
+// paynet block explorer: plain JS modules, no build step, served by the node itself under a strict CSP
+// (script-src 'self', no inline styles). Routes are hash-based, so any page can be linked and reloaded:
+//   #/  #/payments  #/blocks  #/block/<height|hash>  #/tx/<id>  #/account/<addr>?asset=USD
+//   #/governance  #/assets  #/search/<text>      (lists take ?before=<cursor> for older pages)
+// The endpoints it reads are in docs/api.md ("Explorer endpoints"); what it polls and how often is in
+// docs/explorer.md.
 "use strict";
 
-const POLL_MS = 1000;
-const HEX64 = /^(0x)?[0-9a-fA-F]{64}$/;
-const ADDRESS = /^pn[0-9a-fA-F]{40}$/;
-const HEIGHT = /^[0-9]{1,19}$/;
+import {
+  $, el, link, short, formatUnits, formatAmount, formatTime, seconds, timeCell, row, fields, idLink,
+  addrLink, txLink, blockLink, hashLink, fillTable,
+} from "./dom.js";
+import { lineChart, heatStrip } from "./charts.js";
+import { checkFinalTx } from "./verify.js";
 
-let assetDecimals = {};
-let pollTimer = null;
-let routeToken = 0; // bumps on navigation so a late response for an old page is dropped
+// Polling: ~1.5 requests/s on the home page, far below the API's 100/s per client IP.
+const STATUS_MS = 3000;
+const FAST_MS = 2000; // payments feed, newest blocks
+const SLOW_MS = 10000; // charts, validator activity
+const PENDING_MS = 1000; // a pending tx's page, until it is final
 
-const $ = (id) => document.getElementById(id);
+const FEED_ROWS = 20;
+const HOME_BLOCKS = 10;
+const PAGE_ROWS = 25;
+const STATEMENT_ROWS = 50;
+const ACTIVITY_BLOCKS = 100;
+const SERIES = "window=3600&step=10";
+
+let assets = {}; // id -> {decimals, supply, issuer}
+let routeToken = 0; // bumps on navigation: a loop or late response of an old page stops there
+let backoffUntil = 0; // set from Retry-After when the node answers 429
+
+class ApiError extends Error {
+  constructor(status, body) {
+    const err = (body && body.error) || {};
+    super(err.message || `HTTP ${status}`);
+    this.status = status;
+    this.code = err.code || "";
+    this.candidates = err.candidates || [];
+  }
+}
+
+// Integers past 2^53 (amounts, supplies) become BigInt from their source text instead of losing digits.
+const exactInts = (key, value, context) =>
+  typeof value === "number" && !Number.isSafeInteger(value) && context && /^-?\d+$/.test(context.source)
+    ? BigInt(context.source) : value;
 
 async function api(path) {
   const resp = await fetch(path, { headers: { Accept: "application/json" } });
   let body = null;
-  try { body = await resp.json(); } catch (_) { /* non-JSON error */ }
-  return { status: resp.status, body };
-}
-
-function el(tag, text, attrs) {
-  const e = document.createElement(tag);
-  if (text !== undefined && text !== null) e.textContent = String(text);
-  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
-  return e;
-}
-
-function link(href, text, attrs) {
-  const a = el("a", text, attrs);
-  a.href = href;
-  return a;
-}
-
-function short(hex) {
-  return hex && hex.length > 16 ? hex.slice(0, 10) + "…" + hex.slice(-6) : hex || "";
-}
-
-function formatAmount(amount, asset) {
-  if (amount === null || amount === undefined) return "";
-  const d = assetDecimals[asset];
-  if (!d) return `${amount} ${asset || ""}`.trim();
-  const s = String(amount).padStart(d + 1, "0");
-  return `${s.slice(0, -d)}.${s.slice(-d)} ${asset}`;
-}
-
-function formatTime(ms) {
-  return ms ? new Date(ms).toISOString().replace("T", " ").replace(".000Z", "Z") : "";
-}
-
-function row(cells, attrs) {
-  const tr = el("tr", null, attrs);
-  for (const c of cells) {
-    const td = el("td");
-    if (c instanceof Node) td.appendChild(c); else td.textContent = c === null || c === undefined ? "" : String(c);
-    tr.appendChild(td);
-  }
-  return tr;
-}
-
-function fields(dl, pairs) {
-  dl.replaceChildren();
-  for (const [k, v] of pairs) {
-    if (v === null || v === undefined || v === "") continue;
-    const dt = el("dt", k);
-    const dd = el("dd", null, { "data-field": k });
-    if (v instanceof Node) dd.appendChild(v); else dd.textContent = String(v);
-    dl.append(dt, dd);
-  }
-}
-
-function addrLink(a) { return a ? link(`#/account/${a}`, short(a), { class: "mono", title: a }) : ""; }
-function txLink(id) { return link(`#/tx/${id}`, short(id), { class: "mono", title: id }); }
-function blockLink(h) { return link(`#/block/${h}`, String(h)); }
-
-function showView(name) {
-  for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== `view-${name}`;
-  document.body.dataset.view = name;
+  try { body = JSON.parse(await resp.text(), exactInts); } catch (_) { /* a non-JSON error page */ }
+  if (resp.status === 429) backoffUntil = Date.now() + 1000 * Number(resp.headers.get("Retry-After") || 1);
+  if (resp.status !== 200) throw new ApiError(resp.status, body);
+  return body;
 }
 
 function notice(text) {
-  const n = $("notice");
-  n.textContent = text || "";
-  n.hidden = !text;
+  $("notice").textContent = text || "";
+  $("notice").hidden = !text;
 }
 
-function showError(message) {
+/** Run `fn` now and every `ms` while `alive()`; a hidden tab skips its turns, a 429 pushes the next one back. */
+async function every(ms, alive, fn) {
+  if (!alive()) return;
+  if (!document.hidden) {
+    try {
+      await fn();
+      notice("");
+    } catch (e) {
+      notice(e instanceof ApiError ? (e.status === 429 ? "the node asks us to slow down; retrying…" : e.message)
+        : "node unreachable, retrying…");
+    }
+  }
+  if (alive()) setTimeout(() => every(ms, alive, fn), Math.max(ms, backoffUntil - Date.now()));
+}
+
+function showView(name) {
+  for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== `view-${name}`;
+  for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === name);
+  document.body.dataset.view = name;
+}
+
+function showError(title, message, candidates = []) {
+  $("error-title").textContent = title;
   $("error-message").textContent = message;
+  $("error-candidates").replaceChildren(...candidates.map((c) => {
+    const li = el("li", `${c.kind} `);
+    li.appendChild(idLink(`#/${c.kind}/${c.id}`, c.id, c.id));
+    return li;
+  }));
   showView("error");
 }
 
-// -- live header and home page ---------------------------------------------------------------------
+const decimalsOf = (asset) => (assets[asset] ? assets[asset].decimals : 0);
+
+async function loadAssets() {
+  const body = await api("/assets");
+  assets = Object.fromEntries(body.assets.map((a) => [a.id, a]));
+  return body.assets;
+}
+
+/** Point a pager's two links at the newest page and the next older page (hidden when there is none). */
+function pager(name, newestHref, olderHref) {
+  for (const [id, href] of [[`${name}-newest`, newestHref], [`${name}-older`, olderHref]]) {
+    $(id).hidden = !href;
+    if (href) $(id).href = href;
+  }
+}
+
+function withBefore(path, before) {
+  return before ? `${path}${path.includes("?") ? "&" : "?"}before=${encodeURIComponent(before)}` : path;
+}
+
+/** One page of a newest-first list into `<name>-rows`, with the pager: the shared shape of every list page. */
+async function listPage(name, path, key, before, hashBase, rowFn, emptyMessage, token) {
+  const body = await api(withBefore(path, before));
+  if (token !== routeToken) return null;
+  fillTable($(`${name}-rows`), body[key].map(rowFn), $(`${name}-empty`), emptyMessage(body));
+  pager(name, before ? hashBase : null, body.next_before !== null ? withBefore(hashBase, String(body.next_before)) : null);
+  return body;
+}
+
+// -- header --------------------------------------------------------------------------------------------
 
 async function refreshStatus() {
-  const { status, body } = await api("/status");
-  if (status !== 200) return;
-  $("status-chain").textContent = body.chain_id;
-  $("status-height").textContent = `height ${body.height}`;
-  $("status-height").dataset.height = String(body.height);
-  $("status-sync").textContent = body.sync_state;
-  $("status-peers").textContent = `peers ${body.peer_count}`;
+  const s = await api("/status");
+  $("status-chain").textContent = s.chain_id;
+  $("status-height").textContent = `height ${s.height}`;
+  $("status-height").dataset.height = String(s.height);
+  $("status-sync").textContent = s.halted ? "halted" : s.sync_state;
+  $("status-peers").textContent = `peers ${s.peer_count}`;
 }
 
-async function refreshHome(token) {
-  const { status, body } = await api("/blocks?limit=20");
-  if (status !== 200 || token !== routeToken) return;
-  const blocks = $("latest-blocks");
-  blocks.replaceChildren(...body.blocks.map((b) =>
-    row([blockLink(b.height), link(`#/block/${b.hash}`, short(b.hash), { class: "mono", title: b.hash }),
-         b.tx_count, b.proposer_name || short(b.proposer), formatTime(b.time_ms)],
-        { "data-height": String(b.height), "data-hash": b.hash })));
-  const txs = [];
-  for (const b of body.blocks) for (const t of b.txs) if (txs.length < 20) txs.push(t);
-  $("latest-txs").replaceChildren(...txs.map((t) =>
-    row([txLink(t.tx_id), t.kind, addrLink(t.sender_address), addrLink(t.to), formatAmount(t.amount, t.asset)],
-        { "data-tx-id": t.tx_id })));
+// -- rows ----------------------------------------------------------------------------------------------
+
+function paymentRow(t) {
+  const asset = t.kind === "transfer" ? t.asset : `${t.asset || ""} (${t.kind})`.trim();
+  return row([timeCell(t.time_ms), [formatUnits(t.amount, t.decimals), "num"], asset, addrLink(t.from),
+              addrLink(t.to), [t.memo, "memo"], txLink(t.tx_id)],
+             { "data-tx-id": t.tx_id, "data-height": String(t.height) });
 }
 
-async function refreshValidators(token) {
-  const { status, body } = await api("/validators");
-  if (status !== 200 || token !== routeToken) return;
-  $("validators").replaceChildren(...body.validators.map((v) => {
-    const tr = row([v.name || short(v.pubkey), addrLink(v.address), v.power,
-                    v.last_signed_height === null ? "—" : v.last_signed_height],
-                   { "data-pubkey": v.pubkey, "data-name": v.name || "" });
-    tr.lastChild.classList.add("last-signed");
+function blockRow(b) {
+  return row([blockLink(b.height), hashLink(b.hash), [b.tx_count, "num"], b.proposer_name || short(b.proposer),
+              timeCell(b.time_ms)], { "data-height": String(b.height), "data-hash": b.hash });
+}
+
+function governanceChange(t) {
+  if (t.kind === "validator_update") {
+    return t.power === 0 ? `remove validator ${short(t.pubkey)}` : `validator ${short(t.pubkey)} power ${t.power}`;
+  }
+  if (t.kind === "asset_create") return `create ${t.asset} (${t.decimals} decimals), issuer ${short(t.issuer)}`;
+  if (t.kind === "set_issuer") return `${t.asset} issuer → ${short(t.issuer)}`;
+  return t.kind;
+}
+
+function governanceRow(t) {
+  return row([timeCell(t.time_ms), blockLink(t.height), t.kind, governanceChange(t), addrLink(t.from), txLink(t.tx_id)],
+             { "data-tx-id": t.tx_id, "data-kind": t.kind });
+}
+
+const DIRECTION = { in: "received", out: "sent", self: "to self" };
+
+function statementRow(r, asset, decimals) {
+  const sign = r.delta > 0 ? "+" : r.delta < 0 ? "−" : "";
+  return row([timeCell(r.time_ms), DIRECTION[r.direction] || r.direction, r.counterparty ? addrLink(r.counterparty) : "—",
+              [`${sign}${formatUnits(r.amount, decimals)}`, "num"], [formatUnits(r.balance_after, decimals), "num"],
+              [r.memo, "memo"], txLink(r.tx_id)],
+             { "data-tx-id": r.tx_id, "data-direction": r.direction, "data-amount": String(r.amount),
+               "data-balance-after": String(r.balance_after) });
+}
+
+// -- home ------------------------------------------------------------------------------------------------
+
+async function refreshFeed(token) {
+  const body = await api(`/txs?limit=${FEED_ROWS}`);
+  if (token !== routeToken) return;
+  fillTable($("latest-txs"), body.txs.map(paymentRow), $("feed-empty"), body.complete
+    ? "No payments on this chain yet. New ones appear here within a few seconds of being committed."
+    : "No payments in the newest blocks scanned; older ones are under “All payments”.");
+  $("home-older-payments").href = !body.txs.length && body.next_before ? withBefore("#/payments", body.next_before) : "#/payments";
+}
+
+async function refreshHomeBlocks(token) {
+  const body = await api(`/blocks?limit=${HOME_BLOCKS}`);
+  if (token !== routeToken) return;
+  $("latest-blocks").replaceChildren(...body.blocks.map(blockRow));
+  $("home-older-blocks").href = body.next_before !== null ? withBefore("#/blocks", String(body.next_before)) : "#/blocks";
+}
+
+const CHARTS = [
+  // [svg id, value of a SeriesPoint, unit on the axis, text of the latest value]
+  ["chart-tps", (p) => p.tps, "/s", (v) => `${v.toFixed(1)} tx/s`],
+  ["chart-interval", (p) => (p.block_interval_ms === null ? null : p.block_interval_ms / 1000), " s", (v) => `${v.toFixed(2)} s`],
+  ["chart-finality", (p) => (p.finality_ms === null ? null : p.finality_ms / 1000), " s", (v) => `${v.toFixed(2)} s`],
+  ["chart-mempool", (p) => p.mempool, "", (v) => `${v} txs`],
+];
+
+async function refreshCharts(token) {
+  const s = await api(`/stats/series?${SERIES}`);
+  if (token !== routeToken) return;
+  const range = { fromMs: s.now_ms - s.window_s * 1000, toMs: s.now_ms };
+  for (const [id, value, unit, label] of CHARTS) {
+    const latest = lineChart($(id), s.points.map((p) => [p.t_ms, value(p)]), { ...range, unit });
+    $(`${id}-now`).textContent = latest === null ? "" : label(latest);
+  }
+}
+
+async function refreshActivity(token) {
+  const a = await api(`/validators/activity?last=${ACTIVITY_BLOCKS}`);
+  if (token !== routeToken) return;
+  $("activity-range").textContent = a.heights.length ? `(blocks ${a.from_height}–${a.to_height})` : "";
+  $("validators").replaceChildren(...a.validators.map((v) => {
+    const last = v.signed.lastIndexOf(true);
+    const strip = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    strip.setAttribute("class", "heat");
+    strip.setAttribute("aria-label", `${v.missed} missed of the last ${v.signed.length} blocks`);
+    heatStrip(strip, v.signed.map((s, i) => ({ height: a.heights[i], state: s ? "signed" : "missed" })));
+    const tr = row([v.name || short(v.pubkey), addrLink(v.address), [v.power, "num"], [v.missed, "num missed"],
+                    [v.proposed, "num"], last < 0 ? "—" : blockLink(a.heights[last]), [strip, "strip-col"]],
+                   { "data-pubkey": v.pubkey, "data-name": v.name || "", "data-missed": String(v.missed) });
     return tr;
   }));
 }
 
-async function loadAssets() {
-  const { status, body } = await api("/assets");
-  if (status === 200) for (const a of body.assets) assetDecimals[a.id] = a.decimals;
+function showHome(token) {
+  showView("home");
+  const alive = () => token === routeToken;
+  every(FAST_MS, alive, () => Promise.all([refreshFeed(token), refreshHomeBlocks(token)]));
+  every(SLOW_MS, alive, () => Promise.all([refreshCharts(token), refreshActivity(token)]));
 }
 
-// -- pages -------------------------------------------------------------------------------------------
+// -- list pages ----------------------------------------------------------------------------------------------
+
+function showPayments(params, token) {
+  showView("payments");
+  const before = params.get("before");
+  const load = () => listPage("payments", `/txs?limit=${PAGE_ROWS}`, "txs", before, "#/payments", paymentRow,
+    (b) => (b.complete ? "No payments." : "No payments in the blocks scanned for this page: try “Older”."), token);
+  // The newest page follows the chain; an older page is a fixed slice of history.
+  return before ? load() : every(FAST_MS, () => token === routeToken, load);
+}
+
+function showBlocks(params, token) {
+  showView("blocks");
+  const before = params.get("before");
+  const load = async () => {
+    const body = await listPage("blocks", `/blocks?limit=${PAGE_ROWS}`, "blocks", before, "#/blocks", blockRow,
+                                () => "No blocks.", token);
+    if (!body || !body.blocks.length) return;
+    $("blocks-range").textContent = `heights ${body.blocks[body.blocks.length - 1].height}–${body.blocks[0].height} of ${body.head_height}`;
+  };
+  return before ? load() : every(FAST_MS, () => token === routeToken, load);
+}
+
+async function showGovernance(params, token) {
+  showView("governance");
+  await listPage("governance", `/governance?limit=${PAGE_ROWS}`, "txs", params.get("before"), "#/governance",
+                 governanceRow, (b) => (b.complete ? "No governance transactions on this chain yet."
+                   : "None in the blocks scanned for this page: try “Older”."), token);
+}
+
+async function showAssets(token) {
+  showView("assets");
+  const list = await loadAssets();
+  if (token !== routeToken) return;
+  $("assets-rows").replaceChildren(...list.map((a) =>
+    row([a.id, [a.decimals, "num"], [formatUnits(a.supply, a.decimals), "num"], addrLink(a.issuer)], { "data-asset": a.id })));
+}
+
+// -- block, tx, account ------------------------------------------------------------------------------------
 
 async function showBlock(ref, token) {
-  const { status, body } = await api(`/blocks/${encodeURIComponent(ref)}`);
+  const body = await api(`/blocks/${encodeURIComponent(ref)}`);
   if (token !== routeToken) return;
-  if (status !== 200) return showError(body && body.error ? body.error.message : `block ${ref} not found`);
   $("block-height").textContent = String(body.height);
   $("block-height").dataset.height = String(body.height);
   const h = body.header;
   fields($("block-fields"), [
-    ["hash", body.hash], ["time", formatTime(h.time_ms)], ["proposer", addrLink(body.proposer_address)],
-    ["proposer name", body.proposer_name], ["previous", body.height > 0 ? link(`#/block/${body.height - 1}`, h.prev_hash) : h.prev_hash],
-    ["tx root", h.tx_root], ["state root", h.state_root], ["validators hash", h.validators_hash],
-    ["chain id", h.chain_id],
+    ["hash", idLink(`#/block/${body.hash}`, body.hash, body.hash)], ["time", formatTime(h.time_ms)],
+    ["proposer", addrLink(body.proposer_address)], ["proposer name", body.proposer_name],
+    ["previous", body.height > 0 ? link(`#/block/${body.height - 1}`, h.prev_hash) : h.prev_hash],
+    ["tx root", h.tx_root], ["state root", h.state_root], ["validators hash", h.validators_hash], ["chain id", h.chain_id],
   ]);
   $("block-tx-count").textContent = String(body.tx_count);
-  $("block-txs").replaceChildren(...body.txs.map((t, i) =>
-    row([body.tx_offset + i, txLink(body.tx_ids[body.tx_offset + i]), t.kind, addrLink(t.sender_address),
-         addrLink(t.to), formatAmount(t.amount, t.asset)], { "data-tx-id": body.tx_ids[body.tx_offset + i] })));
+  $("block-txs").replaceChildren(...body.txs.map((t, i) => {
+    const id = body.tx_ids[body.tx_offset + i];
+    return row([body.tx_offset + i, txLink(id), t.kind, addrLink(t.sender_address), addrLink(t.to),
+                [formatAmount(t.amount, t.asset, decimalsOf(t.asset)), "num"]], { "data-tx-id": id });
+  }));
   const cert = body.certificate_decoded;
   const sigs = cert && Array.isArray(cert.precommits) ? cert.precommits : [];
-  $("block-signers").replaceChildren(...sigs.map((p) =>
-    row([short(p[0]), short(p[1])], { "data-pubkey": p[0] })));
+  $("block-signers").replaceChildren(...sigs.map((p) => row([short(p[0]), short(p[1])], { "data-pubkey": p[0] })));
   showView("block");
 }
 
+function verifiedPanel(tx, r) {
+  const rc = tx.receipt;
+  const panel = $("tx-verified");
+  panel.hidden = false;
+  if (!r.available) {
+    panel.dataset.verified = "unavailable";
+    $("tx-verified-title").textContent = "Not checked by this page";
+    $("tx-verified-checks").replaceChildren();
+    $("tx-verified-note").textContent = `The node says this transaction is final in block ${rc.height}. This page is not ` +
+      "served over https or from localhost, so the browser offers it no SHA-256 or Ed25519 to check that itself; " +
+      "check the receipt with paynet-wallet.";
+    return;
+  }
+  const quorum = r.bad === 0 && r.signed_power >= r.quorum_power;
+  const checks = [
+    [r.tx_hash, `The transaction's signed bytes hash (SHA-256) to its id ${short(tx.tx_id)}.`],
+    [r.tx_signature, `They carry a valid Ed25519 signature by the sender's key ${short(tx.tx.sender)}.`],
+    [r.header, `Block ${rc.height}'s header bytes hash to its block hash ${short(rc.block_hash)}.`],
+    [r.inclusion, `A Merkle proof of ${rc.proof.length} hashes links the tx id to that header's tx root ` +
+                  `(transaction ${rc.index + 1} of ${rc.tx_count}).`],
+    [quorum, `${r.signers} validators with ${r.signed_power} of ${r.total_power} voting power signed that block hash ` +
+             `(Ed25519 precommits of its commit certificate; ${r.quorum_power} needed)` +
+             (r.bad ? `; ${r.bad} signatures did NOT verify` : "") +
+             (r.unknown ? `; ${r.unknown} from keys outside the current set, not counted` : "") + "."],
+  ];
+  const ok = checks.every(([pass]) => pass) && r.height === rc.height;
+  panel.dataset.verified = String(ok);
+  $("tx-verified-title").textContent = ok
+    ? `Verified by this page: included in block ${rc.height}, whose header is signed by validators with ` +
+      `${r.signed_power} of ${r.total_power} voting power`
+    : "NOT verified: a check below failed";
+  $("tx-verified-checks").replaceChildren(...checks.map(([pass, text]) =>
+    el("li", `${pass ? "✓" : "✗"} ${text}`, { class: pass ? "pass" : "fail" })),
+    ...r.errors.map((e) => el("li", `✗ ${e}`, { class: "fail" })));
+  $("tx-verified-note").textContent = "Checked in your browser from the node's receipt, against the validator set " +
+    "this node lists now (GET /validators): that set was not checked against the genesis file or governance " +
+    "history, and the fields shown below are the node's decoding of the signed bytes. For a check that trusts no " +
+    "node, verify the receipt with paynet-wallet and a genesis file you trust.";
+}
+
 async function showTx(id, token) {
-  const { status, body } = await api(`/txs/${encodeURIComponent(id)}`);
+  const tx = await api(`/txs/${encodeURIComponent(id)}`);
   if (token !== routeToken) return;
-  if (status !== 200) return showError(body && body.error ? body.error.message : `transaction ${id} not found`);
-  $("tx-status").textContent = body.status;
-  $("tx-status").dataset.status = body.status;
-  $("tx-reason").textContent = body.code ? `${body.code}: ${body.message || ""}` : "";
-  const t = body.tx || {};
+  if (tx.tx_id !== id) { location.replace(`#/tx/${tx.tx_id}`); return; } // a prefix in the URL: name the tx
+  $("tx-status").textContent = tx.status;
+  $("tx-status").dataset.status = tx.status;
+  $("tx-reason").textContent = tx.code ? `${tx.code}: ${tx.message || ""}` : "";
+  const settled = $("tx-settled");
+  settled.textContent = tx.status === "final" ? `settled ${formatTime(tx.time_ms)} in block ${tx.height}` +
+    (tx.finality_ms !== null && tx.finality_ms !== undefined ? `, ${seconds(tx.finality_ms)} after this node received it` : "") : "";
+  if (tx.status === "final") settled.dataset.timeMs = String(tx.time_ms);
+  const t = tx.tx || {};
   fields($("tx-fields"), [
-    ["tx id", body.tx_id], ["kind", t.kind], ["from", addrLink(t.sender_address)], ["nonce", t.nonce],
-    ["to", addrLink(t.to)], ["amount", formatAmount(t.amount, t.asset)], ["memo", t.memo],
-    ["expiry height", t.expiry_height], ["issuer", addrLink(t.issuer)], ["validator", t.pubkey], ["power", t.power],
+    ["tx id", idLink(`#/tx/${tx.tx_id}`, tx.tx_id, tx.tx_id)], ["kind", t.kind], ["from", addrLink(t.sender_address)],
+    ["nonce", t.nonce], ["to", addrLink(t.to)], ["amount", formatAmount(t.amount, t.asset, decimalsOf(t.asset))],
+    ["memo", t.memo], ["expiry height", t.expiry_height], ["issuer", addrLink(t.issuer)], ["validator", t.pubkey],
+    ["power", t.power],
+    ["settlement time", tx.status === "final" ? formatTime(tx.time_ms) : null],
+    ["first seen here", tx.first_seen_ms ? formatTime(tx.first_seen_ms) : null],
   ]);
-  const r = body.receipt;
-  $("tx-receipt").hidden = !r;
-  if (r) {
-    const signers = r.certificate_decoded && Array.isArray(r.certificate_decoded.precommits)
-      ? r.certificate_decoded.precommits.length : "?";
-    fields($("tx-receipt-fields"), [
-      ["block", blockLink(r.height)], ["index", r.index], ["block hash", r.block_hash],
-      ["tx root", r.header.tx_root], ["merkle proof", `${r.proof.length} hashes`], ["certificate signers", signers],
-    ]);
-  }
+  const rc = tx.receipt;
+  $("tx-receipt").hidden = !rc;
+  $("tx-verified").hidden = true;
   showView("tx");
-  if (body.status === "pending") schedule(() => showTx(id, token), token); // watch it become final
-}
-
-async function showAccount(address, token) {
-  const { status, body } = await api(`/accounts/${encodeURIComponent(address)}`);
-  if (token !== routeToken) return;
-  if (status !== 200) return showError(body && body.error ? body.error.message : `account ${address} not found`);
-  $("account-address").textContent = body.address;
-  $("account-nonce").textContent = String(body.nonce);
-  $("account-balances").replaceChildren(...Object.entries(body.balances).map(([asset, amount]) =>
-    row([asset, formatAmount(amount, asset)], { "data-asset": asset, "data-amount": String(amount) })));
-  $("account-txs").replaceChildren(...(body.recent_txs || []).map((t) =>
-    row([txLink(t.tx_id), blockLink(t.height)], { "data-tx-id": t.tx_id })));
-  showView("account");
-}
-
-// -- routing, search, polling --------------------------------------------------------------------------
-
-function schedule(fn, token) {
-  clearTimeout(pollTimer);
-  pollTimer = setTimeout(() => { if (token === routeToken) fn(); }, POLL_MS);
-}
-
-async function pollHome(token) {
-  if (token !== routeToken) return;
-  try {
-    await Promise.all([refreshStatus(), refreshHome(token), refreshValidators(token)]);
-    notice("");
-  } catch (e) {
-    notice("node unreachable, retrying…");
+  if (!rc) {
+    if (tx.status === "pending") setTimeout(() => token === routeToken && showTx(id, token), PENDING_MS);
+    return;
   }
-  schedule(() => pollHome(token), token);
+  fields($("tx-receipt-fields"), [
+    ["block", blockLink(rc.height)], ["index", rc.index], ["block hash", rc.block_hash], ["tx root", rc.header.tx_root],
+    ["merkle proof", `${rc.proof.length} hashes`],
+    ["certificate signers", rc.certificate_decoded && Array.isArray(rc.certificate_decoded.precommits)
+      ? rc.certificate_decoded.precommits.length : "?"],
+  ]);
+  const validators = await api("/validators");
+  const result = await checkFinalTx(tx, validators);
+  if (token === routeToken) verifiedPanel(tx, result);
 }
+
+async function showAccount(address, params, token) {
+  const acct = await api(`/accounts/${encodeURIComponent(address)}`);
+  if (token !== routeToken) return;
+  const a = acct.address;
+  $("account-address").replaceChildren(idLink(`#/account/${a}`, a, a));
+  $("account-nonce").textContent = String(acct.nonce);
+  const held = Object.keys(acct.balances);
+  const asset = params.get("asset") || held[0] || Object.keys(assets)[0] || "";
+  $("account-balances").replaceChildren(...Object.entries(acct.balances).map(([id, amount]) =>
+    row([id, [formatAmount(amount, id, decimalsOf(id)), "num"],
+         id === asset ? "statement below" : link(`#/account/${a}?asset=${encodeURIComponent(id)}`, "statement")],
+        { "data-asset": id, "data-amount": String(amount) })));
+  showView("account");
+  if (!asset) return;
+  const before = params.get("before");
+  const query = `asset=${encodeURIComponent(asset)}`;
+  const base = `#/account/${a}?${query}`;
+  const st = await api(withBefore(`/accounts/${a}/statement?${query}&limit=${STATEMENT_ROWS}`, before));
+  if (token !== routeToken) return;
+  $("statement-asset").textContent = `(${st.asset}, balance ${formatUnits(st.balance, st.decimals)})`;
+  fillTable($("statement-rows"), st.rows.map((r) => statementRow(r, st.asset, st.decimals)), $("statement-empty"),
+            st.complete ? `No ${st.asset} transactions.` : "None in the entries scanned for this page: try “Older”.");
+  pager("statement", before ? base : null, st.next_before ? withBefore(base, st.next_before) : null);
+  $("statement-csv").href = withBefore(`/accounts/${a}/statement.csv?${query}`, before);
+  $("statement-csv").setAttribute("download", `${a}-${st.asset}.csv`);
+}
+
+// -- search -----------------------------------------------------------------------------------------------
+
+async function showSearch(q, token) {
+  try {
+    const hit = await api(`/search?q=${encodeURIComponent(q)}`);
+    if (token === routeToken) location.replace(`#/${hit.kind}/${encodeURIComponent(hit.id)}`);
+  } catch (e) {
+    if (!(e instanceof ApiError) || token !== routeToken) throw e;
+    if (e.code === "ambiguous_prefix") {
+      showError("Several matches", `“${q}” is the start of more than one id; pick one or type more digits:`, e.candidates);
+    } else if (e.code === "no_match") {
+      showError("No match", `Nothing on this chain matches “${q}”.`);
+    } else {
+      showError("Cannot search for that", `“${q}”: ${e.message}`);
+    }
+  }
+}
+
+// -- routing ------------------------------------------------------------------------------------------------
+
+function parseHash() {
+  const h = location.hash.replace(/^#\/?/, "");
+  const cut = h.indexOf("?");
+  const path = cut < 0 ? h : h.slice(0, cut);
+  const parts = path.split("/").map(decodeURIComponent);
+  return { page: parts[0] || "", arg: parts.slice(1).join("/"), params: new URLSearchParams(cut < 0 ? "" : h.slice(cut + 1)) };
+}
+
+const NOT_FOUND = { tx_not_found: "Transaction not found", block_not_found: "Block not found",
+                    account_not_found: "Account not found", asset_not_found: "Asset not found" };
 
 async function route() {
   const token = ++routeToken;
-  clearTimeout(pollTimer);
-  const parts = (location.hash || "#/").replace(/^#\/?/, "").split("/").map(decodeURIComponent);
-  const [page, arg] = parts;
+  const { page, arg, params } = parseHash();
+  // The search box shows the search being looked at, and is empty everywhere else.
+  $("search").value = page === "search" ? arg : "";
+  notice("");
   try {
-    if (!page) { showView("home"); await pollHome(token); return; }
-    refreshStatus().catch(() => {});
+    if (!page || page === "validators") return showHome(token);
+    if (page === "payments") return await showPayments(params, token);
+    if (page === "blocks") return await showBlocks(params, token);
+    if (page === "governance") return await showGovernance(params, token);
+    if (page === "assets") return await showAssets(token);
     if (page === "block" && arg) return await showBlock(arg, token);
     if (page === "tx" && arg) return await showTx(arg, token);
-    if (page === "account" && arg) return await showAccount(arg, token);
-    if (page === "validators") { showView("home"); return await pollHome(token); }
-    showError(`unknown page ${location.hash}`);
+    if (page === "account" && arg) return await showAccount(arg, params, token);
+    if (page === "search" && arg) return await showSearch(arg, token);
+    showError("Not found", `There is no page ${location.hash}.`);
   } catch (e) {
-    notice("node unreachable");
+    if (token !== routeToken) return;
+    if (!(e instanceof ApiError)) showError("Node unreachable", "The node did not answer; reload to try again.");
+    else showError(NOT_FOUND[e.code] || "Error", e.message, e.candidates);
   }
 }
 
-async function search(text) {
+function search(text) {
   const q = text.trim();
   if (!q) return;
-  if (HEIGHT.test(q)) { location.hash = `#/block/${q}`; return; }
-  if (ADDRESS.test(q)) { location.hash = `#/account/${q.toLowerCase()}`; return; }
-  if (HEX64.test(q)) {
-    const id = q.replace(/^0x/, "").toLowerCase();
-    const tx = await api(`/txs/${id}`);
-    if (tx.status === 200) { location.hash = `#/tx/${id}`; return; }
-    const blk = await api(`/blocks/${id}`);
-    if (blk.status === 200) { location.hash = `#/block/${id}`; return; }
-    showError(`no transaction or block ${id}`);
-    return;
-  }
-  showError(`not a block height, hash, tx id or address: ${q}`);
+  const target = `#/search/${encodeURIComponent(q)}`;
+  if (location.hash === target) route(); // the same search again: no hashchange event
+  else location.hash = target;
 }
 
-document.addEventListener("DOMContentLoaded", () => {
-  $("search-form").addEventListener("submit", (ev) => {
-    ev.preventDefault();
-    search($("search").value);
-  });
-  window.addEventListener("hashchange", route);
-  loadAssets().finally(route);
+$("search-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  search($("search").value);
 });
+window.addEventListener("hashchange", route);
+every(STATUS_MS, () => true, refreshStatus);
+loadAssets().catch(() => {}).finally(route);
