@@ -121,7 +121,11 @@ def test_refused_tx_is_rejected_where_the_vector_says(vec: dict[str, Any]) -> No
 @pytest.mark.parametrize("vec", load("tx_rules.json")["vectors"], ids=lambda v: v["name"])
 def test_tx_rule_vector(vec: dict[str, Any]) -> None:
     state = genesis_state(Genesis.model_validate(load("tx_rules.json")["genesis"]))
-    tx = SignedTx.decode(h(vec["signed_tx_hex"]))
+    try:
+        tx = SignedTx.decode(h(vec["signed_tx_hex"]))
+    except DecodeError:
+        assert vec["code"] == "undecodable"
+        return
     assert check_tx(state, tx, vec["height"]).code.name.lower() == vec["code"]
 
 
