@@ -37,6 +37,7 @@ from chain.block import Block, BlockHeader, evidence_hash, evidence_id  # noqa: 
 from chain.encoding import DecodeError, encode  # noqa: E402
 from chain.genesis import Genesis  # noqa: E402
 from chain.state import State, build_block, check_tx, genesis_block, genesis_state  # noqa: E402
+from chain.state_tree import EmptyNodes, StateProof, StateTree  # noqa: E402
 from chain.tx import (  # noqa: E402
     MAX_AMOUNT,
     TX_DOMAIN,
@@ -587,6 +588,89 @@ def commit_certificate(chain: Chain) -> dict[str, Any]:
     )
 
 
+# -- state tree ------------------------------------------------------------------------------------------------
+
+
+def _common_bits(a: bytes, b: bytes) -> int:
+    return 256 - (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).bit_length()
+
+
+def _near_key(base: bytes, bits: int) -> bytes:
+    """The first key b"near/<i>" whose SHA-256 shares at least `bits` leading bits with base's: a deep,
+    mostly empty path, which exercises the compression rule and EMPTY siblings."""
+    target = crypto.sha256(base)
+    i = 0
+    while _common_bits(crypto.sha256(b"near/%d" % i), target) < bits:
+        i += 1
+    return b"near/%d" % i
+
+
+def _proof_json(tree: StateTree, key: bytes) -> dict[str, Any]:
+    value, proof = tree.prove(key)
+    return {"key": key.hex(), "value": None if value is None else value.hex(), "proof_hex": proof.encode().hex(),
+            "siblings": [s.hex() for s in proof.siblings], "leaf": None if proof.leaf is None else [x.hex() for x in proof.leaf]}
+
+
+def _absent_keys(tree: StateTree) -> list[bytes]:
+    """One absent key whose path ends in an empty subtree and one whose path ends at another key's leaf."""
+    found: dict[bool, bytes] = {}
+    i = 0
+    while len(found) < 2:
+        k = b"absent/%d" % i
+        value, proof = tree.prove(k)
+        assert value is None
+        found.setdefault(proof.leaf is None, k)
+        i += 1
+    return [found[True], found[False]]
+
+
+def state_tree_proofs() -> dict[str, Any]:
+    genesis_entries = {k: v for k, v in genesis_state(full_genesis()).changes().items() if v is not None}
+    synthetic = {b"k/%d" % i: b"value %d" % i for i in range(6)}
+    synthetic[_near_key(b"k/0", 12)] = b"near k/0"
+    trees, refused = [], []
+    for name, entries in (("genesis state of genesis_hash.json 'full'", genesis_entries),
+                          ("synthetic: 7 keys, two sharing 12 leading path bits", synthetic)):
+        tree = StateTree.empty().apply(entries, 0).tree_over(EmptyNodes())
+        keys = sorted(entries) + _absent_keys(tree)
+        trees.append({
+            "name": name,
+            "entries": [[k.hex(), entries[k].hex()] for k in sorted(entries)],
+            "root": tree.root_hash.hex(),
+            "proofs": [_proof_json(tree, k) for k in keys],
+        })
+    tree = StateTree.empty().apply(synthetic, 0).tree_over(EmptyNodes())
+    root = tree.root_hash
+    present, proof = tree.prove(b"k/0")
+    absent_empty, absent_leaf = _absent_keys(tree)
+    _, empty_proof = tree.prove(absent_empty)
+    _, leaf_proof = tree.prove(absent_leaf)
+    assert present is not None and proof.leaf is not None and leaf_proof.leaf is not None
+
+    def case(name: str, key: bytes, value: bytes | None, p: StateProof, r: bytes = root) -> dict[str, Any]:
+        return {"name": name, "root": r.hex(), "key": key.hex(), "value": None if value is None else value.hex(),
+                "proof_hex": p.encode().hex()}
+
+    refused = [
+        case("presence proof, other value", b"k/0", b"value 9", proof),
+        case("presence proof, one sibling altered", b"k/0", present,
+             StateProof(proof.siblings[:-1] + (flip_last_bit(proof.siblings[-1]),), proof.leaf)),
+        case("presence proof offered as absence", b"k/0", None, proof),
+        case("absence proof (other leaf) offered as presence", absent_leaf, b"value 0", leaf_proof),
+        case("presence proof missing its last sibling", b"k/0", present, StateProof(proof.siblings[:-1], proof.leaf)),
+        case("presence proof with an extra EMPTY sibling", b"k/0", present,
+             StateProof(proof.siblings + (bytes(32),), proof.leaf)),
+        case("absence proof of another key", b"k/1", None, empty_proof),
+        case("absence proof against another root", absent_empty, None, empty_proof, r=crypto.sha256(root)),
+    ]
+    return _doc(
+        "Sparse Merkle state tree: the root of a set of entries (key and value bytes as stored) and proofs "
+        "[siblings, leaf] of presence (value) and absence (value null, path ending empty or at another key's "
+        "leaf), verified with verify_state_proof. `refused` cases must fail verification.",
+        "state-and-state-root", trees, refused=refused,
+    )
+
+
 # -- driver ----------------------------------------------------------------------------------------------------
 
 
@@ -602,6 +686,7 @@ def build_all() -> dict[str, str]:
         "merkle_root.json": merkle_root(chain),
         "evidence.json": evidence(chain),
         "commit_certificate.json": commit_certificate(chain),
+        "state_tree_proofs.json": state_tree_proofs(),
     }
     return {name: json.dumps(doc, indent=1, ensure_ascii=False) + "\n" for name, doc in docs.items()}
 

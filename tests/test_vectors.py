@@ -25,6 +25,7 @@ from chain.block import Block, BlockHeader, evidence_hash, evidence_id
 from chain.encoding import DecodeError, encode
 from chain.genesis import Genesis
 from chain.state import check_tx, genesis_block, genesis_state
+from chain.state_tree import ProofInvalid, StateProof, root_from_entries, verify_state_proof
 from chain.tx import TX_DOMAIN, SignedTx, TxBody
 from chain.validate import EvidenceRules, validate_block
 from chain.validators import ValidatorSet
@@ -72,6 +73,20 @@ def spec_mth(leaves: list[bytes]) -> bytes:
         return hashlib.sha256(b"\x00" + leaves[0]).digest()
     k = 1 << ((len(leaves) - 1).bit_length() - 1)
     return hashlib.sha256(b"\x01" + spec_mth(leaves[:k]) + spec_mth(leaves[k:])).digest()
+
+
+def spec_state_root(items: list[tuple[bytes, bytes]], depth: int = 0) -> bytes:
+    """The state tree hash of docs/protocol.md "State and state root", from the prose: (key hash, value
+    hash) pairs; empty = 32 zero bytes, a lone key = its leaf, otherwise internal(left half, right half)."""
+    if not items:
+        return bytes(32)
+    if len(items) == 1:
+        return hashlib.sha256(b"paynet/state-tree/leaf/v1" + items[0][0] + items[0][1]).digest()
+    halves: tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]] = ([], [])
+    for kh, vh in items:
+        halves[(kh[depth // 8] >> (7 - depth % 8)) & 1].append((kh, vh))
+    left, right = (spec_state_root(half, depth + 1) for half in halves)
+    return hashlib.sha256(b"paynet/state-tree/internal/v1" + left + right).digest()
 
 
 def key_of(entry: dict[str, str]) -> crypto.PrivateKey:
@@ -293,6 +308,30 @@ def test_certificate_verdict(vec: dict[str, Any]) -> None:
         assert vec == {**vec, "valid": False, "rejected_at": "verify"}
         return
     assert vec["valid"] is True and "rejected_at" not in vec
+
+
+@pytest.mark.parametrize("tree", load("state_tree_proofs.json")["vectors"], ids=lambda t: t["name"])
+def test_state_tree_vector(tree: dict[str, Any]) -> None:
+    entries = [(h(k), h(v)) for k, v in tree["entries"]]
+    root = h(tree["root"])
+    assert root_from_entries(entries) == root
+    assert spec_state_root([(hashlib.sha256(k).digest(), hashlib.sha256(v).digest()) for k, v in entries]) == root
+    stored = dict(entries)
+    for p in tree["proofs"]:
+        key = h(p["key"])
+        value = None if p["value"] is None else h(p["value"])
+        assert value == stored.get(key)
+        proof = StateProof.decode(h(p["proof_hex"]))
+        assert [s.hex() for s in proof.siblings] == p["siblings"]
+        assert (None if proof.leaf is None else [x.hex() for x in proof.leaf]) == p["leaf"]
+        verify_state_proof(root, key, value, proof)
+
+
+@pytest.mark.parametrize("vec", load("state_tree_proofs.json")["refused"], ids=lambda v: v["name"])
+def test_refused_state_proof(vec: dict[str, Any]) -> None:
+    value = None if vec["value"] is None else h(vec["value"])
+    with pytest.raises(ProofInvalid):
+        verify_state_proof(h(vec["root"]), h(vec["key"]), value, StateProof.decode(h(vec["proof_hex"])))
 
 
 # -- the generator -----------------------------------------------------------------------------------------------
