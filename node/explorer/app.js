@@ -175,6 +175,7 @@ function statementRow(r, asset, decimals) {
 async function refreshFeed(token) {
   const body = await api(`/txs?limit=${FEED_ROWS}`);
   if (token !== routeToken) return;
+  $("latest-txs").dataset.headHeight = String(body.head_height);
   fillTable($("latest-txs"), body.txs.map(paymentRow), $("feed-empty"), body.complete
     ? "No payments on this chain yet. New ones appear here within a few seconds of being committed."
     : "No payments in the newest blocks scanned; older ones are under “All payments”.");
@@ -312,8 +313,10 @@ function verifiedPanel(tx, r) {
     [r.tx_hash, `The transaction's signed bytes hash (SHA-256) to its id ${short(tx.tx_id)}.`],
     [r.tx_signature, `They carry a valid Ed25519 signature by the sender's key ${short(tx.tx.sender)}.`],
     [r.header, `Block ${rc.height}'s header bytes hash to its block hash ${short(rc.block_hash)}.`],
-    [r.inclusion, `A Merkle proof of ${rc.proof.length} hashes links the tx id to that header's tx root ` +
-                  `(transaction ${rc.index + 1} of ${rc.tx_count}).`],
+    [r.inclusion, rc.proof.length
+      ? `A Merkle proof of ${rc.proof.length} hashes links the tx id to that header's tx root ` +
+        `(transaction ${rc.index + 1} of ${rc.tx_count}).`
+      : "The tx id alone makes that header's tx root (the block's only transaction)."],
     [quorum, `${r.signers} validators with ${r.signed_power} of ${r.total_power} voting power signed that block hash ` +
              `(Ed25519 precommits of its commit certificate; ${r.quorum_power} needed)` +
              (r.bad ? `; ${r.bad} signatures did NOT verify` : "") +

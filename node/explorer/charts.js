@@ -49,7 +49,11 @@ export function lineChart(svg, points, { fromMs, toMs, unit = "" }) {
   // One polyline per run of present values, so a gap in the data is a gap in the line.
   let run = [];
   const flush = () => {
-    if (run.length) parts.push(node("polyline", { class: "chart-line", points: run.join(" ") }));
+    if (run.length > 1) parts.push(node("polyline", { class: "chart-line", points: run.join(" ") }));
+    if (run.length === 1) { // a lone value between gaps: a dot, since a one-point line draws nothing
+      const [cx, cy] = run[0].split(",");
+      parts.push(node("circle", { class: "chart-dot", cx, cy, r: 2 }));
+    }
     run = [];
   };
   for (const [t, v] of points) {
