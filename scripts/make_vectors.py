@@ -55,7 +55,15 @@ from chain.validate import EvidenceRules, validate_block  # noqa: E402
 from chain.validators import ValidatorSet  # noqa: E402
 from consensus.certificate import CommitCertificate, CertificateError, verify_commit_certificate  # noqa: E402
 from consensus.evidence import DuplicateVoteEvidence  # noqa: E402
-from consensus.messages import VOTE_DOMAIN, Vote, VoteType, vote_sign_bytes  # noqa: E402
+from consensus.messages import (  # noqa: E402
+    PROPOSAL_DOMAIN,
+    VOTE_DOMAIN,
+    Proposal,
+    Vote,
+    VoteType,
+    encode_message,
+    vote_sign_bytes,
+)
 from consensus.proposer import proposer_for  # noqa: E402
 
 VECTOR_DIR = ROOT / "docs" / "vectors"
@@ -511,6 +519,39 @@ def evidence(chain: Chain) -> dict[str, Any]:
     )
 
 
+def consensus_messages(chain: Chain) -> dict[str, Any]:
+    """A proposal of block 1 by its scheduled proposer, and a nil prevote, with their wire bytes."""
+    block = chain.blocks[1]
+    vset = chain.sets[1]
+    (proposer_label,) = [lbl for lbl in VALIDATOR_LABELS if key(lbl).public_key == proposer_for(vset, 1, 0)]
+    proposal = Proposal.create(key(proposer_label), CHAIN_ID, 1, 0, -1, block.hash, block.encode())
+    nil_vote = Vote.create(key("validator-3"), CHAIN_ID, VoteType.PREVOTE, 1, 2, None)
+    vectors = []
+    for name, label, msg in (("proposal of block 1, round 0, no POL round", proposer_label, proposal),
+                             ("nil prevote at height 1, round 2", "validator-3", nil_vote)):
+        vectors.append({
+            "name": name,
+            "key": key_json(label),
+            "fields": typed(msg.to_list()),
+            "sign_bytes_hex": msg.sign_bytes().hex(),
+            "signing_message_hex": crypto.signing_message(
+                PROPOSAL_DOMAIN if isinstance(msg, Proposal) else VOTE_DOMAIN, CHAIN_ID, msg.sign_bytes()).hex(),
+            "signature_hex": msg.signature.hex(),
+            "wire_hex": encode_message(msg).hex(),
+        })
+    bad_pol = proposal.to_list()
+    bad_pol[2] = 0  # pol_round must be below round
+    return _doc(
+        "Consensus messages: fields, the payload each signs (the proposal's block payload is not signed), the "
+        "signing message, the signature from a fixed key, and the wire form [kind, message] (1 proposal, 2 vote).",
+        "consensus-messages", vectors, chain_id=CHAIN_ID,
+        refused=[{"name": "proposal with pol_round equal to its round", "wire_hex": encode([1, bad_pol]).hex(),
+                  "rejected_at": "decode"},
+                 {"name": "vote of type 3", "wire_hex": encode([2, [3] + nil_vote.to_list()[1:]]).hex(),
+                  "rejected_at": "decode"}],
+    )
+
+
 # -- commit certificates ------------------------------------------------------------------------------------
 
 
@@ -685,6 +726,7 @@ def build_all() -> dict[str, str]:
         "genesis_hash.json": genesis_hash(),
         "merkle_root.json": merkle_root(chain),
         "evidence.json": evidence(chain),
+        "consensus_messages.json": consensus_messages(chain),
         "commit_certificate.json": commit_certificate(chain),
         "state_tree_proofs.json": state_tree_proofs(),
     }

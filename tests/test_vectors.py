@@ -31,7 +31,16 @@ from chain.validate import EvidenceRules, validate_block
 from chain.validators import ValidatorSet
 from consensus.certificate import CertificateError, CommitCertificate, verify_commit_certificate
 from consensus.evidence import DuplicateVoteEvidence
-from consensus.messages import VOTE_DOMAIN, Vote, VoteType, vote_sign_bytes
+from consensus.messages import (
+    PROPOSAL_DOMAIN,
+    VOTE_DOMAIN,
+    Proposal,
+    Vote,
+    VoteType,
+    decode_message,
+    encode_message,
+    vote_sign_bytes,
+)
 from consensus.proposer import proposer_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -269,6 +278,35 @@ def test_evidence_vector() -> None:
     for bad in doc["refused"]:
         with pytest.raises(DecodeError):
             DuplicateVoteEvidence.decode(h(bad["evidence_hex"]))
+
+
+@pytest.mark.parametrize("vec", load("consensus_messages.json")["vectors"], ids=lambda v: v["name"])
+def test_consensus_message_vector(vec: dict[str, Any]) -> None:
+    chain_id = load("consensus_messages.json")["chain_id"]
+    k = key_of(vec["key"])
+    fields = untyped(vec["fields"])
+    if len(fields) == 7:
+        msg: Proposal | Vote = Proposal.create(k, chain_id, *fields[:4], payload=fields[6])
+        domain, signed = b"paynet/proposal/v1", fields[:4]
+        assert domain == PROPOSAL_DOMAIN
+        assert Block.decode(msg.payload).hash == msg.block_hash
+    else:
+        msg = Vote.create(k, chain_id, VoteType(fields[0]), *fields[1:4])
+        domain, signed = b"paynet/vote/v1", fields[:4]
+        assert domain == VOTE_DOMAIN
+    assert msg.to_list() == fields and msg.signature.hex() == vec["signature_hex"]
+    assert msg.sign_bytes() == msgpack.packb(signed, use_bin_type=True)
+    assert msg.sign_bytes().hex() == vec["sign_bytes_hex"]
+    assert spec_signing_message(domain, chain_id, msg.sign_bytes()).hex() == vec["signing_message_hex"]
+    wire = encode_message(msg)
+    assert wire.hex() == vec["wire_hex"] and decode_message(wire) == msg
+    assert msg.verify(chain_id)
+
+
+@pytest.mark.parametrize("vec", load("consensus_messages.json")["refused"], ids=lambda v: v["name"])
+def test_refused_consensus_message(vec: dict[str, Any]) -> None:
+    with pytest.raises(DecodeError):
+        decode_message(h(vec["wire_hex"]))
 
 
 def test_certificate_precommits_recomputed_from_seeds() -> None:
