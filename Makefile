@@ -4,7 +4,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install test testnet clean
 
+# The first run installs for about a minute with pip quiet: say so before it starts.
 $(STAMP): pyproject.toml
+	@echo "installing paynet and its dependencies into $(VENV)/ (about a minute, first time only) ..."
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'

@@ -555,7 +555,9 @@ class Executor:
         bals = acct[1]
         have = bals.get(p.asset, 0)
         if have < p.amount:
-            return Receipt(tx_id, TxCode.INSUFFICIENT_FUNDS, f"balance {have} < amount {p.amount}")
+            return Receipt(
+                tx_id, TxCode.INSUFFICIENT_FUNDS, f"balance {have} < amount {p.amount} (minor units of {p.asset})"
+            )
         self._bump(sender, acct)
         self._debit(bals, p.asset, p.amount)
         self._credit(p.to, p.asset, p.amount)
@@ -584,7 +586,9 @@ class Executor:
         bals = acct[1]
         have = bals.get(p.asset, 0)
         if have < p.amount:
-            return Receipt(tx_id, TxCode.INSUFFICIENT_FUNDS, f"balance {have} < burn amount {p.amount}")
+            return Receipt(
+                tx_id, TxCode.INSUFFICIENT_FUNDS, f"balance {have} < burn amount {p.amount} (minor units of {p.asset})"
+            )
         self._bump(sender, acct)
         self._debit(bals, p.asset, p.amount)
         info[2] -= p.amount

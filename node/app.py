@@ -131,7 +131,18 @@ class Node:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
+    def status_warnings(self) -> list[str]:
+        """Conditions an operator should fix although the node runs (shown in /status and logged at start)."""
+        if self.key.public_key in self._validators:
+            return []
+        return [
+            f"this node's key {self.key.public_key.hex()[:16]}... is not in the validator set at height "
+            f"{self.store.head_height}: it follows the chain but never votes (check key_file and the genesis file)"
+        ]
+
     async def start(self) -> None:
+        for warning in self.status_warnings():
+            log.warning("%s", warning)
         await self.network.start()
         if self.halted_because is None:
             self.driver.start()
@@ -428,7 +439,9 @@ class Node:
         self.metrics.set_mempool(len(self.mempool), self.mempool.size_bytes)
         if len(self.mempool):
             self.driver.notify_txs()
-        log.info("committed block %d (%d txs) %s", block.height, len(block.txs), block.hash.hex()[:16])
+        # An empty block every second is ~86,000 INFO lines a day that say nothing: DEBUG for those.
+        log.log(logging.INFO if block.txs else logging.DEBUG,
+                "committed block %d (%d txs) %s", block.height, len(block.txs), block.hash.hex()[:16])
 
     def _on_halt(self, reason: str) -> None:
         """Consensus stopped itself (driver/runner): record it durably and report it everywhere.

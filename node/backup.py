@@ -303,6 +303,10 @@ def _finish(config: NodeConfig, genesis: Genesis, dest: Path, include_key: bool)
             os.chmod(dest / name, 0o600)
         files[name] = _sha256_file(dest / name)
     head = _read_head(dest / CHAIN_SUBDIR, genesis)
+    # Every file of the store snapshot too (LevelDB tables, log, MANIFEST, CURRENT), hashed after the
+    # read-back above closed it (opening a LevelDB store rewrites its LOG): a restore then finds a
+    # changed, missing or added table by its hash, before LevelDB would read it.
+    files.update(_hash_tree(dest, CHAIN_SUBDIR))
     pubkey = read_info(config.path(config.node.key_file)).public_key.hex()
     manifest = Manifest(
         format=FORMAT,
@@ -319,6 +323,16 @@ def _finish(config: NodeConfig, genesis: Genesis, dest: Path, include_key: bool)
     tmp.write_text(manifest.to_json())
     os.replace(tmp, dest / MANIFEST)
     return manifest
+
+
+def _tree_files(root: Path, sub: Path) -> list[str]:
+    """Every file under root/sub, as its path relative to root (posix separators, the manifest's keys)."""
+    return [p.relative_to(root).as_posix() for p in sorted((root / sub).rglob("*")) if p.is_file()]
+
+
+def _hash_tree(root: Path, sub: Path) -> dict[str, str]:
+    """SHA-256 of every file under root/sub, keyed like `_tree_files`."""
+    return {name: _sha256_file(root / name) for name in _tree_files(root, sub)}
 
 
 def _read_head(chain_dir: Path, genesis: Genesis) -> dict[str, Any]:
@@ -357,6 +371,11 @@ def restore_home(backup: Path, home: Path, *, replace: bool = False) -> Manifest
         path = backup / name
         if not path.is_file() or _sha256_file(path) != digest:
             raise BackupError(f"{path} is missing or does not match the manifest")
+    chain_prefix = CHAIN_SUBDIR.as_posix() + "/"
+    if any(name.startswith(chain_prefix) for name in manifest.files):  # backups that hash the store's files
+        extra = sorted(set(_tree_files(backup, CHAIN_SUBDIR)) - set(manifest.files))
+        if extra:
+            raise BackupError(f"{backup / extra[0]} is not in the manifest (the backup was modified)")
     home = home.absolute()
     occupied = home.exists() and (not home.is_dir() or any(home.iterdir()))
     if occupied and not replace:

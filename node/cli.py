@@ -15,6 +15,7 @@ import click
 from chain import crypto
 from chain.genesis import Genesis
 from chain.keystore import KeystoreError
+from node import __version__
 from node.config import ConfigError, NodeConfig
 
 HOME_OPTION = click.option(
@@ -72,12 +73,26 @@ def _drop_foreign_secrets() -> None:
             logging.getLogger("paynet.node").warning("%s was set in the node's environment; removed (never needed)", name)
 
 
-@click.group()
+NODE_PASSPHRASE_HELP = (
+    "The identity key's passphrase comes from $PAYNET_NODE_PASSPHRASE (removed from the process environment "
+    "once read; config.toml's [node] passphrase_file or passphrase_env may name another source). Without it "
+    "`init` and `rekey` prompt on the terminal (exit 2 with no terminal); `run` never prompts."
+)
+CA_PASSPHRASE_HELP = (
+    "The CA key's passphrase comes from $PAYNET_CA_PASSPHRASE (removed from the process environment once "
+    "read), else from a prompt on the terminal; with neither, exit 2."
+)
+
+
+@click.group(epilog="Environment: PAYNET_NODE_PASSPHRASE (the node key's passphrase; init, rekey, run), "
+             "PAYNET_CA_PASSPHRASE (the network CA key's; ca create, ca rekey, ca issue). Each is read once "
+             "and removed from the process environment; without it the command prompts on the terminal.")
+@click.version_option(version=__version__, prog_name="paynet-node")
 def main() -> None:
     """paynet validator node."""
 
 
-@main.command()
+@main.command(epilog=NODE_PASSPHRASE_HELP)
 @HOME_OPTION
 @click.option("--name", required=True, help="validator name (shown to peers and in the explorer)")
 @click.option("--p2p-host", default="127.0.0.1", show_default=True)
@@ -100,7 +115,7 @@ def init(home: Path, name: str, p2p_host: str, p2p_port: int, api_host: str, api
     click.echo(json.dumps({"home": str(home), "pubkey": pk.hex(), "address": crypto.format_address(crypto.address_of(pk))}))
 
 
-@main.command()
+@main.command(epilog=NODE_PASSPHRASE_HELP)
 @HOME_OPTION
 def rekey(home: Path) -> None:
     """Re-encrypt this node's identity key with the validator KDF class (same key, stronger file).
@@ -141,7 +156,7 @@ def ca() -> None:
     """Network certificate authority (run by the network operator, offline)."""
 
 
-@ca.command("create")
+@ca.command("create", epilog=CA_PASSPHRASE_HELP)
 @click.option("--dir", "ca_dir", type=click.Path(path_type=Path), required=True)
 def ca_create(ca_dir: Path) -> None:
     """Create the network CA key (encrypted) and certificate."""
@@ -155,7 +170,7 @@ def ca_create(ca_dir: Path) -> None:
     click.echo(str(ca_dir / "ca.crt"))
 
 
-@ca.command("rekey")
+@ca.command("rekey", epilog=CA_PASSPHRASE_HELP)
 @click.option("--dir", "ca_dir", type=click.Path(path_type=Path), required=True)
 def ca_rekey(ca_dir: Path) -> None:
     """Re-encrypt the CA key with the validator KDF class; converts an old PEM CA key and deletes it."""
@@ -170,7 +185,7 @@ def ca_rekey(ca_dir: Path) -> None:
     click.echo(json.dumps({"key": str(path), "kdf": str(node_key_kdf())}))
 
 
-@ca.command("issue")
+@ca.command("issue", epilog=CA_PASSPHRASE_HELP)
 @click.option("--dir", "ca_dir", type=click.Path(path_type=Path), required=True)
 @click.option("--pubkey", required=True, help="node identity public key (hex)")
 @click.option("--name", required=True)
@@ -223,7 +238,7 @@ def genesis_cmd(
     click.echo(json.dumps({"genesis": str(out), "hash": g.hash.hex()}))
 
 
-@main.command()
+@main.command(epilog=NODE_PASSPHRASE_HELP)
 @HOME_OPTION
 def run(home: Path) -> None:
     """Run the validator until SIGTERM/SIGINT."""

@@ -22,6 +22,7 @@ explorer and API URLs. The processes keep running after this script exits; `down
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -40,9 +41,22 @@ DEFAULT_HOME = Path("testnet-home")
 console = Console()
 
 
+def _shown_path(path: str) -> str:
+    """`path` relative to the working directory when it lies below it (what a user would type)."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def this_command() -> str:
+    """How to run this script again, with the interpreter running it now: the system `python` usually
+    lacks paynet's dependencies (`make testnet` installs them into .venv), so a hint saying `python
+    scripts/testnet.py down` would fail where `.venv/bin/python scripts/testnet.py down` works."""
+    return f"{_shown_path(sys.executable)} {_shown_path(str(Path(__file__)))}"
+
+
 def _load(home: Path) -> LocalNet:
     if not (home / "localnet.json").exists():
-        raise click.ClickException(f"no testnet at {home}; run `python scripts/testnet.py up` first")
+        raise click.ClickException(f"no testnet at {home}; run `{this_command()} up` first")
     return LocalNet.load(home)
 
 
@@ -87,7 +101,7 @@ def up(validators: int, base_port: int, home: Path, demo_accounts: int, fresh: b
         except NodeExited as exc:
             raise click.ClickException(str(exc)) from None
         except TimeoutError as exc:
-            raise click.ClickException(f"{exc}; see `python scripts/testnet.py logs 0`") from None
+            raise click.ClickException(f"{exc}; see `{this_command()} logs 0`") from None
     table = Table(title=f"paynet testnet ({len(net.nodes)} validators) is up")
     for col in ("node", "explorer / API", "p2p", "height"):
         table.add_column(col)
@@ -96,12 +110,12 @@ def up(validators: int, base_port: int, home: Path, demo_accounts: int, fresh: b
     console.print(table)
     if net.link_proxy_port is not None:
         console.print(f"link-fault proxy (test-only): control on 127.0.0.1:{net.link_proxy_port}; "
-                      "try `python scripts/testnet.py partition 0,1 2,3` and `heal`")
+                      f"try `{this_command()} partition 0,1 2,3` and `heal`")
     console.print(
         f"demo accounts: {demo_accounts}, funded with {DEMO_ASSET}; e.g. "
         f"{crypto.format_address(demo_key(0).address)} (keys: node.localnet.demo_key(i))"
     )
-    console.print(f"stop with: python scripts/testnet.py down --home {home}")
+    console.print(f"stop with: {this_command()} down --home {home}")
 
 
 @cli.command()
@@ -122,6 +136,7 @@ def status(home: Path) -> None:
     for col in ("node", "pid", "height", "round", "peers", "mempool", "last block", "sync"):
         table.add_column(col)
     now_ms = time.time() * 1000
+    down: list[str] = []
     for i in range(len(net.nodes)):
         pid = net.pid(i)
         try:
@@ -134,7 +149,10 @@ def status(home: Path) -> None:
             )
         except OSError:
             table.add_row(f"validator-{i}", str(pid or "-"), "down", "", "", "", "", "")
+            down.append(f"validator-{i}")
     console.print(table)
+    if down:  # scripts and CI check the exit code, not the table
+        raise click.ClickException(f"{len(down)} of {len(net.nodes)} nodes down: {', '.join(down)}")
 
 
 @cli.command()

@@ -72,3 +72,18 @@ def format_amount(units: int, decimals: int) -> str:
     if decimals == 0:
         return f"{sign}{whole}"
     return f"{sign}{whole}.{frac:0{decimals}d}"
+
+
+# The node's insufficient_funds message (chain/state.py) speaks minor units: "balance 1250 < amount 1300
+# (minor units of USD)", or "burn amount" for a burn. The asset's decimals are known to the wallet only.
+_SHORTFALL = re.compile(r"balance (\d+) < (burn )?amount (\d+)")
+
+
+def describe_shortfall(node_message: str, asset: str, decimals: int) -> str | None:
+    """The node's insufficient-funds message in the asset's units, as the user typed the amount
+    ("balance 12.50 USD < amount 13.00 USD"); None if the message is not in the expected form."""
+    m = _SHORTFALL.search(node_message)
+    if m is None or not 0 <= decimals <= MAX_DECIMALS:
+        return None
+    have, what, want = int(m.group(1)), (m.group(2) or "") + "amount", int(m.group(3))
+    return f"balance {format_amount(have, decimals)} {asset} < {what} {format_amount(want, decimals)} {asset}"

@@ -26,13 +26,13 @@ from chain.genesis import Genesis
 from chain.keystore import take_env_secret
 
 from wallet import ops
-from wallet.amounts import format_amount
+from wallet.amounts import describe_shortfall, format_amount
 from wallet.client import NodeClient
 from wallet.errors import UsageError, WalletError
+from wallet.messages import PASSPHRASE_ENV, PassphraseUnavailable, failover_notes, in_asset_units, terminal_available
 from wallet.store import HOME_ENV, PinnedValidator, WalletConfig, WalletHome, check_node_url, default_home
 from wallet.verify import TRUST_NOTE, ReceiptError
 
-PASSPHRASE_ENV = "PAYNET_WALLET_PASSPHRASE"
 JSON_META = "paynet_wallet.json"
 T = TypeVar("T")
 
@@ -42,6 +42,7 @@ class Ctx:
     home: WalletHome
     nodes: list[str] = field(default_factory=list)  # --node overrides for this invocation
     http_timeout: float = 5.0
+    clients: list[NodeClient] = field(default_factory=list)  # every client this command made, for failover notes
 
     @property
     def json(self) -> bool:
@@ -56,7 +57,13 @@ class Ctx:
         return cfg
 
     def client(self, cfg: WalletConfig) -> NodeClient:
-        return NodeClient(cfg.nodes, timeout_s=self.http_timeout)
+        client = NodeClient(cfg.nodes, timeout_s=self.http_timeout)
+        self.clients.append(client)
+        return client
+
+    def failover_notes(self) -> list[str]:
+        """What the human output says about nodes skipped on the way (JSON output carries `failovers`)."""
+        return [note for c in self.clients for note in failover_notes(c.failovers, c.current_url)]
 
 
 def out_console() -> Console:
@@ -84,6 +91,8 @@ def passphrase(confirm: bool = False) -> str:
     env = take_env_secret(PASSPHRASE_ENV)
     if env is not None:
         return env
+    if not terminal_available():  # getpass would warn, read nothing, and click would say "Aborted!"
+        raise PassphraseUnavailable()
     return str(click.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm, err=True))
 
 
@@ -97,6 +106,7 @@ class WalletGroup(click.Group):
         try:
             return super().invoke(ctx)
         except WalletError as e:
+            _report_failovers(ctx)
             as_json = bool(ctx.meta.get(JSON_META))
             if isinstance(e, ReceiptError):
                 text = f"RECEIPT VERIFICATION FAILED: {e}"
@@ -108,6 +118,22 @@ class WalletGroup(click.Group):
                 click.echo(json.dumps({"error": {"type": kind, "message": str(e)}}, indent=2))
             err_console().print(text, style="bold red", markup=False, soft_wrap=True)
             raise click.exceptions.Exit(e.exit_code) from None
+        finally:
+            if not ctx.meta.get(_FAILOVERS_SHOWN):
+                _report_failovers(ctx)
+
+
+_FAILOVERS_SHOWN = "paynet_wallet.failovers_shown"
+
+
+def _report_failovers(ctx: click.Context) -> None:
+    """Say on stderr which nodes did not answer and which one did (once, before an error message)."""
+    ctx.meta[_FAILOVERS_SHOWN] = True
+    obj = ctx.obj
+    if not isinstance(obj, Ctx) or ctx.meta.get(JSON_META):
+        return
+    for note in obj.failover_notes():
+        err_console().print(f"note: {note}", style="yellow", markup=False, soft_wrap=True)
 
 
 def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -121,7 +147,17 @@ json_option = click.option(
 )
 
 
-@click.group(cls=WalletGroup)
+ENV_HELP = f"""Environment: {PASSPHRASE_ENV} holds the key passphrase for scripts (read once, then removed
+from the process environment); without it the wallet prompts on the terminal, and with no terminal it
+exits 2. {HOME_ENV} is the wallet directory."""
+
+
+PASSPHRASE_HELP = (f"The key's passphrase comes from ${PASSPHRASE_ENV} if set (read once, then removed from the "
+                   "process environment), else from a prompt on the terminal; with neither, exit 2.")
+
+
+@click.group(cls=WalletGroup, epilog=ENV_HELP)
+@click.version_option(package_name="paynet", prog_name="paynet-wallet")
 @click.option("--home", type=click.Path(path_type=Path), envvar=HOME_ENV, default=None,
               help=f"Wallet directory (default ~/.paynet-wallet, or ${HOME_ENV}).")
 @click.option("--node", "nodes", multiple=True, help="Node URL(s) for this command, instead of the configured ones.")
@@ -219,7 +255,7 @@ def _key_json(name: str, pubkey: bytes) -> dict[str, str]:
     return {"name": name, "address": crypto.format_address(crypto.address_of(pubkey)), "public_key": pubkey.hex()}
 
 
-@main.command()
+@main.command(epilog=PASSPHRASE_HELP)
 @click.argument("name")
 @json_option
 @click.pass_obj
@@ -233,7 +269,7 @@ def new(obj: Ctx, name: str) -> None:
     emit(obj, data, lambda c: c.print(f"Created key [bold]{name}[/]: {data['address']}"))
 
 
-@main.command("import")
+@main.command("import", epilog=PASSPHRASE_HELP)
 @click.argument("name")
 @click.option("--seed-hex-file", default="-", show_default=True,
               help="File whose first line is the 32-byte Ed25519 seed in hex ('-' = stdin).")
@@ -327,6 +363,10 @@ def balance_cmd(obj: Ctx, who: str) -> None:
     emit(obj, data, render)
 
 
+HISTORY_ID_DIGITS = 16
+"""Hex digits of each tx id `history` shows: a unique prefix in practice (64 bits), short enough for a table."""
+
+
 @main.command("history")
 @click.argument("who")
 @click.option("--limit", type=click.IntRange(1, 200), default=20, show_default=True)
@@ -353,10 +393,15 @@ def history_cmd(obj: Ctx, who: str, limit: int, max_blocks: int) -> None:
     def render(c: Console) -> None:
         c.print(f"[bold]{data['address']}[/]  ({data['source']}; node-reported, `tx TXID` verifies one)")
         t = Table("height", "kind", "dir", "amount", "counterparty", "tx id")
+        # The id column holds a prefix `tx` accepts as it is (the node resolves unique prefixes), never
+        # shortened further by the table: what is shown can be pasted.
+        t.columns[-1].no_wrap = True
+        t.columns[-1].min_width = HISTORY_ID_DIGITS
         for e in data["txs"]:
             other = e["to"] if e["direction"] == "out" else e["from"]
             amount = f"{e.get('amount', e['amount_units'])} {e['asset']}" if e["asset"] else ""
-            t.add_row(str(e["height"]), str(e["kind"]), e["direction"], amount, str(other or ""), e["tx_id"][:16] + "…")
+            t.add_row(str(e["height"]), str(e["kind"]), e["direction"], amount, str(other or ""),
+                      e["tx_id"][:HISTORY_ID_DIGITS])
         c.print(t)
 
     emit(obj, data, render)
@@ -367,7 +412,8 @@ def history_cmd(obj: Ctx, who: str, limit: int, max_blocks: int) -> None:
 @json_option
 @click.pass_obj
 def tx_cmd(obj: Ctx, tx_id: str) -> None:
-    """Show transaction TX_ID; a final one is shown only after its receipt verifies locally."""
+    """Show transaction TX_ID (64 hex digits, or a unique prefix of 8 or more as `history` shows); a final
+    one is shown only after its receipt verifies locally."""
     cfg = obj.config()
 
     async def go() -> dict[str, Any]:
@@ -427,23 +473,29 @@ def _transact(obj: Ctx, kind: str, from_name: str, to: str | None, amount: str, 
         async with obj.client(cfg) as client:
             signed = await ops.build_and_sign(client, cfg, key, kind, to=to_addr, asset=asset, amount_text=amount,
                                               memo=memo, expiry_margin=expiry_margin)
-            sub = await ops.submit(client, signed)
-            data: dict[str, Any] = {"tx_id": signed.tx_id, "submitted_to": sub.url, "submit_status": sub.status,
-                                    "nonce": signed.tx.body.nonce,
-                                    "tx": ops.describe_tx(signed.tx, {asset: signed.decimals})}
-            if no_wait:
-                data["status"] = "pending" if sub.status != "final" else "final"
-            elif obj.json:
-                data["receipt"] = await ops.wait_and_verify(client, cfg, signed, timeout)
-                data["status"] = "final"
-            else:
-                with err_console().status(f"waiting for finality of {signed.tx_id[:16]}…") as spinner:
-                    def update(status: str, url: str) -> None:
-                        spinner.update(f"waiting for finality of {signed.tx_id[:16]}… {status} ({url})")
-                    data["receipt"] = await ops.wait_and_verify(client, cfg, signed, timeout, update)
-                data["status"] = "final"
-            data["failovers"] = [{"url": u, "reason": r} for u, r in client.failovers]
-            return data
+            try:
+                return await _submit_and_wait(client, signed)
+            except WalletError as e:
+                raise in_asset_units(e, asset, signed.decimals) from None
+
+    async def _submit_and_wait(client: NodeClient, signed: ops.Signed) -> dict[str, Any]:
+        sub = await ops.submit(client, signed)
+        data: dict[str, Any] = {"tx_id": signed.tx_id, "submitted_to": sub.url, "submit_status": sub.status,
+                                "nonce": signed.tx.body.nonce,
+                                "tx": ops.describe_tx(signed.tx, {asset: signed.decimals})}
+        if no_wait:
+            data["status"] = "pending" if sub.status != "final" else "final"
+        elif obj.json:
+            data["receipt"] = await ops.wait_and_verify(client, cfg, signed, timeout)
+            data["status"] = "final"
+        else:
+            with err_console().status(f"waiting for finality of {signed.tx_id[:16]}…") as spinner:
+                def update(status: str, url: str) -> None:
+                    spinner.update(f"waiting for finality of {signed.tx_id[:16]}… {status} ({url})")
+                data["receipt"] = await ops.wait_and_verify(client, cfg, signed, timeout, update)
+            data["status"] = "final"
+        data["failovers"] = [{"url": u, "reason": r} for u, r in client.failovers]
+        return data
 
     data = run(go())
 
@@ -458,7 +510,7 @@ def _transact(obj: Ctx, kind: str, from_name: str, to: str | None, amount: str, 
     emit(obj, data, render)
 
 
-@main.command()
+@main.command(epilog=PASSPHRASE_HELP)
 @click.option("--from", "from_name", required=True, help="Key name that signs and pays.")
 @click.option("--to", "to", required=True, help="Recipient address (or a key name in this wallet).")
 @click.option("--amount", required=True, help="Decimal amount, e.g. 12.50 (exact; never rounded).")
@@ -473,7 +525,7 @@ def send(obj: Ctx, from_name: str, to: str, amount: str, asset: str, memo: str, 
     _transact(obj, "transfer", from_name, to, amount, asset, memo, no_wait, timeout, expiry_margin)
 
 
-@main.command()
+@main.command(epilog=PASSPHRASE_HELP)
 @click.option("--from", "from_name", required=True, help="Issuer key name.")
 @click.option("--to", "to", required=True, help="Recipient address (or a key name in this wallet).")
 @click.option("--amount", required=True)
@@ -488,7 +540,7 @@ def issue(obj: Ctx, from_name: str, to: str, amount: str, asset: str, memo: str,
     _transact(obj, "issue", from_name, to, amount, asset, memo, no_wait, timeout, expiry_margin)
 
 
-@main.command()
+@main.command(epilog=PASSPHRASE_HELP)
 @click.option("--from", "from_name", required=True, help="Issuer key name (burns from its own balance).")
 @click.option("--amount", required=True)
 @click.option("--asset", required=True)

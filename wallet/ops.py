@@ -15,13 +15,16 @@ from chain.tx import MAX_MEMO_BYTES, Burn, Issue, Payload, SignedTx, Transfer, T
 from chain.validators import ValidatorSet
 
 from wallet.amounts import format_amount, parse_amount
-from wallet.client import NodeClient, Submitted
+from wallet.client import ApiError, NodeClient, Submitted
 from wallet.errors import UsageError, WalletError
 from wallet.store import WalletConfig
 from wallet.verify import TRUST_NOTE, verify_receipt, verify_signed_tx
 
 DEFAULT_EXPIRY_MARGIN = 100
 """Blocks after the current height during which the tx may still be included (then it is void)."""
+
+MIN_TX_PREFIX = 8
+"""Shortest tx id prefix `tx` accepts (the node's GET /txs/{prefix} needs as many hex digits)."""
 
 
 @dataclass(frozen=True)
@@ -143,11 +146,10 @@ def describe_tx(tx: SignedTx, decimals: dict[str, int]) -> dict[str, Any]:
 async def show_tx(client: NodeClient, config: WalletConfig, tx_id: str) -> dict[str, Any]:
     """GET a tx; a final one comes back only with its receipt verified and its bytes tied to the id."""
     text = tx_id.lower().removeprefix("0x")
-    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
-        raise UsageError("tx id must be 64 hex digits")
-    data = await client.get_tx(text)
-    if data is None:
-        raise WalletError(f"no node knows transaction {text}")
+    if not MIN_TX_PREFIX <= len(text) <= 64 or any(c not in "0123456789abcdef" for c in text):
+        raise UsageError(f"tx id must be 64 hex digits, or a unique prefix of at least {MIN_TX_PREFIX}")
+    data = await _get_tx_by_prefix(client, text)
+    text = str(data["tx_id"])  # the full id; everything below is checked against it
     decimals = {k: int(v["decimals"]) for k, v in (await client.assets()).items()}
     out: dict[str, Any] = {"tx_id": text, "status": data.get("status")}
     if data.get("status") == "rejected":
@@ -160,6 +162,27 @@ async def show_tx(client: NodeClient, config: WalletConfig, tx_id: str) -> dict[
             bytes.fromhex(text), data.get("receipt"), config.validator_set(), config.chain_id
         ).to_json()
     return out
+
+
+async def _get_tx_by_prefix(client: NodeClient, text: str) -> dict[str, Any]:
+    """GET /txs/{id or unique prefix} (the node resolves a prefix: 404 none, 409 ambiguous_prefix).
+
+    The answer's full id must extend what was asked: a node cannot substitute another transaction, and
+    the caller then ties the raw bytes and the receipt to that full id."""
+    try:
+        data = await client.get_tx(text)
+    except ApiError as e:
+        if e.code == "ambiguous_prefix":
+            raise UsageError(f"tx id prefix {text} matches more than one transaction; give more digits") from None
+        if e.code == "bad_tx_id" and len(text) < 64:
+            raise UsageError(f"node {e.url} does not resolve tx id prefixes; give all 64 hex digits") from None
+        raise
+    if data is None:
+        raise WalletError(f"no node knows transaction {text}")
+    full = str(data.get("tx_id", ""))
+    if len(full) != 64 or not full.startswith(text):
+        raise WalletError(f"node {client.current_url} answered for transaction {full!r}, asked for {text}")
+    return data
 
 
 async def balance(client: NodeClient, addr: bytes) -> dict[str, Any]:

@@ -193,4 +193,16 @@ class WalletHome:
         """An address as given (pn + 40 hex), or the address of a key in this wallet."""
         if name_or_address.startswith(crypto.ADDRESS_PREFIX) and _looks_like_address(name_or_address):
             return crypto.parse_address(name_or_address)
+        if name_or_address.startswith(crypto.ADDRESS_PREFIX) and not self._has_key(name_or_address):
+            # "pnXYZ" is a mistyped address far more often than a missing key: say so.
+            raise UsageError(
+                f"malformed address {name_or_address!r}: expected {crypto.ADDRESS_PREFIX} followed by 40 hex digits"
+                " (or the name of a key in this wallet)"
+            )
         return self.key_info(name_or_address).address
+
+    def _has_key(self, name: str) -> bool:
+        try:
+            return self.key_path(name).exists()
+        except UsageError:  # not even a valid key name
+            return False

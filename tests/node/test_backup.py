@@ -70,7 +70,10 @@ def test_offline_backup_and_restore_round_trip(tmp_path: Path) -> None:
         head = (store.head_height, store.head_hash.hex(), store.head_header.state_root.hex())
     manifest = backup_home(home, tmp_path / "bk")
     assert (manifest.height, manifest.block_hash, manifest.state_root) == head
-    assert not manifest.includes_key and set(manifest.files) == {"config.toml", "genesis.json", "node.crt"}
+    assert not manifest.includes_key
+    chain_files = {f"data/chain/{p.name}" for p in (tmp_path / "bk" / "data" / "chain").iterdir()}
+    assert "data/chain/CURRENT" in chain_files  # every file is hashed, the store's too
+    assert set(manifest.files) == {"config.toml", "genesis.json", "node.crt"} | chain_files
     assert Manifest.load(tmp_path / "bk" / MANIFEST) == manifest
     assert not list((tmp_path / "bk").rglob("*.wal")) and not (tmp_path / "bk" / "node_key.json").exists()
 

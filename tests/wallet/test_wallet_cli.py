@@ -127,7 +127,9 @@ def test_key_lifecycle(home: Path, tmp_path: Path) -> None:
     assert dup.exit_code == 2 and "already exists" in dup.stderr
 
 
-def test_passphrase_prompt(home: Path) -> None:
+def test_passphrase_prompt(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # CliRunner feeds the prompt; the wallet asks only when a terminal exists (this sandbox may have none).
+    monkeypatch.setattr("wallet.cli.terminal_available", lambda: True)
     r = cli(home, "new", "dave", passphrase=None, input="prompted-pass-1\nprompted-pass-1\n")
     assert r.exit_code == 0, r.output
     keystore.load_key(home / "keys" / "dave.json", "prompted-pass-1")
