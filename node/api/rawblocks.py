@@ -12,8 +12,9 @@ certificates alike.
 
 Cost is bounded on both sides:
 - one response reads at most `raw_blocks_max_bytes` of stored bytes (and at most MAX_RANGE_BLOCKS
-  blocks, which bounds the event-loop time of tiny blocks), always at least one block, and tells the
-  client where to continue (`Paynet-Next-From`); memory is that budget plus one block;
+  blocks, which bounds the time of tiny blocks), always at least one block, on a worker thread (not the
+  event loop), and tells the client where to continue (`Paynet-Next-From`); memory is that budget plus
+  one block per request in progress (at most `max_inflight_per_ip` per client);
 - the client's request bucket is charged one token per `decode_bytes_per_token` bytes served, as debt
   after the read, so the long-run download rate per IP is `ip_rate_per_s * decode_bytes_per_token`
   (1.6 MB/s with the defaults) however the requests are sized.
@@ -21,6 +22,7 @@ Cost is bounded on both sides:
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +40,10 @@ MEDIA_TYPE = "application/x-paynet-blocks"
 FRAME_HEADER = struct.Struct(">I")
 MAX_RANGE_BLOCKS = 2000
 """Blocks one range response may hold whatever their size: ~2 LevelDB reads each on the event loop."""
+READS_AT_ONCE = 4
+"""Raw responses being read or sent at a time, node-wide: bounds their memory whoever asks."""
+SEND_TIMEOUT_S = 60.0
+"""A client must take its response within this; one that stops reading is disconnected (frees its slot)."""
 NEXT_FROM_HEADER = "Paynet-Next-From"
 HEAD_HEADER = "Paynet-Head-Height"
 COUNT_HEADER = "Paynet-Block-Count"
@@ -99,7 +105,12 @@ def _query(request: web.Request) -> RawBlocksQuery:
 
 
 class RawBlocksRoutes:
-    """The two handlers; `client_key(request)` names the rate-limit bucket to charge."""
+    """The two handlers; `client_key(request)` names the rate-limit bucket to charge.
+
+    At most READS_AT_ONCE responses are read and sent at a time, node-wide (more get 503 `overloaded`
+    with Retry-After, never a queue), and a client that does not read its response within SEND_TIMEOUT_S
+    loses the connection: the memory held for raw blocks is at most READS_AT_ONCE * (budget + one block)
+    whoever asks."""
 
     def __init__(self, store: Callable[[], Any], config: ApiConfig, limiter: KeyedRateLimiter,
                  client_key: Callable[[web.Request], str]) -> None:
@@ -108,31 +119,57 @@ class RawBlocksRoutes:
         self.config = config
         self.limiter = limiter
         self.client_key = client_key
+        self._busy = 0
 
-    def _response(self, request: web.Request, frames: list[bytes], head: int, next_from: int | None) -> web.Response:
-        body = b"".join(frames)
-        self.limiter.charge(self.client_key(request), len(body) / self.config.decode_bytes_per_token)
-        resp = web.Response(body=body, content_type=MEDIA_TYPE)
-        resp.headers[HEAD_HEADER] = str(head)
-        resp.headers[COUNT_HEADER] = str(len(frames))
-        if next_from is not None:
-            resp.headers[NEXT_FROM_HEADER] = str(next_from)
-        return resp
+    async def _serve(self, request: web.Request, read: Callable[[], tuple[list[bytes], int | None]], head: int,
+                     cache: str) -> web.StreamResponse:
+        """Read on a worker thread (~30 us of reads and framing per block, 2,000 small blocks ~60 ms, would
+        otherwise hold the event loop that runs consensus; LevelDB reads are thread-safe and committed
+        heights never change), charge the client by bytes, and stream the frames out."""
+        if self._busy >= READS_AT_ONCE:
+            raise ApiError(503, "overloaded", "raw block reads are busy, retry later", retry_after="1")
+        self._busy += 1
+        try:
+            frames, next_from = await asyncio.to_thread(read)
+            total = sum(len(f) for f in frames)
+            self.limiter.charge(self.client_key(request), total / self.config.decode_bytes_per_token)
+            resp = web.StreamResponse(headers={HEAD_HEADER: str(head), COUNT_HEADER: str(len(frames)),
+                                               "Cache-Control": cache})
+            if next_from is not None:
+                resp.headers[NEXT_FROM_HEADER] = str(next_from)
+            resp.content_type = MEDIA_TYPE
+            resp.content_length = total
+            # the error middleware adds these after the handler, too late for a response streamed here;
+            # imported here because node.api.app imports the handlers, which import this module
+            from node.api.app import SECURITY_HEADERS
 
-    async def get_block_raw(self, request: web.Request) -> web.Response:
+            resp.headers.update(SECURITY_HEADERS)
+            await resp.prepare(request)
+            try:
+                async with asyncio.timeout(SEND_TIMEOUT_S):
+                    for f in frames:
+                        await resp.write(f)  # waits while the client's socket buffer is full
+                    await resp.write_eof()
+            except TimeoutError:
+                if request.transport is not None:
+                    request.transport.abort()
+            return resp
+        finally:
+            self._busy -= 1
+
+    async def get_block_raw(self, request: web.Request) -> web.StreamResponse:
         text = request.match_info["height"]
         if not text.isascii() or not text.isdigit() or len(text) > 19:
             raise ApiError(400, "bad_block_ref", "height must be a decimal integer")
         height = int(text)
         head = int(self.store().head_height)
-        f = self.reader.frame_at(height) if height <= head else None
-        if f is None:
+        if height > head:
             raise ApiError(404, "block_not_found", f"no block at height {height}")
-        resp = self._response(request, [f], head, None)
-        resp.headers["Cache-Control"] = "public, max-age=86400, immutable"  # a committed block never changes
-        return resp
+        # a committed block never changes: caches may keep it
+        return await self._serve(request, lambda: self.reader.read_range(height, height, 0), head,
+                                 "public, max-age=86400, immutable")
 
-    async def get_blocks_raw(self, request: web.Request) -> web.Response:
+    async def get_blocks_raw(self, request: web.Request) -> web.StreamResponse:
         q = _query(request)
         head = int(self.store().head_height)
         start = q.from_
@@ -142,5 +179,4 @@ class RawBlocksRoutes:
         if stop < start:
             raise ApiError(400, "bad_query", f"to ({q.to}) is below from ({start})")
         budget = self.config.raw_blocks_max_bytes if q.max_bytes is None else min(q.max_bytes, self.config.raw_blocks_max_bytes)
-        frames, next_from = self.reader.read_range(start, stop, budget)
-        return self._response(request, frames, head, next_from)
+        return await self._serve(request, lambda: self.reader.read_range(start, stop, budget), head, "no-cache")
