@@ -31,7 +31,9 @@ from wallet.client import NodeClient
 from wallet.errors import UsageError, WalletError
 from wallet.messages import PASSPHRASE_ENV, PassphraseUnavailable, failover_notes, in_asset_units, terminal_available
 from wallet.store import HOME_ENV, PinnedValidator, WalletConfig, WalletHome, check_node_url, default_home
-from wallet.verify import TRUST_NOTE, ReceiptError
+from wallet.lightclient import LightClientAttack, LightClientError
+from wallet.verified import VerifiedReader, light_client_for
+from wallet.verify import TRUST_NOTE, ReceiptError, StateProofError
 
 JSON_META = "paynet_wallet.json"
 T = TypeVar("T")
@@ -111,6 +113,12 @@ class WalletGroup(click.Group):
             if isinstance(e, ReceiptError):
                 text = f"RECEIPT VERIFICATION FAILED: {e}"
                 kind = "receipt_verification_failed"
+            elif isinstance(e, LightClientAttack):
+                text = f"LIGHT CLIENT ATTACK DETECTED, node banned: {e}"
+                kind = "light_client_attack"
+            elif isinstance(e, (LightClientError, StateProofError)):
+                text = f"VERIFICATION FAILED: {e}"
+                kind = "verification_failed"
             else:
                 text = f"error: {e}"
                 kind = type(e).__name__
@@ -340,16 +348,23 @@ def export_public(obj: Ctx, name: str) -> None:
 
 @main.command("balance")
 @click.argument("who")
+@click.option("--verify/--no-verify", default=True, show_default=True,
+              help="Prove the balance against a header the light client verified (--no-verify: the node's word).")
 @json_option
 @click.pass_obj
-def balance_cmd(obj: Ctx, who: str) -> None:
+def balance_cmd(obj: Ctx, who: str, verify: bool) -> None:
     """Balances of key name or address WHO."""
     addr = obj.home.resolve_address(who)
     cfg = obj.config()
 
     async def go() -> dict[str, Any]:
         async with obj.client(cfg) as client:
-            return await ops.balance(client, addr)
+            if not verify:
+                return await ops.balance(client, addr)
+            reader = VerifiedReader(client, light_client_for(obj.home, cfg))
+            data = await reader.balance(addr)
+            data["refused_nodes"] = [{"url": u, "reason": r} for u, r in reader.refused]
+            return data
 
     data = run(go())
 
@@ -359,6 +374,7 @@ def balance_cmd(obj: Ctx, who: str) -> None:
         for asset, b in data["balances"].items():
             t.add_row(asset, b["amount"] or str(b["units"]))
         c.print(t)
+        _render_verified(c, data)
 
     emit(obj, data, render)
 
@@ -418,7 +434,7 @@ def tx_cmd(obj: Ctx, tx_id: str) -> None:
 
     async def go() -> dict[str, Any]:
         async with obj.client(cfg) as client:
-            return await ops.show_tx(client, cfg, tx_id)
+            return await ops.show_tx(client, cfg, tx_id, light=light_client_for(obj.home, cfg))
 
     data = run(go())
 
@@ -441,6 +457,19 @@ def _render_fields(c: Console, fields: dict[str, Any]) -> None:
     for k, v in fields.items():
         t.add_row(k, str(v))
     c.print(t)
+
+
+def _render_verified(c: Console, data: dict[str, Any]) -> None:
+    """How a balance was verified, and which nodes were refused on the way (loudly: they lied)."""
+    for node in data.get("refused_nodes", []):
+        err_console().print(f"REFUSED NODE {node['url']}: {node['reason']}", style="bold red", markup=False,
+                            soft_wrap=True)
+    v = data.get("verified")
+    if v is None:
+        c.print("[yellow]not verified (--no-verify): as reported by the node[/]")
+        return
+    c.print(f"[bold green]balance verified[/]: state proof against block {v['height']} ({v['block_hash'][:16]}…)")
+    c.print(f"[dim]{v['trust']}[/]")
 
 
 def _render_receipt(c: Console, r: dict[str, Any]) -> None:
@@ -486,13 +515,15 @@ def _transact(obj: Ctx, kind: str, from_name: str, to: str | None, amount: str, 
         if no_wait:
             data["status"] = "pending" if sub.status != "final" else "final"
         elif obj.json:
-            data["receipt"] = await ops.wait_and_verify(client, cfg, signed, timeout)
+            data["receipt"] = await ops.wait_and_verify(client, cfg, signed, timeout,
+                                                        light=light_client_for(obj.home, cfg))
             data["status"] = "final"
         else:
             with err_console().status(f"waiting for finality of {signed.tx_id[:16]}…") as spinner:
                 def update(status: str, url: str) -> None:
                     spinner.update(f"waiting for finality of {signed.tx_id[:16]}… {status} ({url})")
-                data["receipt"] = await ops.wait_and_verify(client, cfg, signed, timeout, update)
+                data["receipt"] = await ops.wait_and_verify(client, cfg, signed, timeout, update,
+                                                            light=light_client_for(obj.home, cfg))
             data["status"] = "final"
         data["failovers"] = [{"url": u, "reason": r} for u, r in client.failovers]
         return data

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,10 +70,12 @@ class NodeClient:
         max_rate_limit_retries: int = 3,
         max_retry_after_s: float = 10.0,
         sleep: Sleep = asyncio.sleep,
+        banned: Mapping[str, str] | None = None,
     ) -> None:
         if not urls:
             raise WalletError("no node URLs configured")
         self.urls = [u.rstrip("/") for u in urls]
+        self.banned: dict[str, str] = dict(banned or {})  # url -> why: caught lying, never asked again
         self.timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 3.0))
         self.max_rate_limit_retries = max_rate_limit_retries
         self.max_retry_after_s = max_retry_after_s
@@ -95,6 +97,21 @@ class NodeClient:
     def current_url(self) -> str:
         return self.urls[self._current]
 
+    def usable_urls(self) -> list[str]:
+        """Nodes not banned, the preferred one first, in failover order."""
+        n = len(self.urls)
+        order = [self.urls[(self._current + step) % n] for step in range(n)]
+        return [u for u in order if u not in self.banned]
+
+    def ban(self, url: str, reason: str) -> None:
+        """Stop using `url` for the rest of this client's life (it served data that failed verification)."""
+        self.banned[url] = reason
+        self.failovers.append((url, f"refused: {reason}"))
+
+    def prefer(self, url: str) -> None:
+        if url in self.urls:
+            self._current = self.urls.index(url)
+
     # -- core -------------------------------------------------------------------------------------------
 
     async def request(
@@ -103,25 +120,28 @@ class NodeClient:
         """(status, json, url) from the first node that answers; 4xx raise ApiError (404 is
         returned instead when accept_404)."""
         assert self._session is not None, "use NodeClient as an async context manager"
-        errors: list[str] = []
-        n = len(self.urls)
-        for step in range(n):
-            i = (self._current + step) % n
-            url = self.urls[i]
+        errors: list[str] = [f"{u}: not used ({why})" for u, why in self.banned.items() if u in self.urls]
+        for url in self.usable_urls():
             try:
                 status, data = await self._one(url, method, path, body)
             except _Unavailable as e:
                 errors.append(f"{url}: {e}")
                 self.failovers.append((url, str(e)))
                 continue
-            self._current = i
-            if status < 400 or (status == 404 and accept_404):
-                return status, data, url
-            err = data.get("error") if isinstance(data, dict) else None
-            code = str(err.get("code", "error")) if isinstance(err, dict) else "error"
-            message = str(err.get("message", "")) if isinstance(err, dict) else ""
-            raise ApiError(status, code, message, url)
+            self.prefer(url)
+            return _answer(status, data, url, accept_404)
         raise NodesUnavailable("no node answered: " + "; ".join(errors))
+
+    async def get_from(self, url: str, path: str) -> dict[str, Any]:
+        """GET from exactly this node (verified reads try nodes one by one themselves): 4xx raise
+        ApiError, no answer raises NodesUnavailable."""
+        assert self._session is not None, "use NodeClient as an async context manager"
+        try:
+            status, data = await self._one(url, "GET", path, None)
+        except _Unavailable as e:
+            self.failovers.append((url, str(e)))
+            raise NodesUnavailable(f"{url}: {e}") from None
+        return _answer(status, data, url, False)[1]
 
     async def _one(self, url: str, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, Any]:
         """One node, with bounded 429 retries. Raises _Unavailable for anything that means 'try another'."""
@@ -221,6 +241,15 @@ class NodeClient:
             if time.monotonic() >= deadline:
                 raise WaitTimeout(f"transaction {tx_id} not final after {timeout_s:g}s (last status: {last})")
             await self._sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+
+
+def _answer(status: int, data: Any, url: str, accept_404: bool) -> tuple[int, dict[str, Any], str]:
+    if status < 400 or (status == 404 and accept_404):
+        return status, data, url
+    err = data.get("error") if isinstance(data, dict) else None
+    code = str(err.get("code", "error")) if isinstance(err, dict) else "error"
+    message = str(err.get("message", "")) if isinstance(err, dict) else ""
+    raise ApiError(status, code, message, url)
 
 
 class _Unavailable(Exception):

@@ -96,7 +96,7 @@ class LightBlock:
 
         if not isinstance(obj, Mapping):
             raise bad("not an object")
-        header_raw = _hex_field(obj.get("header_raw"), "header_raw", MAX_HEADER_HEX, bad)
+        header_raw = hex_field(obj.get("header_raw"), "header_raw", MAX_HEADER_HEX, bad)
         try:
             header = BlockHeader.decode(header_raw)
         except (DecodeError, ValueError) as e:
@@ -105,7 +105,7 @@ class LightBlock:
             raise bad("header is not canonically encoded")
         cert: CommitCertificate | None = None
         if obj.get("certificate") is not None:
-            cert_raw = _hex_field(obj.get("certificate"), "certificate", MAX_CERT_HEX, bad)
+            cert_raw = hex_field(obj.get("certificate"), "certificate", MAX_CERT_HEX, bad)
             try:
                 cert = CommitCertificate.decode(cert_raw)
             except (DecodeError, ValueError) as e:
@@ -117,14 +117,15 @@ class LightBlock:
             raise bad(f"validators must be a list of 1..{MAX_VALIDATORS}")
         try:
             vset = ValidatorSet.from_pairs(
-                [(_hex_field(v.get("pubkey"), "pubkey", 64, bad), int(v["power"])) for v in vals]
+                [(hex_field(v.get("pubkey"), "pubkey", 64, bad), int(v["power"])) for v in vals]
             )
         except (AttributeError, KeyError, TypeError, ValueError) as e:
             raise bad(f"validators: {e}") from None
         return cls(header, cert, vset, obj.get("validators_proof"))
 
 
-def _hex_field(value: Any, what: str, max_hex: int, bad: Callable[[str], Exception]) -> bytes:
+def hex_field(value: Any, what: str, max_hex: int, bad: Callable[[str], Exception]) -> bytes:
+    """Bytes from a node's hex string, bounded; anything else is `bad(reason)`, the node's fault."""
     if not isinstance(value, str) or len(value) > max_hex:
         raise bad(f"{what} is missing or longer than {max_hex} hex digits")
     try:
@@ -387,6 +388,6 @@ def encode_validators(vset: ValidatorSet) -> bytes:
 
 __all__ = [
     "HeaderSource", "HeaderUnavailable", "LightBlock", "LightClient", "LightClientAttack", "LightClientError",
-    "MAX_TRUSTED_HEADERS", "TrustState", "TrustedHeader", "check_light_block", "encode_validators",
+    "MAX_TRUSTED_HEADERS", "TrustState", "TrustedHeader", "check_light_block", "encode_validators", "hex_field",
     "trusted_signed_power", "verify_step",
 ]

@@ -18,7 +18,9 @@ from wallet.amounts import format_amount, parse_amount
 from wallet.client import ApiError, NodeClient, Submitted
 from wallet.errors import UsageError, WalletError
 from wallet.store import WalletConfig
-from wallet.verify import TRUST_NOTE, verify_receipt, verify_signed_tx
+from wallet.lightclient import LightClient
+from wallet.verified import VerifiedReader, memory_light_client
+from wallet.verify import TRUST_NOTE, verify_signed_tx
 
 DEFAULT_EXPIRY_MARGIN = 100
 """Blocks after the current height during which the tx may still be included (then it is void)."""
@@ -113,11 +115,18 @@ async def wait_and_verify(
     signed: Signed,
     timeout_s: float,
     on_update: Callable[[str, str], None] | None = None,
+    light: LightClient | None = None,
 ) -> dict[str, Any]:
     """Wait for finality, then verify the receipt locally. Raises ReceiptError if it does not verify."""
     data = await client.wait_final(signed.raw, signed.tx_id, timeout_s, on_update=on_update)
-    verified = verify_receipt(signed.tx.tx_id, data.get("receipt"), config.validator_set(), config.chain_id)
-    return verified.to_json()
+    return await _verified_receipt(client, config, signed.tx.tx_id, data.get("receipt"), light)
+
+
+async def _verified_receipt(client: NodeClient, config: WalletConfig, tx_id: bytes, receipt: Any,
+                            light: LightClient | None) -> dict[str, Any]:
+    """The receipt checked against the header the light client verifies at its height (wallet/verified.py)."""
+    reader = VerifiedReader(client, light or memory_light_client(config))
+    return (await reader.receipt(tx_id, receipt)).to_json()
 
 
 def describe_tx(tx: SignedTx, decimals: dict[str, int]) -> dict[str, Any]:
@@ -143,7 +152,8 @@ def describe_tx(tx: SignedTx, decimals: dict[str, int]) -> dict[str, Any]:
     return out
 
 
-async def show_tx(client: NodeClient, config: WalletConfig, tx_id: str) -> dict[str, Any]:
+async def show_tx(client: NodeClient, config: WalletConfig, tx_id: str,
+                  light: LightClient | None = None) -> dict[str, Any]:
     """GET a tx; a final one comes back only with its receipt verified and its bytes tied to the id."""
     text = tx_id.lower().removeprefix("0x")
     if not MIN_TX_PREFIX <= len(text) <= 64 or any(c not in "0123456789abcdef" for c in text):
@@ -158,9 +168,7 @@ async def show_tx(client: NodeClient, config: WalletConfig, tx_id: str) -> dict[
     tx = verify_signed_tx(bytes.fromhex(text), data.get("raw"), config.chain_id)
     out["tx"] = describe_tx(tx, decimals)
     if data.get("status") == "final":
-        out["receipt"] = verify_receipt(
-            bytes.fromhex(text), data.get("receipt"), config.validator_set(), config.chain_id
-        ).to_json()
+        out["receipt"] = await _verified_receipt(client, config, bytes.fromhex(text), data.get("receipt"), light)
     return out
 
 

@@ -2,6 +2,7 @@
 
 Layout of a home (default ~/.paynet-wallet, or $PAYNET_WALLET_HOME, or --home):
     config.json          node URLs, chain id, genesis hash, the validator set pinned at init
+    lightclient.json     headers the light client verified since (wallet/lightclient.py), nodes caught lying
     keys/<name>.json     one chain.keystore file per key (Argon2id + XSalsa20-Poly1305, mode 0600)
 The pinned validator set is the wallet's root of trust for receipts, so it is written once at init
 (from a genesis file, or explicitly trusted from a node) and never silently replaced.
@@ -22,10 +23,12 @@ from chain.genesis import Genesis
 from chain.validators import ValidatorSet
 
 from wallet.errors import UsageError, WalletError
+from wallet.lightclient import TrustState
 
 HOME_ENV = "PAYNET_WALLET_HOME"
 DEFAULT_HOME = Path("~/.paynet-wallet")
 CONFIG_FILE = "config.json"
+LIGHT_CLIENT_FILE = "lightclient.json"
 KEYS_DIR = "keys"
 CONFIG_VERSION = 1
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -141,6 +144,47 @@ class WalletHome:
         tmp = self.config_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(config.model_dump(), indent=2) + "\n")
         os.replace(tmp, self.config_path)
+
+    # -- light client trust state (wallet/lightclient.py) ----------------------------------------------
+
+    @property
+    def light_client_path(self) -> Path:
+        return self.root / LIGHT_CLIENT_FILE
+
+    def load_trust(self, config: WalletConfig) -> TrustState:
+        """The light client's verified headers, or a fresh state rooted at the pinned genesis set.
+
+        A state for another chain or another pinned set (the config was re-pinned with --force) starts
+        over from the new pin: trust never carries across a re-pin. A damaged file is an error, never
+        silently replaced (it may hold the evidence that a node lied)."""
+        fresh = TrustState.from_genesis_set(config.chain_id, config.validator_set())
+        try:
+            text = self.light_client_path.read_text()
+        except FileNotFoundError:
+            return fresh
+        try:
+            state = TrustState.from_json(json.loads(text))
+        except (ValueError, KeyError, TypeError) as e:
+            raise WalletError(f"{self.light_client_path} is damaged ({e}); move it away to start again from genesis")
+        if state.chain_id != config.chain_id or state.root.validators.hash != fresh.root.validators.hash:
+            return fresh
+        return state
+
+    def save_trust(self, state: TrustState) -> None:
+        """Atomic: write a temporary file, fsync, rename over the old one, fsync the directory. A crash
+        leaves the old or the new state, never a torn one."""
+        self.ensure()
+        tmp = self.light_client_path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            f.write(json.dumps(state.to_json(), indent=1) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.light_client_path)
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     # -- keys -------------------------------------------------------------------------------------------
 

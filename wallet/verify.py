@@ -1,30 +1,35 @@
-"""Check a receipt from a node's JSON alone: is this tx in a block that the pinned validators made final?
+"""Check a receipt or a state proof from a node's JSON: is this tx final, is this balance the chain's?
 
 Pure logic, no I/O. A node can lie about anything it sends; what it cannot forge is
   1. a header whose canonical bytes hash to the block hash (we decode and re-encode it ourselves),
-  2. an RFC 6962 audit path from the tx id to that header's tx_root, and
-  3. precommit signatures from more than 2/3 of the power of the validator set we pinned at init.
-Limitation, stated on purpose: the validator set can change by governance. This verifier trusts
-only the pinned (genesis) set, and refuses a block whose header names another set, instead of
-guessing. Following governance updates block by block is future work.
+  2. an RFC 6962 audit path from the tx id to that header's tx_root, or a sparse-Merkle state proof
+     from a state key and value to that header's state_root (chain/state_tree.py), and
+  3. precommit signatures from more than 2/3 of the power of the validator set that signed the block.
+The caller says which set that is: the one the light client (wallet/lightclient.py) verified for the
+block's height, starting from the genesis set pinned at init and following governance changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from chain import merkle
 from chain.block import HASH_SIZE, BlockHeader
 from chain.encoding import DecodeError
+from chain.state import Account, AssetInfo, account_key, asset_key
+from chain.state_tree import ProofInvalid, StateProof, verify_state_proof
 from chain.tx import SignedTx
 from chain.validators import ValidatorSet
 from consensus.certificate import CertificateError, CommitCertificate, verify_commit_certificate
 
 from wallet.errors import WalletError
+from wallet.lightclient import hex_field
 
-TRUST_NOTE = "verified against the validator set pinned from genesis (governance changes are not followed)"
+T = TypeVar("T")
+
+TRUST_NOTE = "verified by the light client from the genesis validator set, following validator-set changes"
 
 
 class ReceiptError(WalletError):
@@ -78,9 +83,12 @@ def _int(value: Any, what: str) -> int:
 
 
 def verify_receipt(
-    tx_id: bytes, receipt: Mapping[str, Any], validators: ValidatorSet, chain_id: str
+    tx_id: bytes, receipt: Mapping[str, Any], validators: ValidatorSet, chain_id: str,
+    verified_hash: bytes | None = None,
 ) -> VerifiedReceipt:
-    """Raise ReceiptError unless `receipt` proves `tx_id` final on `chain_id` under `validators`."""
+    """Raise ReceiptError unless `receipt` proves `tx_id` final on `chain_id` under `validators`, the set
+    that signed the receipt's block. `verified_hash`: the block hash the light client verified at that
+    height; a receipt for any other block is refused."""
     if not isinstance(receipt, Mapping):
         raise ReceiptError("receipt is missing")
     height = _int(receipt.get("height"), "receipt height")
@@ -112,12 +120,11 @@ def verify_receipt(
     if not merkle.verify_inclusion(tx_id, index, tx_count, proof, header.tx_root):
         raise ReceiptError("Merkle inclusion proof does not lead from the tx id to the header's tx_root")
 
-    # 3. Finality: a quorum of the pinned set signed this block hash at this height.
+    # 3. Finality: a quorum of the set that signed this height signed this block hash.
+    if verified_hash is not None and block_hash != verified_hash:
+        raise ReceiptError(f"block {height} differs from the header the light client verified at that height")
     if header.validators_hash != validators.hash:
-        raise ReceiptError(
-            "block was made by a validator set other than the one pinned from genesis (changed by"
-            " governance?); this wallet verifies only against the pinned set"
-        )
+        raise ReceiptError("block names a validator set other than the one verified for its height")
     cert_raw = receipt.get("certificate")
     if cert_raw is None:
         raise ReceiptError("receipt has no commit certificate")
@@ -164,4 +171,57 @@ def verify_signed_tx(tx_id: bytes, raw_hex: Any, chain_id: str) -> SignedTx:
     return tx
 
 
-__all__ = ["ReceiptError", "TRUST_NOTE", "VerifiedReceipt", "verify_receipt", "verify_signed_tx"]
+class StateProofError(WalletError):
+    """A balance (or asset) answer does not prove the state: refused, like a bad receipt."""
+
+    exit_code = 3
+
+
+MAX_STATE_VALUE_HEX = 2 * 64 * 1024
+MAX_STATE_PROOF_HEX = 2 * 16 * 1024
+
+
+def verify_state_value(answer: Mapping[str, Any], key: bytes, height: int, state_root: bytes) -> bytes | None:
+    """The value of state `key` after block `height` (None: absent), from a node's proof answer
+    (`GET /accounts/{a}/proof`, `/assets/{id}/proof`), checked against the state_root of that block's
+    (already verified) header. The key is ours, never the node's."""
+    if not isinstance(answer, Mapping):
+        raise StateProofError("proof answer is not an object")
+    if answer.get("height") != height:
+        raise StateProofError(f"proof is for height {answer.get('height')!r}, the header for {height}")
+    raw_value = answer.get("value")
+    value = None if raw_value is None else hex_field(raw_value, "value", MAX_STATE_VALUE_HEX, StateProofError)
+    raw_proof = hex_field(answer.get("proof"), "proof", MAX_STATE_PROOF_HEX, StateProofError)
+    try:
+        proof = StateProof.decode(raw_proof)
+    except (DecodeError, ValueError) as e:
+        raise StateProofError(f"state proof does not decode: {e}") from None
+    try:
+        verify_state_proof(state_root, key, value, proof)
+    except ProofInvalid as e:
+        raise StateProofError(f"state proof for block {height}: {e}") from None
+    return value
+
+
+def verify_account(answer: Mapping[str, Any], addr: bytes, header: BlockHeader) -> Account | None:
+    """The account `addr` after header.height, proven (None: the chain has never seen it)."""
+    return _proven(answer, account_key(addr), header, Account.decode, "account")
+
+
+def verify_asset(answer: Mapping[str, Any], asset_id: str, header: BlockHeader) -> AssetInfo | None:
+    """The asset `asset_id` after header.height, proven (None: no such asset)."""
+    return _proven(answer, asset_key(asset_id), header, AssetInfo.decode, "asset")
+
+
+def _proven(answer: Mapping[str, Any], key: bytes, header: BlockHeader, decode: Callable[[bytes], T], what: str) -> T | None:
+    value = verify_state_value(answer, key, header.height, header.state_root)
+    try:
+        return None if value is None else decode(value)
+    except (DecodeError, ValueError) as e:
+        raise StateProofError(f"proven {what} value does not decode: {e}") from None
+
+
+__all__ = [
+    "ReceiptError", "StateProofError", "TRUST_NOTE", "VerifiedReceipt", "verify_account", "verify_asset",
+    "verify_receipt", "verify_signed_tx", "verify_state_value",
+]

@@ -134,7 +134,7 @@ def test_certificate_from_non_pinned_set_rejected() -> None:
     rogue = keys("rogue", 4)
     rogue_block = block(vset(rogue), TXS)
     rc = receipt_json(rogue_block, 4, certificate(rogue, rogue_block))
-    _rejected(rc, "validator set other than the one pinned")
+    _rejected(rc, "validator set other than the one verified")
     # Even with the header claiming the pinned set, the signers are not members.
     lying_block = block(PINNED, TXS, height=8)
     rc = receipt_json(lying_block, 4, certificate(rogue, lying_block))
