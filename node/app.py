@@ -45,6 +45,7 @@ from node.driver import ConsensusDriver
 from node.mempool import Mempool
 from node.metrics import Metrics
 from node.node_view import MempoolFull, SubmitResult, TxRejected
+from node.timeseries import ExplorerStats
 
 log = logging.getLogger("paynet.node")
 
@@ -123,6 +124,7 @@ class Node:
         self._gossip_out: list[bytes] = []
         self._gossip_wake = asyncio.Event()
         self._submit_times: OrderedDict[bytes, float] = OrderedDict()
+        self.explorer_stats = ExplorerStats()  # the explorer's charts and first-seen times (node/timeseries.py)
         self._sync = SyncPlanner(config.p2p.sync_config())
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
@@ -429,10 +431,13 @@ class Node:
         for r in evicted:
             self.metrics.tx_rejected(r.code.name.lower(), "evicted")
         now = time.monotonic()
+        finalities: list[tuple[bytes, float]] = []
         for tx_id in block.tx_ids:
             t0 = self._submit_times.pop(tx_id, None)
             if t0 is not None:
                 self.metrics.observe_finality(now - t0)
+                finalities.append((tx_id, now - t0))
+        self.explorer_stats.on_commit(block.header.time_ms, len(block.txs), finalities, len(self.mempool))
         for pk, _sig in cert.precommits:
             self._last_signed[pk] = block.height
         self.metrics.block_committed(block.height, block.header.time_ms)

@@ -28,6 +28,8 @@ from node.api.blockread import LightBlock
 from node.api.config import ApiConfig
 from node.api.errors import ApiError
 from node.api.jsonbody import parse_json
+from node.api import lookup
+from node.api.explorer_routes import ExplorerRoutes
 from node.api.proofs import ProofRoutes
 from node.api.rawblocks import RawBlocksRoutes
 from node.api.sigcheck import SignatureChecker, SignatureOverload
@@ -141,6 +143,9 @@ class Handlers:
         self._blocks: OrderedDict[int, LightBlock] = OrderedDict()
         self._names = {bytes.fromhex(v.pubkey): v.name for v in view.genesis.validators}
         self._names_by_addr = {crypto.address_of(pk): n for pk, n in self._names.items()}
+        self._explorer = ExplorerRoutes(view, config, self._names)  # explorer reads (node/api/explorer_routes.py)
+        for name in ExplorerRoutes.ROUTES:
+            setattr(self, name, getattr(self._explorer, name))
         self._proofs = ProofRoutes(lambda: self.view.store, view.genesis)  # node/api/proofs.py
         self.get_header = self._proofs.get_header
         self.get_account_proof = self._proofs.get_account_proof
@@ -439,7 +444,12 @@ class Handlers:
             raise ApiError(400, "malformed_tx", f"not a canonical signed tx: {e}") from None
 
     async def get_tx(self, request: web.Request) -> web.Response:
-        tx_id = _parse_id(request.match_info["tx_id"], "tx_id")
+        text = request.match_info["tx_id"]
+        try:  # a unique prefix of a committed tx's id names it too (explorer search)
+            resolved = lookup.resolve_tx_prefix(self.store, text)
+        except lookup.AmbiguousPrefix as e:
+            return e.response()
+        tx_id = resolved if resolved is not None else _parse_id(text, "tx_id")
         hex_id = tx_id.hex()
         loc = _lookup(self.store.tx_location, tx_id)
         if loc is not None:
@@ -454,6 +464,10 @@ class Handlers:
                         tx=render.tx_fields(tx),
                         raw=tx.encode().hex(),
                         receipt=render.receipt(block, index, self._certificate(height)),
+                        height=height,
+                        index=index,
+                        time_ms=block.header.time_ms,
+                        **self._explorer.settlement(tx_id),
                     )
                 )
         pending = self.view.pending_tx(tx_id)
@@ -500,11 +514,9 @@ class Handlers:
         )
 
     async def get_assets(self, request: web.Request) -> web.Response:
-        ids_fn = getattr(self.view, "asset_ids", None)
-        ids = list(ids_fn()) if callable(ids_fn) else [a.id for a in self.view.genesis.assets]
         state = self.store.state()
         out = []
-        for asset_id in sorted(set(ids)):
+        for asset_id in lookup.asset_ids(self.store):  # every asset in state, created at genesis or later
             info = state.asset(asset_id)
             if info is None:
                 continue

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from chain.tx import MAX_TX_BYTES
+from node.timeseries import SeriesPoint
 
 HEX32 = r"^[0-9a-f]{64}$"
 ADDRESS_PATTERN = r"^pn[0-9a-f]{40}$"
@@ -138,6 +139,11 @@ class TxResponse(_Model):
     tx: TxFields | None = None
     raw: str | None = Field(default=None, description="canonical signed tx bytes, hex")
     receipt: Receipt | None = None
+    height: int | None = Field(default=None, description="final: block height")
+    index: int | None = Field(default=None, description="final: position in the block")
+    time_ms: int | None = Field(default=None, description="final: block time, i.e. settlement time")
+    first_seen_ms: int | None = Field(default=None, description="when this node admitted it (if it did and remembers)")
+    finality_ms: int | None = Field(default=None, description="first seen here to committed here, ms (when known)")
 
 
 # -- accounts and assets -----------------------------------------------------------------------------
@@ -431,6 +437,104 @@ class SeriesResponse(_Model):
     step_s: int
     window_s: int
     points: list[SeriesPointModel] = Field(description="oldest first, window_s / step_s points")
+
+
+class ValidatorActivity(_Model):
+    name: str | None
+    address: str
+    pubkey: str
+    power: int
+    signed: list[bool] = Field(description="signed[i]: its precommit is in the certificate of heights[i]")
+    missed: int
+    proposed: int
+
+
+class ActivityResponse(_Model):
+    from_height: int
+    to_height: int
+    heights: list[int]
+    proposers: list[str]
+    validators: list[ValidatorActivity]
+
+# -- explorer (issue 18): feed, statement, search, series, validator activity --------------------------
+
+
+class Candidate(_Model):
+    kind: Literal["block", "tx", "account"]
+    id: str = Field(description="block: height (decimal); tx: 64-hex id; account: address")
+
+
+class AmbiguousErrorDetail(_Model):
+    code: Literal["ambiguous_prefix"]
+    message: str
+    candidates: list[Candidate] = Field(description="up to 5 of the matches")
+
+
+class AmbiguousErrorResponse(_Model):
+    error: AmbiguousErrorDetail
+
+
+class FeedTx(_Model):
+    """A committed tx as the explorer lists it; fields a kind does not have are null."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    tx_id: str = Field(pattern=HEX32)
+    height: int
+    index: int
+    time_ms: int = Field(description="block time: when the tx settled")
+    kind: Literal["transfer", "issue", "burn", "validator_update", "asset_create", "set_issuer"]
+    from_: str = Field(alias="from", description="sender address")
+    to: str | None = None
+    asset: str | None = None
+    amount: int | None = Field(default=None, description="minor units; divide by 10**decimals")
+    decimals: int | None = None
+    memo: str
+    pubkey: str | None = Field(default=None, description="validator_update: validator public key, hex")
+    power: int | None = None
+    issuer: str | None = Field(default=None, description="asset_create / set_issuer: issuer address")
+
+
+class FeedResponse(_Model):
+    txs: list[FeedTx]
+    head_height: int
+    next_before: str | None = Field(description="pass as ?before= for the next (older) page; null at the end")
+    complete: bool = Field(description="false: the page hit its work bound early; follow next_before")
+
+
+class StatementRow(_Model):
+    tx_id: str = Field(pattern=HEX32)
+    height: int
+    index: int
+    time_ms: int
+    kind: Literal["transfer", "issue", "burn"]
+    direction: Literal["in", "out", "self"]
+    counterparty: str | None
+    amount: int = Field(ge=0)
+    delta: int = Field(description="signed change of this account's balance")
+    balance_after: int
+    memo: str
+
+
+class StatementResponse(_Model):
+    address: str = Field(pattern=ADDRESS_PATTERN)
+    asset: str
+    decimals: int
+    balance: int = Field(description="current balance (after the head block)")
+    rows: list[StatementRow]
+    next_before: str | None
+    complete: bool
+
+
+class SearchResponse(Candidate):
+    pass
+
+
+class SeriesResponse(_Model):
+    now_ms: int
+    step_s: int
+    window_s: int
+    points: list[SeriesPoint] = Field(description="oldest first, window_s / step_s points")
 
 
 class ValidatorActivity(_Model):

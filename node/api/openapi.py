@@ -39,13 +39,49 @@ class RouteSpec:
     media: str = "text/plain"  # content type of a non-JSON (None) response
 
 
-TX_ID = Param("tx_id", "path", {"type": "string", "pattern": r"^(0x)?[0-9a-fA-F]{64}$"}, "transaction id, hex")
+TX_ID = Param("tx_id", "path", {"type": "string", "pattern": r"^(0x)?[0-9a-fA-F]{8,64}$"},
+              "transaction id, hex, or a unique prefix of a committed one (at least 8 hex digits)")
+PAGE_LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20})
+CURSOR = Param("before", "query", {"type": "string", "maxLength": 100}, "next_before of the previous page (opaque)")
+ASSET_Q = Param("asset", "query", {"type": "string", "pattern": r"^[A-Z][A-Z0-9]{1,11}$"}, "asset id")
 ADDRESS = Param("address", "path", {"type": "string"}, "account address, pn + 40 hex digits")
 PROOF_HEIGHT = Param("height", "query", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
                      "the state after this block (default: the latest committed height)")
 BLOCK_REF = Param("ref", "path", {"type": "string"}, "block height (decimal) or block hash (64 hex, optional 0x)")
 
 ROUTES: tuple[RouteSpec, ...] = (
+    # explorer reads (issue 18; node/api/explorer_routes.py)
+    RouteSpec("GET", "/txs", "tx_feed", "Committed txs, newest first, empty blocks skipped; paged with ?before=",
+              {200: m.FeedResponse}, params=(PAGE_LIMIT, CURSOR), errors=(400, 429)),
+    RouteSpec("GET", "/governance", "governance",
+              "Committed governance txs (validator updates, asset creations, issuer changes), newest first",
+              {200: m.FeedResponse}, params=(PAGE_LIMIT, CURSOR), errors=(400, 429)),
+    RouteSpec("GET", "/accounts/{address}/statement", "account_statement",
+              "An account's txs in one asset, newest first, with the exact running balance after each",
+              {200: m.StatementResponse},
+              params=(ADDRESS, ASSET_Q, Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 200,
+                                                                 "default": 50}), CURSOR),
+              errors=(400, 404, 429)),
+    RouteSpec("GET", "/accounts/{address}/statement.csv", "account_statement_csv",
+              "The statement as CSV (next page's cursor in the X-Next-Before header)", {200: None},
+              params=(ADDRESS, ASSET_Q, Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000,
+                                                                 "default": 1000}), CURSOR),
+              errors=(400, 404, 429), media="text/csv"),
+    RouteSpec("GET", "/search", "search", "Resolve a height, block hash, tx id, address or a prefix of one",
+              {200: m.SearchResponse, 409: m.AmbiguousErrorResponse},
+              params=(Param("q", "query", {"type": "string", "minLength": 1, "maxLength": 100}),),
+              errors=(400, 404, 429)),
+    RouteSpec("GET", "/stats/series", "stats_series",
+              "This node's last hour: txs and blocks committed, block interval, finality, mempool size",
+              {200: m.SeriesResponse},
+              params=(Param("window", "query", {"type": "integer", "minimum": 10, "maximum": 3600, "default": 3600}),
+                      Param("step", "query", {"type": "integer", "enum": [1, 5, 10, 30, 60], "default": 10})),
+              errors=(400, 429)),
+    RouteSpec("GET", "/validators/activity", "validator_activity",
+              "Which validators signed the certificates of the last N blocks, and who proposed them",
+              {200: m.ActivityResponse},
+              params=(Param("last", "query", {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}),),
+              errors=(400, 429)),
     RouteSpec(
         "POST",
         "/txs",
@@ -69,7 +105,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         "/txs/{tx_id}",
         "get_tx",
         "Transaction status, decoded body and, once final, a receipt with Merkle proof and commit certificate",
-        {200: m.TxResponse},
+        {200: m.TxResponse, 409: m.AmbiguousErrorResponse},
         params=(TX_ID,),
         errors=(400, 404, 429),
     ),
@@ -187,6 +223,7 @@ ERROR_TEXT = {
     429: "rate limited (requests, txs or body bytes per client IP, txs per account, requests in progress); "
     "see Retry-After",
     503: "mempool full or signature checks backed up (overloaded); see Retry-After",
+    409: "ambiguous_prefix: several things match the prefix (candidates listed)",
 }
 
 
@@ -211,7 +248,7 @@ def build_openapi(version: str) -> dict[str, Any]:
                 responses[str(status)] = {"description": "OK", "content": {r.media: {"schema": {"type": "string"}}}}
             else:
                 responses[str(status)] = {
-                    "description": "OK" if status < 300 else "Accepted",
+                    "description": "OK" if status == 200 else ERROR_TEXT.get(status, "Accepted"),
                     "content": {JSON: {"schema": {"$ref": REF.format(model=model.__name__)}}},
                 }
         for status in r.errors:

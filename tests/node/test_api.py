@@ -411,7 +411,9 @@ async def test_openapi_documents_every_route(api: Api) -> None:
     assert set(doc["paths"]) == {
         "/txs", "/tx-batches", "/txs/{tx_id}", "/accounts/{address}", "/assets", "/blocks", "/blocks/{ref}",
         "/blocks/raw", "/blocks/{height}/raw",
-        "/validators", "/mempool", "/status", "/health", "/metrics"}
+        "/validators", "/mempool", "/status", "/health", "/metrics",
+        "/governance", "/accounts/{address}/statement", "/accounts/{address}/statement.csv", "/search",
+        "/stats/series", "/validators/activity"}
     assert doc["paths"]["/txs"]["post"]["responses"]["429"]
     refs = set()
 
