@@ -1,9 +1,12 @@
 """Block header and block: canonical encoding and hashing.
 
-Header = [version, chain_id, height, time_ms, prev_hash, tx_root, state_root, proposer,
+Header = [version, chain_id, height, time_ms, prev_hash, tx_root, tx_count, state_root, proposer,
 validators_hash, evidence_hash]. Block hash = SHA-256 of the canonical header bytes, so a header
-alone (plus a commit certificate) proves what a block contains: txs through `tx_root` (RFC 6962),
-the resulting state through `state_root`.
+alone (plus a commit certificate) proves what a block contains: txs through `tx_root` (RFC 6962) and
+`tx_count` (so "tx i of n" in a receipt is the signed n, not the node's word), the resulting state
+through `state_root` (root of the sparse Merkle state tree, chain/state_tree.py).
+
+Version 2 added `tx_count` and made `state_root` a tree root (version 1: a hash chain of writes).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from chain.encoding import (
 )
 from chain.tx import MAX_CHAIN_ID_BYTES, MAX_TX_BYTES, SignedTx
 
-BLOCK_VERSION = 1
+BLOCK_VERSION = 2
 HASH_SIZE = 32
 MAX_BLOCK_TXS = 20_000
 MAX_EVIDENCE_PER_BLOCK = 64
@@ -47,6 +50,7 @@ class BlockHeader:
     time_ms: int
     prev_hash: bytes
     tx_root: bytes
+    tx_count: int  # number of txs in the block (validate_block checks it against the body)
     state_root: bytes
     proposer: bytes  # address of the proposing validator (zero address for genesis)
     validators_hash: bytes  # hash of the validator set that must sign this block
@@ -61,6 +65,7 @@ class BlockHeader:
             self.time_ms,
             self.prev_hash,
             self.tx_root,
+            self.tx_count,
             self.state_root,
             self.proposer,
             self.validators_hash,
@@ -76,7 +81,7 @@ class BlockHeader:
 
     @classmethod
     def from_list(cls, obj: Any) -> "BlockHeader":
-        v, cid, h, t, prev, txr, sr, prop, vh, eh = want_list(obj, 10, "block header")
+        v, cid, h, t, prev, txr, n, sr, prop, vh, eh = want_list(obj, 11, "block header")
         want_int(v, "header version", BLOCK_VERSION, BLOCK_VERSION)
         return cls(
             chain_id=want_str(cid, "chain_id", MAX_CHAIN_ID_BYTES),
@@ -84,6 +89,7 @@ class BlockHeader:
             time_ms=want_int(t, "time_ms"),
             prev_hash=want_bytes(prev, "prev_hash", HASH_SIZE),
             tx_root=want_bytes(txr, "tx_root", HASH_SIZE),
+            tx_count=want_int(n, "tx_count", 0, MAX_BLOCK_TXS),
             state_root=want_bytes(sr, "state_root", HASH_SIZE),
             proposer=want_bytes(prop, "proposer", crypto.ADDRESS_SIZE),
             validators_hash=want_bytes(vh, "validators_hash", HASH_SIZE),
@@ -153,7 +159,9 @@ class Block:
         return block
 
     def check_roots(self) -> None:
-        """Raise ValueError if tx_root or evidence_hash do not match the body."""
+        """Raise ValueError if tx_count, tx_root or evidence_hash do not match the body."""
+        if self.header.tx_count != len(self.txs):
+            raise ValueError(f"tx_count {self.header.tx_count} is not the block's {len(self.txs)} transactions")
         if merkle.merkle_root(self.tx_ids) != self.header.tx_root:
             raise ValueError("tx_root does not match the block's transactions")
         if evidence_hash(self.evidence) != self.header.evidence_hash:
@@ -188,6 +196,7 @@ def make_block(
         time_ms=time_ms,
         prev_hash=prev_hash,
         tx_root=merkle.merkle_root([tx.tx_id for tx in txs]),
+        tx_count=len(txs),
         state_root=state_root,
         proposer=proposer,
         validators_hash=validators_hash,

@@ -9,12 +9,13 @@ State layout (keys are what the store persists; values are canonical msgpack):
     b"v"                -> validator set (ValidatorSet.to_list())
     b"m"                -> admin public keys, sorted
 
-State root (first step allowed by DESIGN.md, not yet an authenticated tree):
-    root_h = SHA-256(b"paynet/state/v1" || root_{h-1} || encode([h, sorted [[key, value-or-None]]]))
-over the keys block h wrote; the genesis root covers every genesis entry with root_{-1} = 32 zero
-bytes. Because every write is hashed in order, two validators whose states diverge in any account,
-asset, validator or admin entry get different roots at the first differing block. It does not let
-a light client prove one balance; a sparse Merkle tree can replace it behind the same interface.
+State root: the root of a sparse Merkle tree over every entry above (chain/state_tree.py, which
+documents the exact hashing), versioned by height. Each State carries its tree (`State.tree`); the
+tree of a block's result is computed once, when the block is built or judged (`pending_state_root`),
+from the block's writes over the previous tree, without persisting anything: the new nodes ride along
+in the sealed State (`State.tree_update`) and the store writes them in the block's batch. Two
+validators whose states diverge in any entry get different roots at the first differing block, and a
+light client can check one entry against a header (`StateTree.prove`, `verify_state_proof`).
 
 Performance: a block executes over a private working set (each touched account decoded once,
 mutated in place, re-encoded once at the end), and a failing tx is checked completely before it
@@ -33,6 +34,7 @@ from chain.block import ZERO_HASH, Block, make_block, MAX_BLOCK_TXS
 from chain.encoding import DecodeError, decode, encode, want_bytes, want_int, want_list
 from chain.genesis import Genesis
 from chain.receipts import Receipt, TxCode
+from chain.state_tree import EmptyNodes, StateTree, TreeUpdate
 from chain.tx import (
     MAX_AMOUNT,
     MAX_DECIMALS,
@@ -65,7 +67,6 @@ __all__ = [
     "build_block",
     "check_header",
     "execute_block",
-    "chain_state_root",
     "check_tx",
     "decode_changes",
     "encode_changes",
@@ -78,7 +79,6 @@ __all__ = [
     "validator_set_problem",
 ]
 
-STATE_DOMAIN = b"paynet/state/v1"
 ACCOUNT_PREFIX = b"a"
 ASSET_PREFIX = b"s"
 VALIDATORS_KEY = b"v"
@@ -234,13 +234,8 @@ class DictReader:
         return v  # type: ignore[return-value]
 
 
-def chain_state_root(prev_root: bytes, height: int, changes: Mapping[bytes, bytes | None]) -> bytes:
-    """root_h = SHA-256(domain || root_{h-1} || encode([h, sorted [key, value-or-None] changes]))."""
-    return crypto.sha256(STATE_DOMAIN + prev_root + encode_changes(height, changes))
-
-
 def encode_changes(height: int, changes: Mapping[bytes, bytes | None]) -> bytes:
-    """Canonical bytes of one block's writes (what the state root hashes; the store keeps the last)."""
+    """Canonical bytes of one block's writes (the store keeps the head's, to check it at open)."""
     return encode([height, [[k, changes[k]] for k in sorted(changes)]])
 
 
@@ -268,7 +263,9 @@ class State:
     A State is its own writes (`changes()`) over a base reader; reads fall through. It is never
     mutated after construction, so any number of candidate blocks can be built on one State.
     `base_hash` is the block hash of the state the writes apply to; the store uses it to refuse
-    writes that were not derived from its head.
+    writes that were not derived from its head. `tree` is the state tree at `height` (a pending
+    state's is still its base's); `tree_update` is what produced it from the base's tree (None for a
+    state read from a store), which the store persists at commit.
     """
 
     __slots__ = (
@@ -281,6 +278,8 @@ class State:
         "admins",
         "base_hash",
         "pending_height",
+        "tree",
+        "tree_update",
         "_changes",
         "_base",
         "_depth",
@@ -299,6 +298,8 @@ class State:
         base: StateReader,
         changes: dict[bytes, bytes | None],
         base_hash: bytes,
+        tree: StateTree,
+        tree_update: TreeUpdate | None = None,
         pending_height: int | None = None,
     ) -> None:
         self.chain_id = chain_id
@@ -310,6 +311,8 @@ class State:
         self.admins = admins
         self.base_hash = base_hash
         self.pending_height = pending_height
+        self.tree = tree
+        self.tree_update = tree_update
         self._changes = changes
         depth = base._depth + 1 if isinstance(base, State) else 1
         if depth > _MAX_OVERLAY_DEPTH:
@@ -360,9 +363,17 @@ def _flatten(state: State) -> DictReader:
 
 
 def state_from_reader(
-    reader: StateReader, *, chain_id: str, height: int, block_hash: bytes, state_root: bytes, time_ms: int
+    reader: StateReader,
+    *,
+    chain_id: str,
+    height: int,
+    block_hash: bytes,
+    state_root: bytes,
+    time_ms: int,
+    tree: StateTree,
 ) -> State:
-    """A committed State over `reader` (e.g. a LevelDB snapshot); validators and admins come from it."""
+    """A committed State over `reader` (e.g. a LevelDB snapshot) and its tree; validators and admins come
+    from the reader."""
     raw_v = reader.get(VALIDATORS_KEY)
     raw_m = reader.get(ADMINS_KEY)
     if raw_v is None or raw_m is None:
@@ -378,6 +389,7 @@ def state_from_reader(
         base=reader,
         changes={},
         base_hash=block_hash,
+        tree=tree,
     )
 
 
@@ -419,18 +431,20 @@ def genesis_block(genesis: Genesis, state: State) -> Block:
 def genesis_state(genesis: Genesis) -> State:
     """The state at height 0, whose writes are every genesis entry."""
     changes = _genesis_changes(genesis)
-    root = chain_state_root(ZERO_HASH, 0, changes)
+    update = StateTree.empty().apply(changes, 0)
     state = State(
         chain_id=genesis.chain_id,
         height=0,
         block_hash=ZERO_HASH,
-        state_root=root,
+        state_root=update.root_hash,
         time_ms=genesis.genesis_time_ms,
         validators=genesis.validator_set(),
         admins=genesis.admin_keys(),
         base=EmptyReader(),
         changes=changes,
         base_hash=ZERO_HASH,
+        tree=update.tree_over(EmptyNodes()),
+        tree_update=update,
     )
     state.block_hash = genesis_block(genesis, state).hash
     return state
@@ -707,20 +721,30 @@ def _pending(state: State, ex: Executor, height: int) -> State:
         base=state,
         changes=ex.changes(),
         base_hash=state.block_hash,
+        tree=state.tree,
         pending_height=height,
     )
 
 
-def pending_state_root(pending: State) -> bytes:
+def _pending_tree_update(pending: State) -> TreeUpdate:
+    """The tree update of a pending state's writes, computed once (the proposer asks twice)."""
     if pending.pending_height is None:
         raise ValueError("state is not pending")
-    return chain_state_root(pending.state_root, pending.pending_height, pending._changes)
+    if pending.tree_update is None:
+        pending.tree_update = pending.tree.apply(pending._changes, pending.pending_height)
+    return pending.tree_update
+
+
+def pending_state_root(pending: State) -> bytes:
+    """The state root a block carrying this pending state's writes must have."""
+    return _pending_tree_update(pending).root_hash
 
 
 def seal(pending: State, block: Block) -> State:
     """The state after `block`, from the pending state its txs produced (roots must already agree)."""
     if pending.pending_height != block.height:
         raise ValueError("block height does not match the pending state")
+    update = _pending_tree_update(pending)
     return State(
         chain_id=pending.chain_id,
         height=block.height,
@@ -732,13 +756,16 @@ def seal(pending: State, block: Block) -> State:
         base=pending._base,
         changes=pending._changes,
         base_hash=pending.base_hash,
+        tree=update.tree_over(pending.tree.reader),
+        tree_update=update,
     )
 
 
 def check_header(state: State, block: Block) -> None:
     """The header rules that need only the state before the block (part of `chain.validate.validate_block`):
     height, prev hash, chain id, validator-set hash, time not before the previous block, proposer is a
-    member, tx count, and both body roots. Raise BlockInvalid."""
+    member, tx count (at most MAX_BLOCK_TXS, and the header's `tx_count` is the body's), and both body
+    roots. Raise BlockInvalid."""
     h = block.header
     if state.pending_height is not None:
         raise ValueError("cannot apply a block on a pending state")

@@ -495,6 +495,20 @@ class StateTree:
     def root_hash(self) -> bytes:
         return EMPTY_HASH if self.root is None else self.root.hash
 
+    def check_root_node(self) -> None:
+        """Raise TreeCorrupt unless the root node is present and its content hashes to the root hash
+        (what a store checks at open: a cheap sign that the tree it points at is the one it wrote)."""
+        ref = self.root
+        if ref is None:
+            return
+        if ref.leaf_key is not None:
+            kh, value = _read_leaf(self.reader, ref)
+            got = leaf_hash(kh, _sha256(value).digest())
+        else:
+            got = _levels(_read_internal(self.reader, ref, b""))[4][0][0]
+        if got != ref.hash:
+            raise TreeCorrupt(f"state tree root node {ref.node_key(b'').hex()} does not hash to the recorded root")
+
     def apply(self, changes: Mapping[bytes, bytes | None], version: int) -> TreeUpdate:
         """The tree after writing `changes` (None deletes) as `version`, without persisting anything."""
         if version <= self.version:

@@ -4,6 +4,7 @@ Layout (one LevelDB, keys by prefix):
     m:genesis         genesis hash (written last at creation: its presence means "initialised")
     m:head            [height, block hash]
     m:delta           encoded writes of the head block (encode_changes), to verify the head at open
+    m:tree_oldest     u64: oldest height whose state tree is kept (state proofs answer heights oldest..head)
     b + u64 height    block bytes            r + u64 height   header bytes (cheap header reads)
     h + block hash    u64 height             t + tx id        [height, index]
     c + u64 height    commit certificate (opaque bytes owned by consensus)
@@ -11,19 +12,26 @@ Layout (one LevelDB, keys by prefix):
     V + u64 height    validator set that signs blocks from that height on (written when it changes;
                       kept for the evidence window: `validators_at`)
     E + evidence id   u64 height of the block that carried that evidence (`evidence_committed_at`)
+    n + node key      state tree node (chain/state_tree.py: u64 version it was created at + position)
+    z + u64 h + node key   stale index: the node is unreachable from the tree of height h on
+    R + u64 height    root of the state tree after that height (`encode_root`)
 
 Why the head is trustworthy after a crash: every commit is a single WriteBatch written with
 transaction=True, sync=True, so LevelDB applies all of it or none of it. Open still checks, and
 refuses to run on, anything inconsistent: a foreign genesis, a head pointer without its block, a
-block whose hash or parent does not chain, or state entries that differ from the head block's
-recorded writes (whose hash chain must reproduce the header's state root).
+block whose hash or parent does not chain, a state tree whose root is not the head header's
+state_root, or state entries (or tree leaves) that differ from the head block's recorded writes.
+
+State tree versions: every block's batch adds that height's new tree nodes, its stale-index entries
+and its root, and prunes (at most PRUNE_PER_COMMIT nodes per block) the nodes only heights older than
+the last `state_versions_kept` reach, so state proofs work for that many recent heights.
 """
 
 from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import plyvel
@@ -32,7 +40,6 @@ from chain.block import EVIDENCE_MAX_AGE_HEIGHTS, ZERO_HASH, Block, BlockHeader,
 from chain.encoding import DecodeError, decode, encode, want_bytes, want_int, want_list
 from chain.genesis import Genesis
 from chain.state import (
-    STATE_DOMAIN,
     VALIDATORS_KEY,
     State,
     decode_changes,
@@ -41,13 +48,25 @@ from chain.state import (
     genesis_state,
     state_from_reader,
 )
-from chain import crypto, diskcap
+from chain import diskcap
+from chain.state_tree import (
+    NodeRef,
+    StateProof,
+    StateTree,
+    TreeCorrupt,
+    TreeUpdate,
+    decode_root,
+    encode_root,
+    prunable,
+    stale_index_key,
+)
 from chain.tx import ValidatorUpdate
 from chain.validators import ValidatorSet
 
 K_GENESIS = b"m:genesis"
 K_HEAD = b"m:head"
 K_DELTA = b"m:delta"
+K_TREE_OLDEST = b"m:tree_oldest"
 P_BLOCK = b"b"
 P_HEADER = b"r"
 P_HASH = b"h"
@@ -57,6 +76,16 @@ P_STATE = b"s"
 P_ACCOUNT_TX = b"x"  # address + height + index -> tx id: txs that touch an account (sender or recipient)
 P_VALSET = b"V"  # u64 height -> validator set signing from that height on (only when it changes)
 P_EVIDENCE = b"E"  # evidence id -> u64 height of the block that committed it
+P_TREE_NODE = b"n"  # state tree node key -> node
+P_TREE_STALE = b"z"  # u64 stale-since height + node key -> b""
+P_TREE_ROOT = b"R"  # u64 height -> root reference of that height's tree
+DEFAULT_STATE_VERSIONS_KEPT = 1000
+"""Heights whose state tree is kept for proofs (node/config.py `[storage] state_versions_kept`)."""
+MIN_STATE_VERSIONS_KEPT = 2
+"""The head and its parent: opening the store re-applies the head's writes to the parent's tree."""
+PRUNE_PER_COMMIT = 50_000
+"""At most this many stale tree nodes are deleted in one block's batch (a block of 20,000 transfers
+makes ~40,000 writes' worth stale); a backlog after a shrunk window is worked off over later blocks."""
 _NO_EVIDENCE = evidence_hash(())
 
 # No block compression. The data is mostly hashes, keys and signatures, which snappy shrinks by only ~25 %,
@@ -79,6 +108,10 @@ _U64 = struct.Struct(">Q")
 
 class StoreError(Exception):
     """The store cannot do what was asked (wrong block, locked directory, closed store)."""
+
+
+class StateVersionPruned(StoreError):
+    """A state proof was asked for a height whose tree is not kept here (pruned, or not committed yet)."""
 
 
 class CorruptStore(StoreError):
@@ -235,36 +268,48 @@ def _h(height: int) -> bytes:
 
 
 class _SnapshotReader:
-    """State reads from one LevelDB snapshot: a State built on it never sees later commits."""
+    """State and tree-node reads from one LevelDB snapshot (or the live DB at open): a State built on
+    a snapshot never sees later commits."""
 
     __slots__ = ("_snap",)
 
-    def __init__(self, snap: _CheckedSnapshot) -> None:
+    def __init__(self, snap: _CheckedSnapshot | _CheckedDB) -> None:
         self._snap = snap
 
     def get(self, key: bytes) -> bytes | None:
         return self._snap.get(P_STATE + key)
 
+    def get_node(self, node_key: bytes) -> bytes | None:
+        return self._snap.get(P_TREE_NODE + node_key)
+
 
 class ChainStore:
     """The node's committed chain. Single writer; reads are safe from anywhere."""
 
-    def __init__(self, db: _CheckedDB, genesis: Genesis) -> None:
+    def __init__(self, db: _CheckedDB, genesis: Genesis, state_versions_kept: int = DEFAULT_STATE_VERSIONS_KEPT) -> None:
+        if state_versions_kept < MIN_STATE_VERSIONS_KEPT:
+            raise StoreError(f"state_versions_kept must be at least {MIN_STATE_VERSIONS_KEPT}")
         self._db = db
+        self.state_versions_kept = state_versions_kept
         self.genesis = genesis
         self.chain_id = genesis.chain_id
         self.head_height = -1
         self.head_hash = ZERO_HASH
         self._head_header: BlockHeader | None = None
         self._head_state: State | None = None
+        self._head_root: NodeRef | None = None  # root of the head's state tree
         self._valset_cache: dict[bytes, ValidatorSet] = {}
         self._data_dir: Path | None = None  # parent of the store: what the test-only disk cap measures
 
     # -- opening ---------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | Path, genesis: Genesis) -> "ChainStore":
-        """Open (creating from `genesis` if empty) and verify the head; raise CorruptStore if unsafe."""
+    def open(
+        cls, path: str | Path, genesis: Genesis, *, state_versions_kept: int = DEFAULT_STATE_VERSIONS_KEPT
+    ) -> "ChainStore":
+        """Open (creating from `genesis` if empty) and verify the head; raise CorruptStore if unsafe.
+
+        `state_versions_kept`: how many recent heights keep their state tree (for proofs)."""
         if Path(path).is_dir():
             check_table_footers(Path(path))
         try:
@@ -273,7 +318,11 @@ class ChainStore:
             raise CorruptStore(f"LevelDB cannot open {path}: {_leveldb_message(exc)}") from None
         except (plyvel.IOError, plyvel.Error) as exc:
             raise StoreError(f"cannot open store at {path}: {exc}") from None
-        store = cls(db, genesis)
+        try:
+            store = cls(db, genesis, state_versions_kept)
+        except StoreError:
+            db.close()
+            raise
         store._data_dir = Path(path).parent
         try:
             stored = db.get(K_GENESIS)
@@ -296,10 +345,13 @@ class ChainStore:
         state = genesis_state(self.genesis)
         block = genesis_block(self.genesis, state)
         changes = state.changes()
+        assert state.tree_update is not None
         with self._db.write_batch(transaction=True, sync=True) as wb:
             for k, v in changes.items():
                 if v is not None:
                     wb.put(P_STATE + k, v)
+            self._put_tree(wb, state.tree_update)
+            wb.put(K_TREE_OLDEST, _h(0))
             self._put_block(wb, block, b"")
             wb.put(K_DELTA, encode_changes(0, changes))
             wb.put(K_HEAD, encode([0, block.hash]))
@@ -334,14 +386,12 @@ class ChainStore:
         if self._db.get(P_BLOCK + _h(height + 1)) is not None:
             raise corrupt(f"a block exists above the head ({height + 1})")
         if height == 0:
-            prev_root = ZERO_HASH
             if hdr.prev_hash != self.genesis.hash:
                 raise corrupt("genesis block does not point at the genesis hash")
         else:
             prev = self.get_header(height - 1)
             if prev is None or prev.hash != hdr.prev_hash:
                 raise corrupt(f"head block does not chain to block {height - 1}")
-            prev_root = prev.state_root
         raw_delta = self._db.get(K_DELTA)
         if raw_delta is None:
             raise corrupt("head block's state writes are missing")
@@ -349,11 +399,13 @@ class ChainStore:
             delta_height, delta = decode_changes(raw_delta)
         except DecodeError as exc:
             raise corrupt(f"head block's state writes do not decode ({exc})") from None
-        if delta_height != height or crypto.sha256(STATE_DOMAIN + prev_root + raw_delta) != hdr.state_root:
-            raise corrupt("head block's state writes do not reproduce its state root")
+        if delta_height != height:
+            raise corrupt(f"recorded state writes are for height {delta_height}, not the head's")
+        tree = self._check_head_tree(height, hdr, delta, corrupt)
         for key, value in delta.items():
             if self._db.get(P_STATE + key) != value:
                 raise corrupt(f"state entry {key.hex()} differs from the head block's writes")
+        self._head_root = tree.root
         self.head_height = height
         self.head_hash = head_hash
         self._head_header = hdr
@@ -362,6 +414,35 @@ class ChainStore:
             self.state()
         except DecodeError as exc:
             raise corrupt(f"state does not decode ({exc})") from None
+
+    def _check_head_tree(
+        self, height: int, hdr: BlockHeader, delta: dict[bytes, bytes | None], corrupt: Callable[[str], CorruptStore]
+    ) -> StateTree:
+        """The head's state tree: its recorded root is the header's state_root, its root node hashes to
+        it, and the head block's recorded writes applied to the previous height's tree reproduce it (why
+        at least two versions are always kept)."""
+        tree, prev = self._tree_at(height, corrupt), self._tree_at(height - 1, corrupt)
+        if tree.root_hash != hdr.state_root:
+            raise corrupt("state tree root differs from the head header's state_root")
+        try:
+            tree.check_root_node()
+            redone = prev.apply(delta, height).root_hash
+        except TreeCorrupt as exc:
+            raise corrupt(str(exc)) from None
+        if redone != hdr.state_root:
+            raise corrupt("head block's state writes do not reproduce its state root from the previous tree")
+        return tree
+
+    def _tree_at(self, height: int, corrupt: Callable[[str], CorruptStore]) -> StateTree:
+        if height < 0:
+            return StateTree.empty()
+        raw_root = self._db.get(P_TREE_ROOT + _h(height))
+        if raw_root is None:
+            raise corrupt(f"state tree root of height {height} is missing")
+        try:
+            return StateTree(_SnapshotReader(self._db), decode_root(raw_root), height)
+        except DecodeError as exc:
+            raise corrupt(f"state tree root of height {height} does not decode ({exc})") from None
 
     def _verify_state_tables(self) -> int:
         """Read every state entry once with checksums on; returns the number of entries.
@@ -385,13 +466,15 @@ class ChainStore:
         if self._head_state is None:
             hdr = self._head_header
             assert hdr is not None
+            reader = _SnapshotReader(self._db.snapshot())
             self._head_state = state_from_reader(
-                _SnapshotReader(self._db.snapshot()),
+                reader,
                 chain_id=self.chain_id,
                 height=self.head_height,
                 block_hash=self.head_hash,
                 state_root=hdr.state_root,
                 time_ms=hdr.time_ms,
+                tree=StateTree(reader, self._head_root, self.head_height),
             )
         return self._head_state
 
@@ -438,11 +521,16 @@ class ChainStore:
             or new_state.state_root != hdr.state_root
         ):
             raise StoreError("new_state was not derived from the head for this block")
+        update = new_state.tree_update
+        if (
+            update is None
+            or update.version != hdr.height
+            or update.base_root != self._head_root
+            or update.root_hash != hdr.state_root
+        ):
+            raise StoreError("new_state's state tree was not built on the head's tree for this block's root")
         changes = new_state.changes()
         delta = encode_changes(hdr.height, changes)
-        assert self._head_header is not None
-        if crypto.sha256(STATE_DOMAIN + self._head_header.state_root + delta) != hdr.state_root:
-            raise StoreError("new_state's writes do not reproduce the block's state root")
         try:
             if self._data_dir is not None and diskcap.cap_bytes() is not None:  # test-only full disk, chain/diskcap.py
                 diskcap.check(self._data_dir, len(block.encode()) + len(delta))
@@ -453,6 +541,8 @@ class ChainStore:
                         wb.delete(P_STATE + k)
                     else:
                         wb.put(P_STATE + k, v)
+                self._put_tree(wb, update)
+                self._prune_tree(wb, hdr.height)
                 wb.put(K_DELTA, delta)
                 wb.put(K_HEAD, encode([hdr.height, block.hash]))
                 self._put_evidence_window(wb, block, new_state, VALIDATORS_KEY in changes)
@@ -462,6 +552,71 @@ class ChainStore:
         self.head_hash = block.hash
         self._head_header = hdr
         self._head_state = None
+        self._head_root = update.root
+
+    # -- state tree --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _put_tree(wb: plyvel.WriteBatch, update: TreeUpdate) -> None:
+        """One height's tree: its new nodes, the nodes it made stale, and its root."""
+        for k, v in update.writes.items():
+            wb.put(P_TREE_NODE + k, v)
+        for k in update.stale:
+            wb.put(P_TREE_STALE + stale_index_key(update.version, k), b"")
+        wb.put(P_TREE_ROOT + _h(update.version), encode_root(update.root))
+
+    def _prune_tree(self, wb: plyvel.WriteBatch, height: int) -> None:
+        """In the batch of block `height`: forget trees older than the kept window (bounded per block)."""
+        below = height + 1 - self.state_versions_kept
+        if below <= 0:
+            return
+        with self._db.iterator(prefix=P_TREE_STALE, include_value=False) as it:
+            pairs = prunable((k[len(P_TREE_STALE):] for k in it), below, PRUNE_PER_COMMIT)  # type: ignore[index]
+        for stale_key, node_key in pairs:
+            wb.delete(P_TREE_STALE + stale_key)
+            wb.delete(P_TREE_NODE + node_key)
+        oldest = self._oldest_tree(self._db)
+        if below > oldest:
+            with self._db.iterator(start=P_TREE_ROOT, stop=P_TREE_ROOT + _h(below), include_value=False) as it:
+                for n, key in enumerate(it):
+                    if n >= PRUNE_PER_COMMIT:
+                        break
+                    wb.delete(key)
+            wb.put(K_TREE_OLDEST, _h(below))
+
+    @staticmethod
+    def _oldest_tree(reader: "_CheckedDB | _CheckedSnapshot") -> int:
+        raw = reader.get(K_TREE_OLDEST)
+        if raw is None or len(raw) != 8:
+            raise CorruptStore("the oldest kept state tree height is missing or malformed")
+        return _U64.unpack(raw)[0]
+
+    def state_proof(self, key: bytes, height: int) -> tuple[bytes | None, StateProof]:
+        """The value of state `key` after block `height` (None: absent) and its proof against that
+        block's header state_root (`chain.state_tree.verify_state_proof`).
+
+        Raise StateVersionPruned if `height` is outside the kept window [oldest kept, head]."""
+        self._check_open()
+        with self._db.snapshot() as snap:
+            head_raw = snap.get(K_HEAD)
+            head = int(decode(head_raw)[0]) if head_raw is not None else -1
+            oldest = self._oldest_tree(snap)
+            if not oldest <= height <= head:
+                raise StateVersionPruned(
+                    f"no state tree for height {height}: this node keeps heights {oldest}..{head}"
+                    f" (state_versions_kept = {self.state_versions_kept})"
+                )
+            raw_root = snap.get(P_TREE_ROOT + _h(height))
+            raw_header = snap.get(P_HEADER + _h(height))
+            if raw_root is None or raw_header is None:
+                raise CorruptStore(f"state tree root or header of kept height {height} is missing")
+            try:
+                tree = StateTree(_SnapshotReader(snap), decode_root(raw_root), height)
+                if tree.root_hash != BlockHeader.decode(raw_header).state_root:
+                    raise CorruptStore(f"state tree root of height {height} differs from its header's state_root")
+                return tree.prove(key)
+            except (DecodeError, TreeCorrupt) as exc:
+                raise CorruptStore(f"state tree of height {height}: {exc}") from None
 
     # -- reading -----------------------------------------------------------------------------------
 

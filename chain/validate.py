@@ -4,7 +4,8 @@ Proposal validation and block sync both call it, so a block cannot be judged by 
 (issue 12). The rules, in the order they are checked (cheap first):
 
 1. header (`chain.state.check_header`): chain id, height = head + 1, prev hash, validator-set hash, time
-   not before the previous block, proposer is a member, tx count, tx root and evidence hash;
+   not before the previous block, proposer is a member, tx count (bounded, and the header's `tx_count`),
+   tx root and evidence hash;
 2. local clock: time at most MAX_FUTURE_DRIFT_MS ahead of `now_ms`. Skipped when `now_ms is None`, which
    the caller passes only for a block certified by a verified commit certificate: 2f+1 validators already
    accepted its time, and a node whose clock is behind must still be able to sync it;

@@ -67,7 +67,9 @@ class Node:
         self.metrics = Metrics()
         data = config.path(config.node.data_dir)
         data.mkdir(parents=True, exist_ok=True)
-        self.store = ChainStore.open(data / "chain", genesis)
+        self.store = ChainStore.open(
+            data / "chain", genesis, state_versions_kept=config.storage.state_versions_kept
+        )
         self.mempool = Mempool(
             self.store.state(),
             max_txs=config.mempool.max_txs,

@@ -124,12 +124,21 @@ class ConsensusSection(_Section):
     )
 
 
+class StorageSection(_Section):
+    state_versions_kept: int = Field(
+        1000, ge=2, le=10_000_000,
+        description="recent heights whose state tree is kept, so state proofs can be served for them; older "
+        "tree nodes are pruned a bounded amount per block (chain/store.py)",
+    )
+
+
 class NodeConfig(_Section):
     node: NodeSection = Field(default_factory=NodeSection)
     p2p: P2PSection = Field(default_factory=P2PSection)
     api: ApiConfig = Field(default_factory=ApiConfig)
     mempool: MempoolSection = Field(default_factory=MempoolSection)
     consensus: ConsensusSection = Field(default_factory=ConsensusSection)
+    storage: StorageSection = Field(default_factory=StorageSection)
 
     home: Path = Field(Path("."), exclude=True)
 

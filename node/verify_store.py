@@ -10,8 +10,12 @@ local disk and trusting nothing in it except the genesis file:
   replay derives from genesis and the committed governance txs (not from the store's own copy);
 - every block is re-judged by `chain.validate.validate_block` on the replayed state (signatures, nonces,
   balances, evidence) and must reproduce its header's state root;
-- the stored state equals the replayed state entry for entry, the tx index points at every tx, and the
+- the stored state equals the replayed state entry for entry, the state tree root recomputed from scratch
+  over every stored entry equals the head header's state_root, the tx index points at every tx, and the
   store's validator-set history and evidence index agree with the replay.
+
+The replay keeps its own state tree in memory (chain.state_tree.MemoryNodeStore), holding only the newest
+version, so memory stays bounded by the size of the state, not the length of the chain.
 
 Every read verifies LevelDB checksums (chain/store.py), so a flipped bit anywhere is reported with the
 height being read. The first problem stops the walk: `VerifyFailed` names the height and what failed.
@@ -27,6 +31,7 @@ from chain.block import EVIDENCE_MAX_AGE_HEIGHTS, Block, evidence_id
 from chain.encoding import DecodeError
 from chain.genesis import Genesis
 from chain.state import BlockInvalid, State, genesis_block, genesis_state
+from chain.state_tree import MemoryNodeStore, TreeUpdate, root_from_entries
 from chain.store import ChainStore, StoreError
 from chain.validate import EvidenceRules, validate_block
 from chain.validators import ValidatorSet
@@ -66,11 +71,22 @@ class _Replay:
 
     def __init__(self, genesis: Genesis) -> None:
         self.state: State = genesis_state(genesis)
+        self.nodes = MemoryNodeStore()
+        self._keep_newest_tree(self.state)
         self.entries: dict[bytes, bytes] = {k: v for k, v in self.state.changes().items() if v is not None}
         self.sets: dict[int, ValidatorSet] = {1: self.state.validators}  # set that signs block h
         self.evidence: dict[bytes, int] = {}
         self.txs = 0
         self.evidence_items = 0
+
+    def _keep_newest_tree(self, state: State) -> None:
+        """Move the state's new tree nodes into the replay's node store and drop every older version."""
+        update: TreeUpdate | None = state.tree_update
+        assert update is not None
+        self.nodes.commit(update)
+        self.nodes.prune(update.version)
+        state.tree = self.nodes.tree(update.version)
+        state.tree_update = None
 
     def rules(self) -> EvidenceRules:
         return EvidenceRules(decode=DuplicateVoteEvidence.decode, validators_at=self.sets.get,
@@ -87,6 +103,7 @@ class _Replay:
         self.txs += len(block.txs)
         self.evidence_items += len(block.evidence)
         self.state = new_state
+        self._keep_newest_tree(new_state)
         self.sets[block.height + 1] = new_state.validators
         self.sets.pop(block.height + 1 - EVIDENCE_MAX_AGE_HEIGHTS - 1, None)
 
@@ -168,6 +185,8 @@ def _check_final_state(store: ChainStore, replay: _Replay) -> int:
                 f"stored state entry {k.hex()} differs from the replay (stored {_short(stored.get(k))},"
                 f" replayed {_short(replay.entries.get(k))})",
             )
+    if root_from_entries(stored.items()) != store.head_header.state_root:
+        raise VerifyFailed(store.head_height, "state tree root over the stored entries differs from the head's state_root")
     return len(stored)
 
 

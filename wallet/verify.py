@@ -93,7 +93,6 @@ def verify_receipt(
         raise ReceiptError("receipt is missing")
     height = _int(receipt.get("height"), "receipt height")
     index = _int(receipt.get("index"), "receipt index")
-    tx_count = _int(receipt.get("tx_count"), "receipt tx_count")
     block_hash = _hex(receipt.get("block_hash"), "block_hash", HASH_SIZE)
     header_raw = _hex(receipt.get("header_raw"), "header_raw")
     proof_obj = receipt.get("proof")
@@ -116,8 +115,9 @@ def verify_receipt(
     if header.height != height:
         raise ReceiptError(f"header height {header.height} differs from receipt height {height}")
 
-    # 2. Inclusion: the tx id is leaf `index` of the header's tx_root.
-    if not merkle.verify_inclusion(tx_id, index, tx_count, proof, header.tx_root):
+    # 2. Inclusion: the tx id is leaf `index` of the header's tx_root, among the header's tx_count leaves
+    #    (signed with the header, so a node cannot misstate "tx i of n"; the receipt's own tx_count is ignored).
+    if not merkle.verify_inclusion(tx_id, index, header.tx_count, proof, header.tx_root):
         raise ReceiptError("Merkle inclusion proof does not lead from the tx id to the header's tx_root")
 
     # 3. Finality: a quorum of the set that signed this height signed this block hash.
