@@ -156,7 +156,6 @@ class ProofRoutes:
             raise ApiError(404, "height_not_found", f"no committed block at height {height} (head {store.head_height})")
         try:
             value, proof = store.state_proof(key, height)
-        except _PRUNED:
-            raise ApiError(410, "state_pruned",
-                           f"this node no longer keeps the state after block {height}; ask for a later height") from None
+        except _PRUNED as e:
+            raise ApiError(410, "state_pruned", f"{e}; ask for a later height") from None
         return (bytes(value) if value is not None else None), encode(proof.to_list()).hex()

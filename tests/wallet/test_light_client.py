@@ -16,6 +16,9 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import urllib.error
+import urllib.request
+
 import aiohttp
 import pytest
 from aiohttp import web
@@ -28,6 +31,8 @@ from chain.tx import TxBody, ValidatorUpdate
 from node.localnet import CHAIN_ID, DEMO_ASSET, LocalNet, NodeProc, _apply_overrides, _cli, _with_local_api_limits, admin_key
 from tests.integration.netutil import submit, tx_status
 from tests.wallet.test_wallet_testnet import Wallet, import_demo, make_wallet
+from wallet.lightclient import LightBlock, check_light_block
+from wallet.verify import verify_account
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -35,6 +40,7 @@ BASE_PORT = 31700
 PROXY_PORT = 31750
 NEW_VALIDATOR = 4
 REMOVED_VALIDATOR = 3
+STATE_VERSIONS_KEPT = 8  # small, so a pruned height is reachable within the test
 
 
 # -- network: 4 validators, a fifth provisioned now and started once governance adds it ----------------------
@@ -61,7 +67,8 @@ def provision_extra_validator(net: LocalNet, index: int) -> NodeProc:
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
     root = tmp_path_factory.mktemp("lightclient-net")
-    network = LocalNet.provision(root, validators=4, base_port=BASE_PORT, demo_accounts=3)
+    network = LocalNet.provision(root, validators=4, base_port=BASE_PORT, demo_accounts=3,
+                                 config_overrides={"storage": {"state_versions_kept": STATE_VERSIONS_KEPT}})
     provision_extra_validator(network, NEW_VALIDATOR)
     genesis_nodes = list(range(4))
     for i in genesis_nodes:
@@ -270,3 +277,41 @@ def test_conflicting_header_is_an_attack_and_the_node_is_banned(
     assert got["node"] == net.nodes[2].api_url
     refused = w("balance", "bob", nodes=[proxy.url])
     assert refused.exit_code != 0 and "caught lying" in refused.stderr
+
+
+def _answer(net: LocalNet, path: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(net.nodes[0].api_url + path, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_proof_endpoints_check_input_and_say_what_is_gone(net: LocalNet) -> None:
+    stranger = crypto.format_address(crypto.sha256(b"never used")[:20])
+    for path, status, code in [
+        ("/accounts/pn123/proof", 400, "bad_address"),
+        (f"/accounts/{stranger}/proof?height=-1", 400, "bad_query"),
+        (f"/accounts/{stranger}/proof?height=99999999", 404, "height_not_found"),
+        ("/assets/usd/proof", 400, "bad_asset"),
+        ("/headers/x1", 400, "bad_height"),
+        ("/headers/99999999", 404, "height_not_found"),
+    ]:
+        got = _answer(net, path)
+        assert (got[0], got[1]["error"]["code"]) == (status, code), (path, got)
+
+    # An absent account is proven absent, against a header that checks out on its own.
+    status, body = _answer(net, f"/accounts/{stranger}/proof")
+    assert status == 200 and body["value"] is None and body["account"] is None
+    block = LightBlock.from_json(body["block"])
+    check_light_block(block, CHAIN_ID)
+    assert verify_account(body, crypto.parse_address(stranger), block.header) is None
+    assert body["block"]["validators_proof"] is not None  # the latest state versions are kept
+
+    # Past the kept state versions: 410 with the reason; the header itself is still served.
+    net.wait_height(STATE_VERSIONS_KEPT + 3, nodes=[0], timeout=60)
+    status, body = _answer(net, f"/accounts/{stranger}/proof?height=1")
+    assert (status, body["error"]["code"]) == (410, "state_pruned") and "keeps heights" in body["error"]["message"]
+    status, body = _answer(net, "/headers/1")
+    assert status == 200 and body["validators_proof"] is None
+    check_light_block(LightBlock.from_json(body), CHAIN_ID)
