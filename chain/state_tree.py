@@ -536,6 +536,17 @@ class StateTree:
             ref, path = slots[nib], path + bytes((nib,))
         return siblings, ref
 
+    def node_keys(self) -> Iterator[bytes]:
+        """Every node key this version reaches (audits and pruning tests: what a store must still hold)."""
+        stack: list[tuple[NodeRef, bytes]] = [] if self.root is None else [(self.root, b"")]
+        while stack:
+            ref, path = stack.pop()
+            yield ref.node_key(path)
+            if ref.leaf_key is None:
+                for nib, child in enumerate(_read_internal(self.reader, ref, path)):
+                    if child is not None:
+                        stack.append((child, path + bytes((nib,))))
+
     def get(self, key: bytes) -> bytes | None:
         """The value of `key` in this version (None: absent)."""
         kh = _sha256(key).digest()

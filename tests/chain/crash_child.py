@@ -1,6 +1,6 @@
 """Child process for the crash-consistency test: commits blocks to a store until it is killed.
 
-Usage: python crash_child.py DB_PATH SEED
+Usage: python crash_child.py DB_PATH SEED [STATE_VERSIONS_KEPT]
 Prints "head N" once the store is open and "committed N" after each commit returns, so the
 parent knows which heights are durable. Block sizes vary so kills land in every phase: building,
 inside the WriteBatch, between commits.
@@ -21,9 +21,9 @@ from chain.tx import Transfer  # noqa: E402
 from ledger_testkit import USERS, fake_certificate, make_genesis, proposer_of, tx  # noqa: E402
 
 
-def main(db_path: str, seed: int) -> None:
+def main(db_path: str, seed: int, versions_kept: int) -> None:
     rng = random.Random(seed)
-    store = ChainStore.open(db_path, make_genesis())
+    store = ChainStore.open(db_path, make_genesis(), state_versions_kept=versions_kept)
     print(f"head {store.head_height}", flush=True)
     while True:
         state = store.state()
@@ -43,4 +43,4 @@ def main(db_path: str, seed: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 1000)

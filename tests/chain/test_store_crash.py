@@ -4,7 +4,9 @@ A real child process (crash_child.py) commits blocks in a loop into one LevelDB;
 it with SIGKILL at a random moment after it has committed at least one block, several times in a
 row on the same store. After each kill the store must open, keep every commit the child saw
 return (and at most one more), and its head state must equal an independent re-execution of all
-stored blocks from genesis: same state root, and the same value for every state key.
+stored blocks from genesis: same state root, and the same value for every state key. The child keeps
+only a few state-tree versions, so it is also killed in the middle of pruning: after reopening, the tree's
+root is the head header's and every kept height still proves every key.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from pathlib import Path
 import pytest
 
 from chain.state import apply_block, genesis_state
-from chain.store import ChainStore
+from chain.state_tree import verify_state_proof
+from chain.store import ChainStore, StateVersionPruned
 from ledger_testkit import fake_certificate, make_genesis
 
 CHILD = Path(__file__).with_name("crash_child.py")
 ITERATIONS = 12
+VERSIONS_KEPT = 4
 GENESIS = make_genesis()
 
 
@@ -40,7 +44,7 @@ def _lines(proc: subprocess.Popen[str], out: "queue.Queue[str | None]") -> None:
 def _run_until_killed(db: Path, seed: int, kill_after_s: float) -> int:
     """Start the child, wait (with a deadline) for its first commit, kill it later; return last durable height."""
     proc = subprocess.Popen(
-        [sys.executable, str(CHILD), str(db), str(seed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, str(CHILD), str(db), str(seed), str(VERSIONS_KEPT)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     lines: queue.Queue[str | None] = queue.Queue()
     threading.Thread(target=_lines, args=(proc, lines), daemon=True).start()
@@ -104,6 +108,16 @@ def _verify_by_replay(store: ChainStore, verified: set[bytes]) -> None:
     assert set(stored) == {k for k in keys if state.get(k) is not None}
     for key in keys:
         assert stored.get(key) == state.get(key), key.hex()
+    assert head.tree.root_hash == store.head_header.state_root
+    oldest = max(0, store.head_height + 1 - VERSIONS_KEPT)
+    for height in range(oldest, store.head_height + 1):
+        root = store.get_header(height).state_root  # type: ignore[union-attr]
+        for key in keys:
+            value, proof = store.state_proof(key, height)
+            verify_state_proof(root, key, value, proof)
+    if oldest > 1:
+        with pytest.raises(StateVersionPruned):
+            store.state_proof(next(iter(keys)), oldest - 2)
 
 
 @pytest.mark.slow
@@ -117,7 +131,7 @@ def test_sigkill_during_commits_leaves_a_consistent_replayable_store(tmp_path: P
     for i in range(ITERATIONS):
         durable = _run_until_killed(db, seed=i, kill_after_s=rng.uniform(0.0, 0.25))
         assert durable >= 1
-        with ChainStore.open(db, GENESIS) as store:
+        with ChainStore.open(db, GENESIS, state_versions_kept=VERSIONS_KEPT) as store:
             assert durable <= store.head_height <= durable + 1, (durable, store.head_height)
             assert store.head_height > last_head
             last_head = store.head_height
