@@ -7,8 +7,7 @@ reading it, and only blocks with txs are unpacked. One request examines at most 
 and `max_bytes` of stored blocks; when a bound stops it early the result says so and carries the
 position to continue from.
 
-Whether a block is empty comes from the header: `tx_count` once block version 2 carries it, before
-that its `tx_root` (the Merkle root of no leaves is a constant).
+Whether a block is empty comes from its header's `tx_count` (block version 2), a small read.
 """
 
 from __future__ import annotations
@@ -19,13 +18,11 @@ from typing import Any, Protocol
 
 import msgpack
 
-from chain import merkle
 from chain.block import BlockHeader
 from chain.encoding import DecodeError
 from chain.tx import SignedTx
 from node.api.cursors import Position
 
-EMPTY_TX_ROOT = merkle.merkle_root([])
 HEADER_CHUNK = 256  # headers read per store iterator
 
 
@@ -41,11 +38,8 @@ class ScanStore(Protocol):
 
 
 def may_have_txs(header: BlockHeader) -> bool:
-    """False only when the header proves the block is empty."""
-    count = getattr(header, "tx_count", None)
-    if isinstance(count, int):
-        return count > 0
-    return header.tx_root != EMPTY_TX_ROOT
+    """False when the header says the block is empty (no need to read the block)."""
+    return header.tx_count > 0
 
 
 def tx_objects(raw: bytes) -> list[Any]:

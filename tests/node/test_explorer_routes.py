@@ -8,7 +8,6 @@ by block so edge cases (thousands of empty blocks, colliding id prefixes, scan b
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from chain.store import ChainStore
 from chain.tx import AssetCreate, Burn, Issue, SignedTx, TxBody
 from node.api import ApiConfig, create_app, feed, lookup
 from node.timeseries import ExplorerStats
+from tests.integration.idcollide import colliding_memos
 from test_api_harness import ALICE, BOB, CAROL, CHAIN_ID, ISSUER, TestNode, key, make_genesis, transfer
 
 ADMIN = key("admin")
@@ -217,36 +217,11 @@ async def test_statement_errors_and_forged_cursor(api: Api) -> None:
 
 
 def colliding_transfers(digits: int) -> tuple[SignedTx, SignedTx]:
-    """Two valid transfers (Alice nonce 0 and Bob nonce 0) whose ids share their first `digits` hex digits,
-    found by varying the memo. The body ends with the memo, so candidate ids are hashed from a shared
-    prefix; the winners are rebuilt as real txs and checked."""
-
-    def base(sender: crypto.PrivateKey, to: bytes, asset: str) -> tuple[bytes, TxBody]:
-        body = TxBody(CHAIN_ID, sender.public_key, 0, 1_000_000, transfer(sender, to, 1, 0, asset=asset).body.payload,
-                      "m" * 12)
-        return body.encode()[:-12], body
-
-    pa, _ = base(ALICE, BOB.address, "USD")
-    pb, _ = base(BOB, CAROL.address, "EUR")
-    ha, hb = hashlib.sha256(pa), hashlib.sha256(pb)
-    seen: dict[str, str] = {}
-    for n in range(400_000):
-        memo = f"{n:012d}"
-        h = ha.copy()
-        h.update(memo.encode())
-        seen[h.hexdigest()[:digits]] = memo
-    n = 0
-    while True:
-        memo = f"{n:012d}"
-        h = hb.copy()
-        h.update(memo.encode())
-        hit = seen.get(h.hexdigest()[:digits])
-        if hit is not None:
-            a = transfer(ALICE, BOB.address, 1, 0, memo=hit)
-            b = transfer(BOB, CAROL.address, 1, 0, asset="EUR", memo=memo)
-            assert a.tx_id.hex()[:digits] == b.tx_id.hex()[:digits] and a.tx_id != b.tx_id
-            return a, b
-        n += 1
+    """Two valid transfers (Alice nonce 0, Bob nonce 0) whose ids share their first `digits` hex digits."""
+    memo_a, memo_b = colliding_memos(
+        lambda memo: transfer(ALICE, BOB.address, 1, 0, memo=memo).body.encode(),
+        lambda memo: transfer(BOB, CAROL.address, 1, 0, asset="EUR", memo=memo).body.encode(), digits)
+    return transfer(ALICE, BOB.address, 1, 0, memo=memo_a), transfer(BOB, CAROL.address, 1, 0, asset="EUR", memo=memo_b)
 
 
 async def test_tx_prefix_resolves_and_reports_ambiguity_at_the_minimum_length(api: Api) -> None:
