@@ -54,7 +54,7 @@ class AuditFailure(WalletError):
     exit_code = 3
 
     def __init__(self, height: int, check: str, message: str) -> None:
-        super().__init__(f"block {height}: {check}: {message}")
+        super().__init__(f"chain audit failed at block {height}: {check}: {message}")
         self.height, self.check, self.message = height, check, message
 
 
