@@ -1,5 +1,6 @@
 """paynet wallet: encrypted keystores, a failover HTTP client, local receipt verification, CLI.
 
 The wallet trusts no node: it signs locally (keys never leave this process) and checks every
-receipt against the validator set it pinned from genesis (see wallet/verify.py).
+receipt and balance against headers its light client verified, from the validator set pinned at
+genesis through every governance change (wallet/lightclient.py, wallet/verify.py).
 """
