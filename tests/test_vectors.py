@@ -365,6 +365,16 @@ def test_state_tree_vector(tree: dict[str, Any]) -> None:
         verify_state_proof(root, key, value, proof)
 
 
+def test_header_state_root_is_the_state_tree_root_of_the_entries() -> None:
+    """The state tree vectors and the header vectors describe one chain: block 0's state_root is the tree
+    root over exactly the genesis entries."""
+    (tree,) = [t for t in load("state_tree_proofs.json")["vectors"] if "genesis" in t["name"]]
+    entries = {h(k): h(v) for k, v in tree["entries"]}
+    assert genesis_state(full_genesis()).changes() == entries
+    block0 = BlockHeader.decode(h(load("header_hash.json")["vectors"][0]["header_hex"]))
+    assert block0.state_root == root_from_entries(entries.items()) == h(tree["root"])
+
+
 @pytest.mark.parametrize("vec", load("state_tree_proofs.json")["refused"], ids=lambda v: v["name"])
 def test_refused_state_proof(vec: dict[str, Any]) -> None:
     value = None if vec["value"] is None else h(vec["value"])
