@@ -98,6 +98,24 @@ def spec_state_root(items: list[tuple[bytes, bytes]], depth: int = 0) -> bytes:
     return hashlib.sha256(b"paynet/state-tree/internal/v1" + left + right).digest()
 
 
+def spec_proposer(pairs: list[tuple[bytes, int]], height: int, round_: int) -> bytes:
+    """docs/protocol.md "Validator set": smooth weighted round-robin, scaled to 4096 slots."""
+    keys = [pk for pk, _ in sorted(pairs)]
+    powers = [p for _, p in sorted(pairs)]
+    total = sum(powers)
+    if total > 4096:
+        scale = 4096 / total
+        powers = [max(1, int(p * scale)) for p in powers]
+        total = sum(powers)
+    credit, schedule = [0] * len(powers), []
+    for _ in range(total):
+        credit = [c + p for c, p in zip(credit, powers)]
+        best = credit.index(max(credit))  # the first index holding the largest credit
+        credit[best] -= total
+        schedule.append(keys[best])
+    return schedule[(height + round_) % len(schedule)]
+
+
 def key_of(entry: dict[str, str]) -> crypto.PrivateKey:
     k = crypto.PrivateKey(h(entry["seed"]))
     assert k.public_key.hex() == entry["pubkey"]
@@ -188,6 +206,7 @@ def test_validators_hash_vector(vec: dict[str, Any]) -> None:
     assert vset.one_third_power == vec["one_third_power"] == total // 3 + 1
     for p in vec["proposers"]:
         assert proposer_for(vset, p["height"], p["round"]).hex() == p["pubkey"]
+        assert spec_proposer(pairs, p["height"], p["round"]).hex() == p["pubkey"]
 
 
 # -- blocks ------------------------------------------------------------------------------------------------------
