@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from chain import crypto
 from chain.block import make_block
+from chain.state import VALIDATORS_KEY
+from chain.state_tree import EmptyNodes, StateTree
 from chain.validators import ValidatorSet
 from consensus.certificate import CommitCertificate
 from tests.wallet.wallet_testkit import CHAIN_ID, certificate, keys, vset
@@ -23,7 +25,9 @@ from wallet.lightclient import (
     LightClientAttack,
     LightClientError,
     TrustState,
+    encode_validators,
 )
+from wallet.verified import validators_proof_ok
 
 POOL = keys("lc-pool", 40)
 
@@ -42,14 +46,15 @@ class MemorySource:
 
 
 def build_chain(sets: list[list[crypto.PrivateKey]], chain_id: str = CHAIN_ID,
-                signers: dict[int, list[crypto.PrivateKey]] | None = None, salt: bytes = b"") -> dict[int, LightBlock]:
+                signers: dict[int, list[crypto.PrivateKey]] | None = None, salt: bytes = b"",
+                state_roots: dict[int, bytes] | None = None) -> dict[int, LightBlock]:
     """Heights 1..len(sets)-1; sets[h] signs height h (sets[0] is the genesis set)."""
     out: dict[int, LightBlock] = {}
     prev = crypto.sha256(b"genesis" + salt)
     for h in range(1, len(sets)):
         vs = vset(sets[h])
         b = make_block(chain_id=chain_id, height=h, time_ms=1_000 * h, prev_hash=prev,
-                       state_root=crypto.sha256(salt + h.to_bytes(8, "big")),
+                       state_root=(state_roots or {}).get(h, crypto.sha256(salt + h.to_bytes(8, "big"))),
                        proposer=crypto.address_of(vs.validators[0].pubkey), validators_hash=vs.hash, txs=())
         who = (signers or {}).get(h, sets[h])
         cert = CommitCertificate.decode(certificate(who, b, chain_id=chain_id))
@@ -135,6 +140,31 @@ def test_set_proof_bridges_a_full_replacement_between_adjacent_heights() -> None
     lc = LightClient(TrustState.from_genesis_set(CHAIN_ID, vset(POOL[:4])), verify_validators_proof=check)
     assert verify(lc, MemorySource(blocks), 9).height == 9
     assert (blocks[4].header.state_root, 5) in proven
+
+
+def _validator_set_state(keys_: list[crypto.PrivateKey]) -> tuple[bytes, str]:
+    """(state root, hex StateProof of the validator-set key) of a real state tree holding that set."""
+    tree = StateTree.empty().apply({VALIDATORS_KEY: encode_validators(vset(keys_)), b"a" + bytes(20): b"\x90"}, 4)
+    value, proof = tree.tree_over(EmptyNodes()).prove(VALIDATORS_KEY)
+    assert value == encode_validators(vset(keys_))
+    return tree.root_hash, proof.encode().hex()
+
+
+@pytest.mark.parametrize("proven_set", ["right", "wrong"])
+def test_real_state_proof_of_the_set_bridges_a_full_replacement(proven_set: str) -> None:
+    """Block 4's state root holds the set that signs block 5 (all four validators replaced): the real
+    state-tree proof of that set is what lets the client cross; a proof of another set is refused."""
+    sets = [POOL[:4]] * 5 + [POOL[20:24]] * 5
+    root, _ = _validator_set_state(POOL[20:24])
+    _, proof = _validator_set_state(POOL[20:24] if proven_set == "right" else POOL[30:34])
+    blocks = build_chain(sets, state_roots={4: root})
+    blocks[5] = LightBlock(blocks[5].header, blocks[5].certificate, blocks[5].validators, validators_proof=proof)
+    lc = LightClient(TrustState.from_genesis_set(CHAIN_ID, vset(POOL[:4])), verify_validators_proof=validators_proof_ok)
+    if proven_set == "right":
+        assert verify(lc, MemorySource(blocks), 9).validators == vset(POOL[20:24])
+    else:
+        with pytest.raises(LightClientError, match="no validator-set proof verifies it"):
+            verify(lc, MemorySource(blocks), 9)
 
 
 def test_forged_header_signed_by_strangers_is_refused() -> None:
