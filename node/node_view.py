@@ -124,7 +124,8 @@ class NodeView(Protocol):
     Optional (looked up with getattr; the API degrades gracefully without them):
       account_history(addr, limit) -> [(height, index, tx_id), ...] newest first
       pending_nonce(addr) -> int | None     next nonce counting the sender's pending txs
-      asset_ids() -> list[str]              every asset id known to state (else genesis assets are listed)
+      explorer_stats: node.timeseries.ExplorerStats   (an attribute) the explorer's series and first-seen
+                                            times, fed by the node's commit path
     """
 
     genesis: Genesis
