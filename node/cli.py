@@ -140,15 +140,18 @@ def rekey(home: Path) -> None:
 
 @main.command("show-identity")
 @HOME_OPTION
-def show_identity(home: Path) -> None:
-    """Print this node's public key and address (no passphrase needed)."""
+@click.option("--field", type=click.Choice(["pubkey", "address"]), default=None,
+              help="print only this value, bare (for `ca issue --pubkey $(paynet-node show-identity --field pubkey)`)")
+def show_identity(home: Path, field: str | None) -> None:
+    """Print this node's public key and address as JSON (no passphrase needed)."""
     from node.provision import node_pubkey
 
     try:
         pk = node_pubkey(home)
     except (ConfigError, KeystoreError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(json.dumps({"pubkey": pk.hex(), "address": crypto.format_address(crypto.address_of(pk))}))
+    identity = {"pubkey": pk.hex(), "address": crypto.format_address(crypto.address_of(pk))}
+    click.echo(identity[field] if field else json.dumps(identity))
 
 
 @main.group()

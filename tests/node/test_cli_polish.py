@@ -71,6 +71,18 @@ def test_one_api_config_class_with_every_option_settable(tmp_path: Path) -> None
     assert (loaded.api.max_tracked_clients, loaded.api.block_summary_cache) == (77, 3)
 
 
+def test_show_identity_field_prints_what_ca_issue_takes(tmp_path: Path) -> None:
+    """docs/troubleshooting.md feeds `show-identity --field pubkey` to `ca issue --pubkey` (JSON would not parse)."""
+    r = CliRunner().invoke(main, ["init", "--home", str(tmp_path / "h"), "--name", "n"],
+                           env={"PAYNET_NODE_PASSPHRASE": PASSPHRASE})
+    assert r.exit_code == 0, r.output
+    made = json.loads(r.output)
+    pub = CliRunner().invoke(main, ["show-identity", "--home", str(tmp_path / "h"), "--field", "pubkey"])
+    assert pub.output == made["pubkey"] + "\n" and bytes.fromhex(pub.output.strip())
+    addr = CliRunner().invoke(main, ["show-identity", "--home", str(tmp_path / "h"), "--field", "address"])
+    assert addr.output.strip() == made["address"]
+
+
 @pytest.mark.parametrize(
     ("toml", "expected"),
     [
