@@ -273,7 +273,16 @@ def tx_signing() -> dict[str, Any]:
     long_memo = dataclasses.replace(BLOCK_1_TXS[0], memo="x" * 257).body().to_list()
     unknown_kind = base.body.to_list()
     unknown_kind[2] = 7
+    ed_l = 2**252 + 27742317777372353535851937790883648493  # the order of the Ed25519 base point
+    s_plus_l = base.signature[:32] + ((int.from_bytes(base.signature[32:], "little") + ed_l) % 2**256).to_bytes(32, "little")
+    identity = bytes([1]) + bytes(31)  # the identity point: a small-order public key
+    small_order = base.body.to_list()
+    small_order[3] = identity
     refused = [
+        {"name": "signature with S + L (non-canonical scalar; a lax Ed25519 verifier accepts it)",
+         "signed_tx_hex": encode([base.body.to_list(), s_plus_l]).hex(), "rejected_at": "signature"},
+        {"name": "small-order sender key with R = identity, S = 0 (the cofactorless equation holds)",
+         "signed_tx_hex": encode([small_order, identity + bytes(32)]).hex(), "rejected_at": "signature"},
         {"name": "signature made for another chain id", "signed_tx_hex": encode([base.body.to_list(), other.signature]).hex(),
          "rejected_at": "signature"},
         {"name": "last signature bit flipped", "signed_tx_hex": encode(
