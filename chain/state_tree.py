@@ -55,7 +55,7 @@ import hashlib
 import struct
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import msgpack
 
@@ -129,9 +129,10 @@ def _nibble(key_hash: bytes, depth: int) -> int:
 # -- node references and keys --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class NodeRef:
-    """A pointer to a stored node: the version that created it, its hash, and (leaves only) its key hash."""
+class NodeRef(NamedTuple):
+    """A pointer to a stored node: the version that created it, its hash, and (leaves only) its key hash.
+
+    A NamedTuple, not a dataclass: a block's update creates and compares thousands of them."""
 
     version: int
     hash: bytes
@@ -231,6 +232,27 @@ def _read_leaf(reader: "NodeReader", ref: NodeRef) -> tuple[bytes, bytes]:
     if len(obj) != 3 or obj[0] != 0 or obj[1] != ref.leaf_key or not isinstance(obj[2], bytes):
         raise TreeCorrupt(f"state tree node {nk.hex()} is not the leaf its parent names")
     return obj[1], obj[2]
+
+
+def _node_hash(slots: Slots) -> bytes:
+    """The hash of a 16-ary node with two or more keys below it: the same value as `_levels(...)[4]`,
+    computed over the non-empty children only (most nodes low in the tree have two or three)."""
+    cur = [(i, r.hash, r.leaf_key is not None) for i, r in enumerate(slots) if r is not None]
+    for _ in range(4):
+        nxt = []
+        i, n = 0, len(cur)
+        while i < n:
+            idx, h, leaf = cur[i]
+            if i + 1 < n and cur[i + 1][0] == idx ^ 1:  # both halves non-empty (idx is the even one)
+                nxt.append((idx >> 1, _internal(h, cur[i + 1][1]), False))
+                i += 2
+                continue
+            if not leaf:  # an internal subtree beside an empty one is hashed with the placeholder
+                h = _internal(EMPTY_HASH, h) if idx & 1 else _internal(h, EMPTY_HASH)
+            nxt.append((idx >> 1, h, leaf))
+            i += 1
+        cur = nxt
+    return cur[0][1]
 
 
 def _levels(slots: Slots) -> list[list[tuple[bytes, int]]]:
@@ -459,8 +481,7 @@ class _Batch:
             return None
         if len(present) == 1 and present[0].leaf_key is not None:
             return present[0]
-        h = _levels(slots)[4][0][0]
-        ref = NodeRef(self.version, h, None)
+        ref = NodeRef(self.version, _node_hash(slots), None)
         self.writes[ref.node_key(path)] = _encode_internal(slots)
         return ref
 
@@ -505,7 +526,7 @@ class StateTree:
             kh, value = _read_leaf(self.reader, ref)
             got = leaf_hash(kh, _sha256(value).digest())
         else:
-            got = _levels(_read_internal(self.reader, ref, b""))[4][0][0]
+            got = _node_hash(_read_internal(self.reader, ref, b""))
         if got != ref.hash:
             raise TreeCorrupt(f"state tree root node {ref.node_key(b'').hex()} does not hash to the recorded root")
 
