@@ -142,3 +142,18 @@ def test_block_decode_reuses_known_txs_only_when_identical() -> None:
     assert decoded == Block.decode(data) == block
     assert decoded.txs[0] is txs[0]  # reused
     assert decoded.txs[1] is not pool[txs[1].tx_id] and decoded.txs[1].signature == txs[1].signature  # not reused
+
+
+def test_header_v2_carries_tx_count_and_refuses_v1_and_out_of_range_counts() -> None:
+    from chain.block import BLOCK_VERSION, MAX_BLOCK_TXS, BlockHeader, make_block
+
+    header = make_block(chain_id="c", height=1, time_ms=0, prev_hash=bytes(32), state_root=bytes(32),
+                        proposer=bytes(20), validators_hash=bytes(32), txs=(tx(USERS[0], 0, Transfer(USERS[1].address, "USD", 1)),)).header
+    assert BLOCK_VERSION == 2 and header.tx_count == 1
+    assert BlockHeader.decode(header.encode()) == header
+    fields = header.to_list()
+    v1 = [1] + fields[1:6] + fields[7:]  # version 1: no tx_count
+    for bad, why in ((v1, "array of 11"), (fields[:6] + [MAX_BLOCK_TXS + 1] + fields[7:], "tx_count"),
+                     (fields[:6] + [-1] + fields[7:], "tx_count"), ([1] + fields[1:], "version")):
+        with pytest.raises(DecodeError, match=why):
+            BlockHeader.decode(encode(bad))

@@ -312,6 +312,7 @@ def test_apply_block_refuses_bad_headers(g0: State) -> None:
         "height": _variant(block, height=2),
         "prev_hash": _variant(block, prev_hash=bytes(32)),
         "tx_root": _variant(block, tx_root=bytes(32)),
+        "tx_count": _variant(block, tx_count=2),
         "state_root": _variant(block, state_root=bytes(32)),
         "validators_hash": _variant(block, validators_hash=bytes(32)),
         "time": _variant(block, time_ms=g0.time_ms - 1),

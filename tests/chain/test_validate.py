@@ -194,6 +194,8 @@ def _reheader(block: Block, **changes: object) -> Block:
         ({"validators_hash": b"\x07" * 32}, "validators_hash"),
         ({"time_ms": GENESIS.genesis_time_ms - 1}, "before the previous block"),
         ({"tx_root": b"\x07" * 32}, "tx_root"),
+        ({"tx_count": 2}, "tx_count"),
+        ({"tx_count": 0}, "tx_count"),
         ({"evidence_hash": b"\x07" * 32}, "evidence_hash"),
         ({"state_root": b"\x07" * 32}, "state_root"),
     ],
