@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from chain import crypto
-from chain import store as chain_store
 from chain.block import BlockHeader
-from chain.encoding import decode, encode
+from chain.encoding import decode
+from chain.store import StateVersionPruned
 from chain.state import VALIDATORS_KEY, Account, AssetInfo, account_key, asset_key
 from chain.tx import check_asset_id
 from chain.validators import ValidatorSet
@@ -40,9 +40,6 @@ from node.api.models import (
 T = TypeVar("T")
 _HEIGHT = re.compile(r"^[0-9]{1,19}$")
 MAX_HEIGHT = 2**63 - 1
-_PRUNED: tuple[type[BaseException], ...] = tuple(
-    c for c in (getattr(chain_store, "StateVersionPruned", None),) if isinstance(c, type)
-)
 
 
 def _checked(parse: Callable[[str], T], text: str, code: str) -> T:
@@ -51,6 +48,10 @@ def _checked(parse: Callable[[str], T], text: str, code: str) -> T:
         return parse(text)
     except ValueError as e:
         raise ApiError(400, code, str(e)) from None
+
+
+def _not_committed(height: int, head: int) -> ApiError:
+    return ApiError(404, "height_not_found", f"no committed block at height {height} here (head {head})")
 
 
 def _json(model: Any) -> web.Response:
@@ -116,7 +117,7 @@ class ProofRoutes:
         store = self._store()
         header: BlockHeader | None = store.get_header(height) if height <= store.head_height else None
         if header is None:
-            raise ApiError(404, "height_not_found", f"no committed block at height {height} (head {store.head_height})")
+            raise _not_committed(height, store.head_height)
         vset, vproof = self._signing_set(height, header)
         cert = store.get_certificate(height)
         return HeaderResponse(
@@ -137,13 +138,13 @@ class ProofRoutes:
         if height > 0:
             try:
                 value, proof = store.state_proof(VALIDATORS_KEY, height - 1)
-            except _PRUNED:
+            except StateVersionPruned:
                 pass
             else:
                 if value is not None:
                     vset = ValidatorSet.from_list(decode(value))
                     if vset.hash == header.validators_hash:
-                        return vset, encode(proof.to_list()).hex()
+                        return vset, proof.encode().hex()
         for candidate in (store.validators_at(height), store.state().validators, self._genesis.validator_set()):
             if candidate is not None and candidate.hash == header.validators_hash:
                 return candidate, None
@@ -153,9 +154,9 @@ class ProofRoutes:
     def _state_proof(self, key: bytes, height: int) -> tuple[bytes | None, str]:
         store = self._store()
         if height > store.head_height:
-            raise ApiError(404, "height_not_found", f"no committed block at height {height} (head {store.head_height})")
+            raise _not_committed(height, store.head_height)
         try:
             value, proof = store.state_proof(key, height)
-        except _PRUNED as e:
+        except StateVersionPruned as e:
             raise ApiError(410, "state_pruned", f"{e}; ask for a later height") from None
-        return (bytes(value) if value is not None else None), encode(proof.to_list()).hex()
+        return (bytes(value) if value is not None else None), proof.encode().hex()
