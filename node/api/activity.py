@@ -9,14 +9,14 @@ of committed blocks never change, so the signer set of each height is cached (bo
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from itertools import islice
 from typing import Protocol
 
 from chain import crypto
-from chain.block import BlockHeader
 from chain.encoding import DecodeError
 from chain.validators import ValidatorSet
 from consensus.certificate import CommitCertificate
+from node.api.chainscan import headers_down
 from node.api.models import ActivityResponse, ValidatorActivity
 
 MAX_ACTIVITY_BLOCKS = 500
@@ -28,7 +28,7 @@ class ActivityStore(Protocol):
     @property
     def head_height(self) -> int: ...
 
-    def headers(self, start: int, stop: int) -> Iterator[BlockHeader]: ...
+    def items_between(self, start: bytes, stop: bytes, limit: int, reverse: bool = False) -> list[tuple[bytes, bytes]]: ...
 
     def get_certificate(self, height: int) -> bytes | None: ...
 
@@ -57,9 +57,8 @@ class ActivityReader:
 
     def activity(self, store: ActivityStore, validators: ValidatorSet, last: int) -> ActivityResponse:
         """The last `last` committed blocks (block 0, which has no certificate, excluded), oldest first."""
-        head = store.head_height
-        lo = max(1, head - last + 1)
-        headers = list(store.headers(lo, head + 1))
+        newest_first = islice(headers_down(store, store.head_height), last)
+        headers = [h for h in reversed(list(newest_first)) if h.height > 0]
         heights = [h.height for h in headers]
         signed_by_height = [self.signers(store, h) for h in heights]
         proposers = [h.proposer for h in headers]

@@ -7,23 +7,30 @@ reading it, and only blocks with txs are unpacked. One request examines at most 
 and `max_bytes` of stored blocks; when a bound stops it early the result says so and carries the
 position to continue from.
 
-Whether a block is empty comes from its header's `tx_count` (block version 2), a small read.
+Whether a block is empty comes from its header's `tx_count` (block version 2). Headers are read raw
+from the store's header table (prefix `r`) with plain msgpack, picking the three fields the scan needs:
+the consensus-grade `BlockHeader.decode` validates every field (~45 us a header, 90 ms for 2,000 on the
+event loop); our own store's headers were validated when committed (~3 us each this way).
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgpack
 
-from chain.block import BlockHeader
 from chain.encoding import DecodeError
+from chain.store import P_HEADER
 from chain.tx import SignedTx
 from node.api.cursors import Position
 
-HEADER_CHUNK = 256  # headers read per store iterator
+HEADER_CHUNK = 256  # headers read per store range read
+_U64 = struct.Struct(">Q")
+# positions in the header list (chain.block.BlockHeader.to_list, version 2)
+_H_HEIGHT, _H_TIME, _H_TX_COUNT, _H_PROPOSER = 2, 3, 6, 8
 
 
 class ScanStore(Protocol):
@@ -32,14 +39,31 @@ class ScanStore(Protocol):
     @property
     def head_height(self) -> int: ...
 
-    def headers(self, start: int, stop: int) -> Iterator[BlockHeader]: ...
+    def items_between(self, start: bytes, stop: bytes, limit: int, reverse: bool = False) -> list[tuple[bytes, bytes]]: ...
 
     def get_block_bytes(self, height: int) -> bytes | None: ...
 
 
-def may_have_txs(header: BlockHeader) -> bool:
-    """False when the header says the block is empty (no need to read the block)."""
-    return header.tx_count > 0
+@dataclass(frozen=True, slots=True)
+class HeaderFacts:
+    """The header fields the scan uses."""
+
+    height: int
+    time_ms: int
+    tx_count: int
+    proposer: bytes
+
+    @classmethod
+    def from_list(cls, obj: Any) -> "HeaderFacts":
+        return cls(int(obj[_H_HEIGHT]), int(obj[_H_TIME]), int(obj[_H_TX_COUNT]), bytes(obj[_H_PROPOSER]))
+
+
+def header_facts(raw: bytes) -> HeaderFacts:
+    try:
+        facts = HeaderFacts.from_list(msgpack.unpackb(raw, raw=False, use_list=True, strict_map_key=True))
+    except (ValueError, TypeError, IndexError, msgpack.UnpackException) as e:
+        raise DecodeError(f"stored header does not decode: {e}") from None
+    return facts
 
 
 def tx_objects(raw: bytes) -> list[Any]:
@@ -62,14 +86,14 @@ def tx_at(raw: bytes, index: int) -> tuple[int, SignedTx] | None:
         u.feed(raw)
         if u.read_array_header() != 3:
             raise DecodeError("block: expected array of 3")
-        time_ms = BlockHeader.from_list(u.unpack()).time_ms
+        time_ms = HeaderFacts.from_list(u.unpack()).time_ms
         count = u.read_array_header()
         if not 0 <= index < count:
             return None
         for _ in range(index):
             u.skip()
         return time_ms, SignedTx.from_list(u.unpack())
-    except (ValueError, msgpack.UnpackException) as e:  # DecodeError is a ValueError
+    except (ValueError, TypeError, IndexError, msgpack.UnpackException) as e:  # DecodeError is a ValueError
         raise DecodeError(f"stored block does not decode: {e}") from None
 
 
@@ -96,14 +120,16 @@ class ScanResult:
     complete: bool  # False: a work bound (blocks or bytes) ended the page early
 
 
-def headers_down(store: ScanStore, top: int) -> Iterator[BlockHeader]:
-    """Headers from `top` down to 0, read in ascending chunks of HEADER_CHUNK."""
-    hi = top + 1
-    while hi > 0:
-        lo = max(0, hi - HEADER_CHUNK)
-        chunk = list(store.headers(lo, hi))
-        yield from reversed(chunk)
-        hi = lo
+def headers_down(store: ScanStore, top: int) -> Iterator[HeaderFacts]:
+    """Headers from `top` down to 0, newest first, read HEADER_CHUNK at a time."""
+    stop = P_HEADER + _U64.pack(top + 1)
+    while True:
+        chunk = store.items_between(P_HEADER, stop, HEADER_CHUNK, reverse=True)
+        for _key, raw in chunk:
+            yield header_facts(raw)
+        if len(chunk) < HEADER_CHUNK:
+            return
+        stop = chunk[-1][0]
 
 
 def scan_back(
@@ -132,7 +158,7 @@ def scan_back(
             return ScanResult(found, Position(h + 1, 0), complete=False)
         examined += 1
         end = first_index if h == top else None
-        if not may_have_txs(header):
+        if header.tx_count == 0:  # empty: nothing to read
             continue
         raw = store.get_block_bytes(h)
         if raw is None:
