@@ -43,6 +43,7 @@ from wallet.errors import WalletError
 FRAME_HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 """Largest frame accepted: a maximal block (chain.block.MAX_BLOCK_BYTES) plus a full certificate fit."""
+MAX_GENESIS_BYTES = 4 * 1024 * 1024
 MEDIA_TYPE = "application/x-paynet-blocks"
 NEXT_FROM_HEADER = "Paynet-Next-From"
 HEAD_HEADER = "Paynet-Head-Height"
@@ -356,6 +357,31 @@ class RangeFetcher:
         return b"".join(chunks)
 
 
+async def anchor_from_node(url: str, chain_id: str, validators: ValidatorSet, genesis_hash: bytes | None,
+                           timeout_s: float = 10.0) -> tuple[TrustAnchor, str]:
+    """The trust anchor for a wallet that pinned (chain id, genesis set, genesis hash) at init: the node's
+    `GET /genesis`, accepted only if it hashes to the pinned genesis hash (or, for a wallet that pinned no
+    hash, carries the pinned chain id and set). Gives the admins, so validator updates' senders are
+    checked too. A node without the route: the pinned set alone. Returns (anchor, how it was obtained)."""
+    pinned = TrustAnchor(chain_id, validators, genesis_hash)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
+        async with session.get(url.rstrip("/") + "/genesis") as resp:
+            if resp.status == 404:
+                return pinned, "the pinned set (the node has no GET /genesis: validator-update senders not checked)"
+            if resp.status != 200:
+                raise WalletError(f"GET /genesis answered HTTP {resp.status}")
+            text = await resp.content.read(MAX_GENESIS_BYTES + 1)
+    try:
+        genesis = Genesis.model_validate_json(text)
+    except ValueError as e:
+        raise WalletError(f"GET /genesis is not a genesis document: {e}") from None
+    if genesis_hash is not None and genesis.hash != genesis_hash:
+        raise AuditFailure(0, "genesis", "the node's genesis document does not hash to the pinned genesis hash")
+    if genesis.chain_id != chain_id or genesis.validator_set().hash != validators.hash:
+        raise AuditFailure(0, "genesis", "the node's genesis names another chain id or validator set than the pinned one")
+    return TrustAnchor.from_genesis(genesis), "the node's genesis document, matching the pinned genesis"
+
+
 async def audit_node(url: str, anchor: TrustAnchor, *, to: int | None = None, max_bytes: int | None = None,
                      timeout_s: float = 60.0) -> AuditReport:
     """Verify blocks 0..`to` (default: the node's head when the download started) from `url`'s range
@@ -386,4 +412,4 @@ async def audit_node(url: str, anchor: TrustAnchor, *, to: int | None = None, ma
 
 
 __all__ = ["AuditFailure", "AuditReport", "ChainAuditor", "RangeFetcher", "RawFrame", "TrustAnchor",
-           "audit_bytes", "audit_node", "iter_frames"]
+           "anchor_from_node", "audit_bytes", "audit_node", "iter_frames"]

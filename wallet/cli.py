@@ -594,7 +594,8 @@ def burn(obj: Ctx, from_name: str, amount: str, asset: str, memo: str, no_wait: 
                    "at any height come only from the blocks before it).")
 @click.option("--to", "to_height", type=click.IntRange(0), default=None, help="Last height (default: the node's head).")
 @click.option("--genesis", "genesis_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Genesis file to start from (recommended; default: the set this wallet pinned at init).")
+              help="Genesis file to start from (default: the node's GET /genesis, accepted only if it matches "
+                   "the genesis this wallet pinned at init).")
 @click.option("--max-bytes", type=click.IntRange(1024), default=None,
               help="Ask for smaller responses than the node's byte budget (bounds this process's memory).")
 @json_option
@@ -615,11 +616,10 @@ def audit_cmd(obj: Ctx, from_height: int, to_height: int | None, genesis_file: P
         urls = obj.nodes or obj.config().nodes
     else:
         cfg = obj.config()
-        urls = cfg.nodes
-        anchor = audit.TrustAnchor(cfg.chain_id, cfg.validator_set(),
-                                   bytes.fromhex(cfg.genesis_hash) if cfg.genesis_hash else None)
-        notes.append(f"started from the set pinned from {cfg.pinned_from}; without --genesis the senders of "
-                     "validator updates are not checked against the genesis admins")
+        urls = obj.nodes or cfg.nodes
+        anchor, source = run(audit.anchor_from_node(urls[0], cfg.chain_id, cfg.validator_set(),
+                                                    bytes.fromhex(cfg.genesis_hash) if cfg.genesis_hash else None))
+        notes.append(f"started from {source}; the wallet pinned it from {cfg.pinned_from}")
     if not urls:
         raise UsageError("give --node URL (or init the wallet)")
     report = run(audit.audit_node(urls[0], anchor, to=to_height, max_bytes=max_bytes, timeout_s=obj.http_timeout * 12))

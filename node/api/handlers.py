@@ -150,9 +150,11 @@ class Handlers:
         self.get_header = self._proofs.get_header
         self.get_account_proof = self._proofs.get_account_proof
         self.get_asset_proof = self._proofs.get_asset_proof
-        self._raw = RawBlocksRoutes(lambda: self.view.store, config, limiters.ip_requests, client_key)
+        self._raw = RawBlocksRoutes(lambda: self.view.store, lambda: self.view.genesis, config, limiters.ip_requests,
+                                    client_key)
         self.get_block_raw = self._raw.get_block_raw  # raw blocks for auditors (node/api/rawblocks.py)
         self.get_blocks_raw = self._raw.get_blocks_raw
+        self.get_genesis = self._raw.get_genesis
 
     # -- helpers -------------------------------------------------------------------------------------
 

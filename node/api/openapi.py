@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from chain.genesis import Genesis
 from node.api import models as m
 
 REF = "#/components/schemas/{model}"
@@ -163,6 +164,9 @@ ROUTES: tuple[RouteSpec, ...] = (
         ),
         errors=(400, 429),
     ),
+    RouteSpec("GET", "/genesis", "get_genesis", "The genesis document this node runs (an auditor checks its hash "
+              "against the one it trusts, then starts from its validator set and admins)", {200: Genesis},
+              errors=(429,)),
     # before /blocks/{ref}: aiohttp matches routes in order, and "raw" would otherwise be taken for a ref
     RouteSpec(
         "GET",

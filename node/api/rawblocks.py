@@ -1,4 +1,5 @@
-"""Raw committed blocks for auditors: `GET /blocks/{height}/raw` and `GET /blocks/raw?from=&to=`.
+"""Raw committed blocks for auditors: `GET /blocks/{height}/raw`, `GET /blocks/raw?from=&to=`, and
+`GET /genesis` (the document an audit starts from).
 
 An auditor re-verifies the chain from the bytes that were hashed and signed, so these routes serve the
 stored canonical bytes untouched (no decoding, no JSON, no hex): every block is exactly what the store
@@ -31,6 +32,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from chain.encoding import encode
+from chain.genesis import Genesis
 from node.api.config import ApiConfig
 from node.api.errors import ApiError
 from node.api.models import RawBlocksQuery
@@ -112,10 +114,11 @@ class RawBlocksRoutes:
     loses the connection: the memory held for raw blocks is at most READS_AT_ONCE * (budget + one block)
     whoever asks."""
 
-    def __init__(self, store: Callable[[], Any], config: ApiConfig, limiter: KeyedRateLimiter,
-                 client_key: Callable[[web.Request], str]) -> None:
+    def __init__(self, store: Callable[[], Any], genesis: Callable[[], Genesis], config: ApiConfig,
+                 limiter: KeyedRateLimiter, client_key: Callable[[web.Request], str]) -> None:
         self.reader = RawBlockReader(store)
         self.store = store
+        self.genesis = genesis
         self.config = config
         self.limiter = limiter
         self.client_key = client_key
@@ -156,6 +159,12 @@ class RawBlocksRoutes:
             return resp
         finally:
             self._busy -= 1
+
+    async def get_genesis(self, request: web.Request) -> web.Response:
+        """The genesis document, byte for byte what `Genesis.save` writes minus whitespace: its hash is the
+        chain's root of trust (block 0's prev_hash), so an auditor that knows the hash can take the rest
+        (validator set, admins) from any node."""
+        return web.Response(text=self.genesis().model_dump_json(), content_type="application/json")
 
     async def get_block_raw(self, request: web.Request) -> web.StreamResponse:
         text = request.match_info["height"]

@@ -137,6 +137,18 @@ def test_wallet_audit_command(net: LocalNet, chain: dict) -> None:
     data = json.loads(out.stdout)
     assert data["verified"] and data["to"] == chain["head"] and data["txs"] == chain["txs"]
     assert data["validator_set_changes_at"] == [chain["update_height"]]
+    # a wallet initialised from the genesis file audits without it: it takes the node's GET /genesis,
+    # accepted because it hashes to the genesis hash the wallet pinned
+    env_wallet = {**os.environ, "PAYNET_WALLET_HOME": str(net.root / "auditor-wallet")}
+    init = [sys.executable, "-m", "wallet.cli", "init", "--node", net.nodes[1].api_url,
+            "--genesis", str(net.root / "genesis.json")]
+    assert subprocess.run(init, capture_output=True, text=True, timeout=60, env=env_wallet).returncode == 0
+    pinned = subprocess.run([sys.executable, "-m", "wallet.cli", "audit", "--json"], capture_output=True, text=True,
+                            timeout=60, env=env_wallet)
+    assert pinned.returncode == 0, pinned.stderr
+    data = json.loads(pinned.stdout)
+    assert data["to"] >= chain["head"] and data["validator_set_changes_at"] == [chain["update_height"]]
+    assert "matching the pinned genesis" in data["notes"][0]
     # a genesis file of another network is refused at block 0, with the check named, exit code 3
     other = chain["genesis"].model_copy(update={"genesis_time_ms": chain["genesis"].genesis_time_ms + 1})
     other_path = net.root / "other-genesis.json"

@@ -410,7 +410,7 @@ async def test_openapi_documents_every_route(api: Api) -> None:
     assert status == 200 and doc["openapi"].startswith("3.")
     assert set(doc["paths"]) == {
         "/txs", "/tx-batches", "/txs/{tx_id}", "/accounts/{address}", "/assets", "/blocks", "/blocks/{ref}",
-        "/blocks/raw", "/blocks/{height}/raw",
+        "/blocks/raw", "/blocks/{height}/raw", "/genesis",
         "/validators", "/mempool", "/status", "/health", "/metrics",
         "/governance", "/accounts/{address}/statement", "/accounts/{address}/statement.csv", "/search",
         "/stats/series", "/validators/activity"}

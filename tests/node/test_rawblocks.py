@@ -15,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from chain.block import Block
+from chain.genesis import Genesis
 from chain.tx import TxBody, ValidatorUpdate
 from node.api import ApiConfig, create_app
 from chain.store import ChainStore
@@ -209,3 +210,11 @@ async def test_auditor_follows_a_validator_removal(tmp_path: Path) -> None:
         audit_bytes(ChainAuditor(stranger), stream)
     assert (err.value.height, err.value.check) == (3, "validator update")
     node.store.close()
+
+
+async def test_genesis_document_hashes_to_the_chain_root(served: tuple[TestNode, TestClient, FakeClock]) -> None:
+    node, client, _ = served
+    r = await client.get("/genesis")
+    assert r.status == 200
+    served_genesis = Genesis.model_validate_json(await r.text())
+    assert served_genesis.hash == node.genesis.hash  # what block 0's prev_hash names
