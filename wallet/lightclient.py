@@ -32,8 +32,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from chain import crypto
 from chain.block import BlockHeader
 from chain.encoding import DecodeError, encode
+from chain.state import MAX_VALIDATORS
 from chain.validators import ValidatorSet
 from consensus.certificate import CertificateError, CommitCertificate, verify_commit_certificate
 
@@ -45,7 +47,6 @@ MAX_BISECTION_STEPS = 64
 """Headers fetched to verify one target; a chain of 2^63 heights needs fewer than 64 halvings."""
 MAX_HEADER_HEX = 4096
 MAX_CERT_HEX = 2 * (1024 * 110 + 128)
-MAX_VALIDATORS = 300
 TRUST_STATE_VERSION = 1
 
 
@@ -116,9 +117,7 @@ class LightBlock:
         if not isinstance(vals, list) or not 0 < len(vals) <= MAX_VALIDATORS:
             raise bad(f"validators must be a list of 1..{MAX_VALIDATORS}")
         try:
-            vset = ValidatorSet.from_pairs(
-                [(hex_field(v.get("pubkey"), "pubkey", 64, bad), int(v["power"])) for v in vals]
-            )
+            vset = ValidatorSet.from_pairs([(_pubkey(v, bad), _power(v)) for v in vals])
         except (AttributeError, KeyError, TypeError, ValueError) as e:
             raise bad(f"validators: {e}") from None
         return cls(header, cert, vset, obj.get("validators_proof"))
@@ -132,6 +131,20 @@ def hex_field(value: Any, what: str, max_hex: int, bad: Callable[[str], Exceptio
         return bytes.fromhex(value)
     except ValueError:
         raise bad(f"{what} is not hex") from None
+
+
+def _pubkey(v: Mapping[str, Any], bad: Callable[[str], Exception]) -> bytes:
+    key = hex_field(v.get("pubkey"), "pubkey", 2 * crypto.PUBKEY_SIZE, bad)
+    if len(key) != crypto.PUBKEY_SIZE:
+        raise ValueError(f"pubkey must be {crypto.PUBKEY_SIZE} bytes")
+    return key
+
+
+def _power(v: Mapping[str, Any]) -> int:
+    power = v["power"]
+    if isinstance(power, bool) or not isinstance(power, int):
+        raise ValueError("power must be an integer")
+    return power
 
 
 class HeaderSource(Protocol):

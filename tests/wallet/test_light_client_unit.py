@@ -292,3 +292,34 @@ def test_trusted_power_counts_each_signer_once() -> None:
     assert b.certificate is not None
     assert trusted_signed_power(b.certificate, vset(POOL[:4])) == 4
     assert trusted_signed_power(b.certificate, ValidatorSet.from_pairs([(POOL[0].public_key, 5)])) == 5
+
+
+def test_wallet_home_trust_file_round_trip_damage_and_re_pin(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from wallet.errors import WalletError
+    from wallet.store import PinnedValidator, WalletConfig, WalletHome
+
+    def config(ks: list[crypto.PrivateKey]) -> WalletConfig:
+        return WalletConfig(nodes=["http://127.0.0.1:1"], chain_id=CHAIN_ID, pinned_from="test",
+                            validators=[PinnedValidator(pubkey=k.public_key.hex(), power=1) for k in ks])
+
+    home = WalletHome(tmp_path / "w")
+    cfg = config(POOL[:4])
+    lc = LightClient(home.load_trust(cfg), persist=home.save_trust)
+    verify(lc, MemorySource(build_chain([POOL[:4]] * 6)), 5)
+    assert home.load_trust(cfg).latest.height == 5 and not list(home.root.glob("*.tmp"))
+    assert home.load_trust(config(POOL[1:5])).latest.height == 0  # re-pinned: trust starts over
+    home.light_client_path.write_text(home.light_client_path.read_text()[:-40])
+    with pytest.raises(WalletError, match="damaged"):
+        home.load_trust(cfg)
+
+
+def test_malformed_header_answers_are_the_node_s_fault() -> None:
+    good = build_chain([POOL[:4]] * 3)[2]
+    answer = {"header_raw": good.header.encode().hex(), "certificate": good.certificate.encode().hex(),  # type: ignore[union-attr]
+              "validators": [{"pubkey": v.pubkey.hex(), "power": v.power} for v in good.validators.validators]}
+    assert LightBlock.from_json(answer).header == good.header
+    for field, value in [("header_raw", "zz"), ("header_raw", good.header.encode().hex() + "00"),
+                         ("certificate", "c0"), ("validators", []), ("validators", [{"pubkey": "00", "power": 1}]),
+                         ("validators", [{"pubkey": POOL[0].public_key.hex(), "power": 1.5}])]:
+        with pytest.raises(LightClientError, match="malformed header answer"):
+            LightBlock.from_json({**answer, field: value}, "http://n")
