@@ -144,6 +144,7 @@ class ChainAuditor:
         self.chain_id = anchor.chain_id
         self.next_height = 0
         self.validators = anchor.validators  # the set that signs block next_height
+        self.proposers = {v.address for v in anchor.validators.validators}
         self.set_history: list[tuple[int, ValidatorSet]] = [(0, anchor.validators)]  # (from height, set)
         self.prev_hash: bytes | None = None
         self.prev_time = 0
@@ -180,7 +181,7 @@ class ChainAuditor:
         if header.validators_hash != self.validators.hash:
             raise AuditFailure(h, "validators_hash", "header names a validator set other than the one derived "
                                "from genesis and the validator updates before it")
-        if h > 0 and header.proposer not in {v.address for v in self.validators.validators}:
+        if h > 0 and header.proposer not in self.proposers:
             raise AuditFailure(h, "proposer", f"{crypto.format_address(header.proposer)} is not a validator")
         self._check_txs(h, block)
         self._check_evidence(h, block)
@@ -294,6 +295,7 @@ class ChainAuditor:
                 raise AuditFailure(h, "validator update", f"tx {i}: {problem}")
         if vset is not self.validators:
             self.validators = vset
+            self.proposers = {v.address for v in vset.validators}
             self.set_history.append((h + 1, vset))
             self.report.validator_changes.append(h)
 
@@ -331,7 +333,7 @@ class RangeFetcher:
             self.requests += 1
             async with self.session.get(self.url + "/blocks/raw", params=params) as resp:
                 if resp.status == 429:
-                    await asyncio.sleep(min(float(resp.headers.get("Retry-After", "1")), self.max_retry_after_s))
+                    await asyncio.sleep(self._retry_after(resp.headers.get("Retry-After")))
                     continue
                 if resp.status != 200:
                     text = (await resp.content.read(4096)).decode(errors="replace")
@@ -343,6 +345,12 @@ class RangeFetcher:
                 nxt = resp.headers.get(NEXT_FROM_HEADER)
                 return body, int(nxt) if nxt is not None else None, int(resp.headers.get(HEAD_HEADER, "-1"))
         raise WalletError(f"rate limited by {self.url} {self.max_retries + 1} times in a row")
+
+    def _retry_after(self, header: str | None) -> float:
+        try:
+            return min(max(float(header or "1"), 0.0), self.max_retry_after_s)
+        except ValueError:
+            return 1.0
 
     async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
         if resp.content_length is not None and resp.content_length > self.max_response_bytes:
@@ -395,7 +403,7 @@ async def audit_node(url: str, anchor: TrustAnchor, *, to: int | None = None, ma
         stop = to
         while start is not None:
             body, nxt, head = await fetcher.page(start, stop)
-            if stop is None:
+            if stop is None and head >= 0:
                 stop = head  # pin the target: blocks committed during the audit are not waited for
             got = audit_bytes(auditor, body)
             if got == 0:

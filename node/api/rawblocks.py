@@ -29,12 +29,12 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
 
 from chain.encoding import encode
 from chain.genesis import Genesis
 from node.api.config import ApiConfig
 from node.api.errors import ApiError
+from node.api.explorer_routes import parse_query
 from node.api.models import RawBlocksQuery
 from node.ratelimit import KeyedRateLimiter
 
@@ -90,20 +90,6 @@ class RawBlockReader:
             total += len(f)
             h += 1
         return frames, (h if h <= stop else None)
-
-
-def _query(request: web.Request) -> RawBlocksQuery:
-    """The range query, validated at the edge (pydantic); `from` is a Python keyword, hence the alias."""
-    known = {"from", "to", "max_bytes"}
-    extra = set(request.query) - known
-    if extra:
-        raise ApiError(400, "bad_query", f"unknown query parameter(s): {', '.join(sorted(extra))}")
-    try:
-        return RawBlocksQuery.model_validate(dict(request.query))
-    except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "query"
-        raise ApiError(400, "bad_query", f"{where}: {err['msg']}") from None
 
 
 class RawBlocksRoutes:
@@ -179,7 +165,7 @@ class RawBlocksRoutes:
                                  "public, max-age=86400, immutable")
 
     async def get_blocks_raw(self, request: web.Request) -> web.StreamResponse:
-        q = _query(request)
+        q = parse_query(request, RawBlocksQuery)  # extra="forbid": an unknown parameter is a 400 too
         head = int(self.store().head_height)
         start = q.from_
         if start > head:

@@ -23,7 +23,7 @@ from node.api.app import HANDLERS_KEY
 from node.api.handlers import Handlers
 from node.api.rawblocks import RawBlockReader
 from test_api_harness import ALICE, BOB, CHAIN_ID, ISSUER, VALIDATOR_KEYS, TestNode, make_genesis, make_node, transfer
-from wallet.audit import AuditFailure, ChainAuditor, TrustAnchor, audit_bytes
+from wallet.audit import AuditFailure, ChainAuditor, TrustAnchor, audit_bytes, audit_node
 
 BLOCKS = 12
 
@@ -218,3 +218,15 @@ async def test_genesis_document_hashes_to_the_chain_root(served: tuple[TestNode,
     assert r.status == 200
     served_genesis = Genesis.model_validate_json(await r.text())
     assert served_genesis.hash == node.genesis.hash  # what block 0's prev_hash names
+
+
+async def test_audit_node_follows_pages_and_refuses_a_short_range(
+        served: tuple[TestNode, TestClient, FakeClock]) -> None:
+    node, client, _ = served
+    url = str(client.make_url("")).rstrip("/")
+    anchor = TrustAnchor.from_genesis(node.genesis)
+    report = await audit_node(url, anchor, max_bytes=1500)
+    assert report.blocks == BLOCKS + 1 and report.txs == 3 * BLOCKS and report.requests > 3
+    with pytest.raises(AuditFailure) as err:  # the node cannot end the audit early by claiming the end
+        await audit_node(url, anchor, to=BLOCKS + 5)
+    assert (err.value.height, err.value.check) == (BLOCKS + 1, "range")
