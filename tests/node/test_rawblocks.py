@@ -6,6 +6,7 @@ tests/integration/test_raw_blocks.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from node.api import ApiConfig, create_app
 from chain.store import ChainStore
 from node.api.app import HANDLERS_KEY
 from node.api.handlers import Handlers
-from node.api.rawblocks import RawBlockReader
+from node.api.rawblocks import RawBlockReader, frame
 from test_api_harness import ALICE, BOB, CHAIN_ID, ISSUER, VALIDATOR_KEYS, TestNode, make_genesis, make_node, transfer
 from wallet.audit import AuditFailure, ChainAuditor, TrustAnchor, audit_bytes, audit_node
 
@@ -165,8 +166,15 @@ async def test_auditor_verifies_and_names_tampered_height(served: tuple[TestNode
         with pytest.raises(AuditFailure) as err:
             audit_bytes(ChainAuditor(anchor), _flip_at(stream, needle))
         assert (err.value.height, err.value.check) == (height, check), str(err.value)
+    # a header whose tx_count is not the body's (re-framed, so only that field differs)
+    frames = _split(stream)
+    b6 = Block.decode(node.store.get_block_bytes(6))
+    forged = Block(dataclasses.replace(b6.header, tx_count=len(b6.txs) + 1), b6.txs, b6.evidence)
+    frames6 = frame(6, forged.encode(), node.store.get_certificate(6))
+    with pytest.raises(AuditFailure) as err:
+        audit_bytes(ChainAuditor(anchor), b"".join(frames[:6] + [frames6] + frames[7:]))
+    assert (err.value.height, err.value.check) == (6, "tx_count")
     # a block left out: the next one is out of sequence
-    frames = [f for f in _split(stream)]
     with pytest.raises(AuditFailure) as err:
         audit_bytes(ChainAuditor(anchor), b"".join(frames[:5] + frames[6:]))
     assert (err.value.height, err.value.check) == (5, "sequence")
