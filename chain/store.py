@@ -298,6 +298,7 @@ class ChainStore:
         self._head_header: BlockHeader | None = None
         self._head_state: State | None = None
         self._head_root: NodeRef | None = None  # root of the head's state tree
+        self._stale_from = 0  # stale-index entries below this height are all pruned (skip their tombstones)
         self._valset_cache: dict[bytes, ValidatorSet] = {}
         self._data_dir: Path | None = None  # parent of the store: what the test-only disk cap measures
 
@@ -542,7 +543,7 @@ class ChainStore:
                     else:
                         wb.put(P_STATE + k, v)
                 self._put_tree(wb, update)
-                self._prune_tree(wb, hdr.height)
+                stale_from = self._prune_tree(wb, hdr.height)
                 wb.put(K_DELTA, delta)
                 wb.put(K_HEAD, encode([hdr.height, block.hash]))
                 self._put_evidence_window(wb, block, new_state, VALIDATORS_KEY in changes)
@@ -553,6 +554,7 @@ class ChainStore:
         self._head_header = hdr
         self._head_state = None
         self._head_root = update.root
+        self._stale_from = stale_from
 
     # -- state tree --------------------------------------------------------------------------------
 
@@ -565,24 +567,30 @@ class ChainStore:
             wb.put(P_TREE_STALE + stale_index_key(update.version, k), b"")
         wb.put(P_TREE_ROOT + _h(update.version), encode_root(update.root))
 
-    def _prune_tree(self, wb: plyvel.WriteBatch, height: int) -> None:
-        """In the batch of block `height`: forget trees older than the kept window (bounded per block)."""
+    def _prune_tree(self, wb: plyvel.WriteBatch, height: int) -> int:
+        """In the batch of block `height`: forget trees older than the kept window (bounded per block).
+        Returns where the next prune may start in the stale index, once this batch is written."""
         below = height + 1 - self.state_versions_kept
         if below <= 0:
-            return
-        with self._db.iterator(prefix=P_TREE_STALE, include_value=False) as it:
+            return self._stale_from
+        # Start at the first height not yet fully pruned: LevelDB would otherwise step over every deleted
+        # entry since its last compaction on each commit.
+        start = P_TREE_STALE + _h(self._stale_from)
+        with self._db.iterator(start=start, stop=P_TREE_STALE + _h(below + 1), include_value=False) as it:
             pairs = prunable((k[len(P_TREE_STALE):] for k in it), below, PRUNE_PER_COMMIT)  # type: ignore[index]
         for stale_key, node_key in pairs:
             wb.delete(P_TREE_STALE + stale_key)
             wb.delete(P_TREE_NODE + node_key)
+        stale_from = below + 1 if len(pairs) < PRUNE_PER_COMMIT else _U64.unpack(pairs[-1][0][:8])[0]
         oldest = self._oldest_tree(self._db)
         if below > oldest:
-            with self._db.iterator(start=P_TREE_ROOT, stop=P_TREE_ROOT + _h(below), include_value=False) as it:
+            with self._db.iterator(start=P_TREE_ROOT + _h(oldest), stop=P_TREE_ROOT + _h(below), include_value=False) as it:
                 for n, key in enumerate(it):
                     if n >= PRUNE_PER_COMMIT:
                         break
                     wb.delete(key)
             wb.put(K_TREE_OLDEST, _h(below))
+        return stale_from
 
     @staticmethod
     def _oldest_tree(reader: "_CheckedDB | _CheckedSnapshot") -> int:

@@ -225,6 +225,27 @@ def test_store_keeps_the_window_and_prunes_the_rest(tmp_path: Path) -> None:
     assert all(int.from_bytes(k[:8], "big") > head - 2 for k in _keys(db_path, P_TREE_STALE))
 
 
+def test_a_shrunk_window_is_pruned_a_bounded_amount_per_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db_path = tmp_path / "chain"
+    with ChainStore.open(db_path, GENESIS) as store:
+        _blocks(store, 10)
+    before = len(_keys(db_path, P_TREE_NODE))
+    monkeypatch.setattr("chain.store.PRUNE_PER_COMMIT", 20)
+    with ChainStore.open(db_path, GENESIS, state_versions_kept=2) as store:
+        _blocks(store, 1)
+        with store._db.iterator(prefix=P_TREE_NODE, include_value=False) as it:
+            after_one = sum(1 for _ in it)
+        assert before - 20 <= after_one < before + 30  # at most 20 deleted, a block's new nodes added
+        _blocks(store, 25)  # the backlog goes over later blocks
+        head = store.head_height
+        reachable: set[bytes] = set()
+        for h in (head - 1, head):
+            _check_proofs(store, h)
+            raw_root = store._db.get(P_TREE_ROOT + h.to_bytes(8, "big"))
+            reachable.update(StateTree(_SnapshotReader(store._db), decode_root(raw_root), h).node_keys())
+    assert _keys(db_path, P_TREE_NODE) == reachable
+
+
 def test_proofs_at_old_heights_survive_reopen_and_a_wider_window(tmp_path: Path) -> None:
     db_path = tmp_path / "chain"
     with ChainStore.open(db_path, GENESIS) as store:
