@@ -158,7 +158,7 @@ async def show_tx(client: NodeClient, config: WalletConfig, tx_id: str,
     text = tx_id.lower().removeprefix("0x")
     if not MIN_TX_PREFIX <= len(text) <= 64 or any(c not in "0123456789abcdef" for c in text):
         raise UsageError(f"tx id must be 64 hex digits, or a unique prefix of at least {MIN_TX_PREFIX}")
-    data = await _get_tx_by_prefix(client, text)
+    data = await get_tx_by_prefix(client, text)
     text = str(data["tx_id"])  # the full id; everything below is checked against it
     decimals = {k: int(v["decimals"]) for k, v in (await client.assets()).items()}
     out: dict[str, Any] = {"tx_id": text, "status": data.get("status")}
@@ -172,7 +172,7 @@ async def show_tx(client: NodeClient, config: WalletConfig, tx_id: str,
     return out
 
 
-async def _get_tx_by_prefix(client: NodeClient, text: str) -> dict[str, Any]:
+async def get_tx_by_prefix(client: NodeClient, text: str) -> dict[str, Any]:
     """GET /txs/{id or unique prefix} (the node resolves a prefix: 404 none, 409 ambiguous_prefix).
 
     The answer's full id must extend what was asked: a node cannot substitute another transaction, and
@@ -185,6 +185,8 @@ async def _get_tx_by_prefix(client: NodeClient, text: str) -> dict[str, Any]:
         if e.code == "bad_tx_id" and len(text) < 64:
             raise UsageError(f"node {e.url} does not resolve tx id prefixes; give all 64 hex digits") from None
         raise
+    if data is None and len(text) < 64:
+        raise WalletError(f"no committed transaction starts with {text} (a pending one is found by its full id)")
     if data is None:
         raise WalletError(f"no node knows transaction {text}")
     full = str(data.get("tx_id", ""))
@@ -288,5 +290,5 @@ def pinned_set_from_node(validators_json: dict[str, Any], genesis_header_validat
 
 __all__ = [
     "DEFAULT_EXPIRY_MARGIN", "Signed", "TRUST_NOTE", "asset_decimals", "balance", "build_and_sign", "check_chain",
-    "describe_tx", "history", "make_payload", "pinned_set_from_node", "show_tx", "submit", "wait_and_verify",
+    "describe_tx", "get_tx_by_prefix", "history", "make_payload", "pinned_set_from_node", "show_tx", "submit", "wait_and_verify",
 ]

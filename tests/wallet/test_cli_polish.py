@@ -15,14 +15,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from click.testing import CliRunner, Result
 
 from chain import crypto
 from node.localnet import DEMO_ASSET, DEMO_BALANCE, DEMO_DECIMALS, LocalNet, demo_key
 from wallet.amounts import describe_shortfall, format_amount
 from wallet.cli import main
-from wallet.client import ApiError, TxRejected
+from wallet.client import ApiError, NodeClient, TxRejected
+from wallet.errors import UsageError, WalletError
 from wallet.messages import InsufficientFunds, failover_notes, in_asset_units
+from wallet.ops import get_tx_by_prefix
 
 PASS = "polish-pass"
 BASE_PORT = 31920
@@ -153,3 +157,36 @@ def test_history_shows_ids_that_tx_accepts(net: LocalNet, payer_home: Path) -> N
     assert f'"tx_id": "{tx_id}"' in r.stdout and '"verified": true' in r.stdout
     short = wallet(payer_home, "tx", tx_id[:7])
     assert short.exit_code == 2 and "at least 8" in short.stderr
+
+
+# -- tx id prefixes against scripted nodes ----------------------------------------------------------------
+
+
+async def _one_answer(status: int, body: dict) -> tuple[TestServer, str]:
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response(body, status=status)
+
+    app = web.Application()
+    app.router.add_get("/txs/{tx_id}", handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server, str(server.make_url("")).rstrip("/")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error", "text"),
+    [
+        (409, {"error": {"code": "ambiguous_prefix", "message": "2 txs"}}, UsageError, "matches more than one"),
+        (404, {"error": {"code": "tx_not_found", "message": "none"}}, WalletError, "no committed transaction starts"),
+        (400, {"error": {"code": "bad_tx_id", "message": "64 hex"}}, UsageError, "does not resolve tx id prefixes"),
+        (200, {"tx_id": "ff" * 32, "status": "final"}, WalletError, "answered for transaction"),  # not the asked one
+    ],
+)
+async def test_tx_prefix_answers(status: int, body: dict, error: type, text: str) -> None:
+    server, url = await _one_answer(status, body)
+    try:
+        async with NodeClient([url]) as client:
+            with pytest.raises(error, match=text):
+                await get_tx_by_prefix(client, "abcdef12")
+    finally:
+        await server.close()
