@@ -413,7 +413,8 @@ async def test_openapi_documents_every_route(api: Api) -> None:
         "/blocks/raw", "/blocks/{height}/raw", "/genesis",
         "/validators", "/mempool", "/status", "/health", "/metrics",
         "/governance", "/accounts/{address}/statement", "/accounts/{address}/statement.csv", "/search",
-        "/stats/series", "/validators/activity"}
+        "/stats/series", "/validators/activity",
+        "/headers/{height}", "/accounts/{address}/proof", "/assets/{asset_id}/proof"}
     assert doc["paths"]["/txs"]["post"]["responses"]["429"]
     refs = set()
 
