@@ -220,6 +220,8 @@ def _read_internal(reader: "NodeReader", ref: NodeRef, path: bytes) -> Slots:
         if tag != 1 or not children:
             raise ValueError("not an internal node")
         for n, version, h, kh in children:
+            if not 0 <= n < 16 or slots[n] is not None:
+                raise ValueError(f"child slot {n}")
             slots[n] = NodeRef(version, h, kh)
     except (ValueError, TypeError, IndexError) as exc:
         raise TreeCorrupt(f"state tree node {nk.hex()} is not a valid internal node ({exc})") from None
