@@ -15,12 +15,13 @@ Nothing here does I/O or reads a clock it was not given, so the tests drive it w
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 RING_SECONDS = 3600
-FIRST_SEEN_MAX = 100_000
+FIRST_SEEN_MAX = 50_000
+_FINALITY_CAP = 2**32 - 1  # ms (49 days): a longer wait is shown as this
 SERIES_STEPS = (1, 5, 10, 30, 60)  # the aggregation steps the API offers (seconds)
 
 
@@ -136,20 +137,28 @@ class FirstSeen:
 
 
 class FirstSeenLog:
-    """tx id -> FirstSeen for the newest `max_entries` committed txs this node admitted (LRU by commit)."""
+    """tx id -> FirstSeen for the newest `max_entries` committed txs this node admitted (oldest dropped).
+
+    Each entry is kept as one int (first seen << 32 | finality, ms) in a plain dict, with a queue of ids
+    for eviction: ~230 bytes an entry with its key, ~12 MB at the default bound."""
 
     def __init__(self, max_entries: int = FIRST_SEEN_MAX) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[bytes, FirstSeen] = OrderedDict()
+        self._entries: dict[bytes, int] = {}
+        self._order: deque[bytes] = deque()
 
     def add(self, tx_id: bytes, entry: FirstSeen) -> None:
-        self._entries[tx_id] = entry
-        self._entries.move_to_end(tx_id)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        if tx_id not in self._entries:
+            self._order.append(tx_id)
+        self._entries[tx_id] = entry.first_seen_ms << 32 | min(max(entry.finality_ms, 0), _FINALITY_CAP)
+        while len(self._order) > self.max_entries:
+            del self._entries[self._order.popleft()]
 
     def get(self, tx_id: bytes) -> FirstSeen | None:
-        return self._entries.get(tx_id)
+        packed = self._entries.get(tx_id)
+        if packed is None:
+            return None
+        return FirstSeen(first_seen_ms=packed >> 32, finality_ms=packed & _FINALITY_CAP)
 
     def __len__(self) -> int:
         return len(self._entries)
