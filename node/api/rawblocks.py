@@ -14,8 +14,9 @@ certificates alike.
 Cost is bounded on both sides:
 - one response reads at most `raw_blocks_max_bytes` of stored bytes (and at most MAX_RANGE_BLOCKS
   blocks, which bounds the time of tiny blocks), always at least one block, on a worker thread (not the
-  event loop), and tells the client where to continue (`Paynet-Next-From`); memory is that budget plus
-  one block per request in progress (at most `max_inflight_per_ip` per client);
+  event loop), and tells the client where to continue (`Paynet-Next-From`); at most READS_AT_ONCE
+  responses are read or sent at a time node-wide, so their memory is READS_AT_ONCE * (budget + one
+  block) whoever asks;
 - the client's request bucket is charged one token per `decode_bytes_per_token` bytes served, as debt
   after the read, so the long-run download rate per IP is `ip_rate_per_s * decode_bytes_per_token`
   (1.6 MB/s with the defaults) however the requests are sized.
@@ -41,7 +42,7 @@ from node.ratelimit import KeyedRateLimiter
 MEDIA_TYPE = "application/x-paynet-blocks"
 FRAME_HEADER = struct.Struct(">I")
 MAX_RANGE_BLOCKS = 2000
-"""Blocks one range response may hold whatever their size: ~2 LevelDB reads each on the event loop."""
+"""Blocks one range response may hold whatever their size: 2 LevelDB reads and a frame each (~30 us)."""
 READS_AT_ONCE = 4
 """Raw responses being read or sent at a time, node-wide: bounds their memory whoever asks."""
 SEND_TIMEOUT_S = 60.0
@@ -72,7 +73,8 @@ class RawBlockReader:
         cert = store.get_certificate(height)
         return frame(height, bytes(block), bytes(cert or b""))
 
-    def read_range(self, start: int, stop: int, max_bytes: int, max_blocks: int = MAX_RANGE_BLOCKS) -> tuple[list[bytes], int | None]:
+    def read_range(self, start: int, stop: int, max_bytes: int,
+                   max_blocks: int = MAX_RANGE_BLOCKS) -> tuple[list[bytes], int | None]:
         """(frames for start.., next height to ask for or None when `stop` was reached).
 
         Stops *before* a frame that would take the total past `max_bytes`, except that the first frame
@@ -93,7 +95,7 @@ class RawBlockReader:
 
 
 class RawBlocksRoutes:
-    """The two handlers; `client_key(request)` names the rate-limit bucket to charge.
+    """The raw-block and genesis handlers; `client_key(request)` names the rate-limit bucket to charge.
 
     At most READS_AT_ONCE responses are read and sent at a time, node-wide (more get 503 `overloaded`
     with Retry-After, never a queue), and a client that does not read its response within SEND_TIMEOUT_S
