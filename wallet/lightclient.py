@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from chain import crypto
 from chain.block import BlockHeader
@@ -98,21 +98,11 @@ class LightBlock:
         if not isinstance(obj, Mapping):
             raise bad("not an object")
         header_raw = hex_field(obj.get("header_raw"), "header_raw", MAX_HEADER_HEX, bad)
-        try:
-            header = BlockHeader.decode(header_raw)
-        except (DecodeError, ValueError) as e:
-            raise bad(f"header does not decode: {e}") from None
-        if header.encode() != header_raw:
-            raise bad("header is not canonically encoded")
+        header = decode_canonical(header_raw, BlockHeader.decode, "header", bad)
         cert: CommitCertificate | None = None
         if obj.get("certificate") is not None:
             cert_raw = hex_field(obj.get("certificate"), "certificate", MAX_CERT_HEX, bad)
-            try:
-                cert = CommitCertificate.decode(cert_raw)
-            except (DecodeError, ValueError) as e:
-                raise bad(f"certificate does not decode: {e}") from None
-            if cert.encode() != cert_raw:
-                raise bad("certificate is not canonically encoded")
+            cert = decode_canonical(cert_raw, CommitCertificate.decode, "certificate", bad)
         vals = obj.get("validators")
         if not isinstance(vals, list) or not 0 < len(vals) <= MAX_VALIDATORS:
             raise bad(f"validators must be a list of 1..{MAX_VALIDATORS}")
@@ -131,6 +121,25 @@ def hex_field(value: Any, what: str, max_hex: int, bad: Callable[[str], Exceptio
         return bytes.fromhex(value)
     except ValueError:
         raise bad(f"{what} is not hex") from None
+
+
+class _Encodable(Protocol):
+    def encode(self) -> bytes: ...
+
+
+E = TypeVar("E", bound=_Encodable)
+
+
+def decode_canonical(raw: bytes, decode: Callable[[bytes], E], what: str, bad: Callable[[str], Exception]) -> E:
+    """decode(raw), refused unless `raw` is its canonical encoding: the bytes a hash or signature
+    covers must be exactly the bytes checked, never a second spelling of them."""
+    try:
+        obj = decode(raw)
+    except (DecodeError, ValueError) as e:
+        raise bad(f"{what} does not decode: {e}") from None
+    if obj.encode() != raw:
+        raise bad(f"{what} is not canonically encoded")
+    return obj
 
 
 def _pubkey(v: Mapping[str, Any], bad: Callable[[str], Exception]) -> bytes:
@@ -341,11 +350,8 @@ class LightClient:
         if height <= 0:
             raise HeaderUnavailable("height 0 (genesis) carries no signatures; wait for block 1")
         target = served if served is not None else await self._fetch(source, height)
-        if target.height != height:
-            raise LightClientError(f"asked for header {height}, got {target.height}", source.name)
-        known = self.state.at(height)
+        known = self._known(target, height, source.name)
         if known is not None:
-            self._check_no_conflict(known, target, source.name)
             return known
         trusted = self.state.anchor_below(height)
         pending = [target]
@@ -374,20 +380,21 @@ class LightClient:
     async def _fetch(self, source: HeaderSource, height: int) -> LightBlock:
         lb = await source.light_block(height)
         self.fetched += 1
-        if lb.height != height:
-            raise LightClientError(f"asked for header {height}, got {lb.height}", source.name)
-        known = self.state.at(height)
-        if known is not None:
-            self._check_no_conflict(known, lb, source.name)
+        self._known(lb, height, source.name)
         return lb
 
-    @staticmethod
-    def _check_no_conflict(known: TrustedHeader, lb: LightBlock, source: str) -> None:
-        if known.hash != lb.header.hash:
+    def _known(self, lb: LightBlock, height: int, source: str) -> TrustedHeader | None:
+        """The header already verified at `height` (None if none), after checking that `lb` is for that
+        height and, if one was verified there, is that very header: anything else is an attack."""
+        if lb.height != height:
+            raise LightClientError(f"asked for header {height}, got {lb.height}", source)
+        known = self.state.at(height)
+        if known is not None and known.hash != lb.header.hash:
             raise LightClientAttack(
-                f"conflicting header at height {lb.height}: {lb.header.hash.hex()[:16]}… differs from the verified"
+                f"conflicting header at height {height}: {lb.header.hash.hex()[:16]}… differs from the verified"
                 f" {known.hash.hex()[:16] if known.hash else '?'}…", source
             )
+        return known
 
     def _save(self) -> None:
         if self._persist is not None:
@@ -401,6 +408,6 @@ def encode_validators(vset: ValidatorSet) -> bytes:
 
 __all__ = [
     "HeaderSource", "HeaderUnavailable", "LightBlock", "LightClient", "LightClientAttack", "LightClientError",
-    "MAX_TRUSTED_HEADERS", "TrustState", "TrustedHeader", "check_light_block", "encode_validators", "hex_field",
+    "MAX_TRUSTED_HEADERS", "TrustState", "TrustedHeader", "check_light_block", "decode_canonical", "encode_validators", "hex_field",
     "trusted_signed_power", "verify_step",
 ]

@@ -25,7 +25,7 @@ from chain.validators import ValidatorSet
 from consensus.certificate import CertificateError, CommitCertificate, verify_commit_certificate
 
 from wallet.errors import WalletError
-from wallet.lightclient import hex_field
+from wallet.lightclient import decode_canonical, hex_field
 
 T = TypeVar("T")
 
@@ -102,12 +102,7 @@ def verify_receipt(
 
     # 1. The header: decode it ourselves (the pretty `header` object is display only) and hash the
     #    canonical re-encoding, so a non-canonical or altered header cannot pass.
-    try:
-        header = BlockHeader.decode(header_raw)
-    except (DecodeError, ValueError) as e:
-        raise ReceiptError(f"header_raw does not decode: {e}") from None
-    if header.encode() != header_raw:
-        raise ReceiptError("header_raw is not the canonical header encoding")
+    header = decode_canonical(header_raw, BlockHeader.decode, "header_raw", ReceiptError)
     if header.hash != block_hash:
         raise ReceiptError("block hash does not match sha256 of the header")
     if header.chain_id != chain_id:
@@ -128,13 +123,7 @@ def verify_receipt(
     cert_raw = receipt.get("certificate")
     if cert_raw is None:
         raise ReceiptError("receipt has no commit certificate")
-    cert_bytes = _hex(cert_raw, "certificate")
-    try:
-        cert = CommitCertificate.decode(cert_bytes)
-    except (DecodeError, ValueError) as e:
-        raise ReceiptError(f"certificate does not decode: {e}") from None
-    if cert.encode() != cert_bytes:
-        raise ReceiptError("certificate is not canonically encoded")
+    cert = decode_canonical(_hex(cert_raw, "certificate"), CommitCertificate.decode, "certificate", ReceiptError)
     try:
         verify_commit_certificate(cert, validators, chain_id, height, block_hash)
     except CertificateError as e:
