@@ -185,7 +185,7 @@ async function refreshFeed(token) {
 async function refreshHomeBlocks(token) {
   const body = await api(`/blocks?limit=${HOME_BLOCKS}`);
   if (token !== routeToken) return;
-  $("latest-blocks").replaceChildren(...body.blocks.map(blockRow));
+  fillTable($("latest-blocks"), body.blocks.map(blockRow));
   $("home-older-blocks").href = body.next_before !== null ? withBefore("#/blocks", String(body.next_before)) : "#/blocks";
 }
 
@@ -211,16 +211,15 @@ async function refreshActivity(token) {
   const a = await api(`/validators/activity?last=${ACTIVITY_BLOCKS}`);
   if (token !== routeToken) return;
   $("activity-range").textContent = a.heights.length ? `(blocks ${a.from_height}–${a.to_height})` : "";
-  $("validators").replaceChildren(...a.validators.map((v) => {
+  fillTable($("validators"), a.validators.map((v) => {
     const last = v.signed.lastIndexOf(true);
     const strip = document.createElementNS("http://www.w3.org/2000/svg", "svg");
     strip.setAttribute("class", "heat");
     strip.setAttribute("aria-label", `${v.missed} missed of the last ${v.signed.length} blocks`);
     heatStrip(strip, v.signed.map((s, i) => ({ height: a.heights[i], state: s ? "signed" : "missed" })));
-    const tr = row([v.name || short(v.pubkey), addrLink(v.address), [v.power, "num"], [v.missed, "num missed"],
-                    [v.proposed, "num"], last < 0 ? "—" : blockLink(a.heights[last]), [strip, "strip-col"]],
-                   { "data-pubkey": v.pubkey, "data-name": v.name || "", "data-missed": String(v.missed) });
-    return tr;
+    return row([link(`#/account/${v.address}`, v.name || short(v.pubkey), { title: v.address }), [v.power, "num"],
+                [v.missed, "num missed"], [v.proposed, "num"], last < 0 ? "—" : blockLink(a.heights[last]), strip],
+               { "data-pubkey": v.pubkey, "data-name": v.name || "", "data-missed": String(v.missed) });
   }));
 }
 
@@ -265,7 +264,7 @@ async function showAssets(token) {
   showView("assets");
   const list = await loadAssets();
   if (token !== routeToken) return;
-  $("assets-rows").replaceChildren(...list.map((a) =>
+  fillTable($("assets-rows"), list.map((a) =>
     row([a.id, [a.decimals, "num"], [formatUnits(a.supply, a.decimals), "num"], addrLink(a.issuer)], { "data-asset": a.id })));
 }
 
@@ -284,14 +283,14 @@ async function showBlock(ref, token) {
     ["tx root", h.tx_root], ["state root", h.state_root], ["validators hash", h.validators_hash], ["chain id", h.chain_id],
   ]);
   $("block-tx-count").textContent = String(body.tx_count);
-  $("block-txs").replaceChildren(...body.txs.map((t, i) => {
+  fillTable($("block-txs"), body.txs.map((t, i) => {
     const id = body.tx_ids[body.tx_offset + i];
     return row([body.tx_offset + i, txLink(id), t.kind, addrLink(t.sender_address), addrLink(t.to),
                 [formatAmount(t.amount, t.asset, decimalsOf(t.asset)), "num"]], { "data-tx-id": id });
   }));
   const cert = body.certificate_decoded;
   const sigs = cert && Array.isArray(cert.precommits) ? cert.precommits : [];
-  $("block-signers").replaceChildren(...sigs.map((p) => row([short(p[0]), short(p[1])], { "data-pubkey": p[0] })));
+  fillTable($("block-signers"), sigs.map((p) => row([short(p[0]), short(p[1])], { "data-pubkey": p[0] })));
   showView("block");
 }
 
@@ -384,7 +383,7 @@ async function showAccount(address, params, token) {
   $("account-nonce").textContent = String(acct.nonce);
   const held = Object.keys(acct.balances);
   const asset = params.get("asset") || held[0] || Object.keys(assets)[0] || "";
-  $("account-balances").replaceChildren(...Object.entries(acct.balances).map(([id, amount]) =>
+  fillTable($("account-balances"), Object.entries(acct.balances).map(([id, amount]) =>
     row([id, [formatAmount(amount, id, decimalsOf(id)), "num"],
          id === asset ? "statement below" : link(`#/account/${a}?asset=${encodeURIComponent(id)}`, "statement")],
         { "data-asset": id, "data-amount": String(amount) })));

@@ -114,8 +114,14 @@ export const txLink = (id) => idLink(`#/tx/${id}`, id);
 export const blockLink = (h) => link(`#/block/${h}`, String(h), { "data-height": String(h) });
 export const hashLink = (hash) => idLink(`#/block/${hash}`, hash);
 
-/** Show rows in `tbody`, or the `empty` paragraph with `message` when there are none. */
+/**
+ * Show rows in `tbody`, each cell labelled with its column's heading (narrow screens show a row as a card of
+ * "label: value" lines), or the `empty` paragraph with `message` when there are none.
+ */
 export function fillTable(tbody, rows, empty, message) {
+  const head = tbody.closest("table").tHead;
+  const labels = head ? Array.from(head.rows[0].cells, (c) => c.textContent) : [];
+  for (const tr of rows) Array.from(tr.cells).forEach((td, i) => { if (labels[i]) td.dataset.label = labels[i]; });
   tbody.replaceChildren(...rows);
   if (empty) {
     empty.textContent = rows.length ? "" : message;
