@@ -71,6 +71,16 @@ def test_one_api_config_class_with_every_option_settable(tmp_path: Path) -> None
     assert (loaded.api.max_tracked_clients, loaded.api.block_summary_cache) == (77, 3)
 
 
+def test_zero_rate_in_config_disables_the_limiter_as_docs_say(tmp_path: Path) -> None:
+    """docs/api.md: "A rate of 0 disables that limiter"; and max_tracked_clients reaches the limiters."""
+    from node.api.app import make_limiters
+
+    home = write_config(tmp_path / "h", "[api]\nip_rate_per_s = 0\naccount_rate_per_s = 0\nmax_tracked_clients = 7\n")
+    limiters = make_limiters(NodeConfig.load(home).api)
+    assert not limiters.ip_requests.enabled and not limiters.accounts.enabled and limiters.ip_txs.enabled
+    assert limiters.ip_txs.max_keys == 7
+
+
 def test_show_identity_field_prints_what_ca_issue_takes(tmp_path: Path) -> None:
     """docs/troubleshooting.md feeds `show-identity --field pubkey` to `ca issue --pubkey` (JSON would not parse)."""
     r = CliRunner().invoke(main, ["init", "--home", str(tmp_path / "h"), "--name", "n"],
