@@ -118,6 +118,7 @@ class ScanResult:
     txs: list[FoundTx]
     next_before: Position | None  # continue strictly before this; None: reached block 0
     complete: bool  # False: a work bound (blocks or bytes) ended the page early
+    bytes_read: int = 0  # stored block bytes read (what the client is charged for)
 
 
 def headers_down(store: ScanStore, top: int) -> Iterator[HeaderFacts]:
@@ -155,7 +156,7 @@ def scan_back(
     for header in headers_down(store, top):
         h = header.height
         if examined >= max_blocks or budget <= 0:
-            return ScanResult(found, Position(h + 1, 0), complete=False)
+            return ScanResult(found, Position(h + 1, 0), False, max_bytes - budget)
         examined += 1
         end = first_index if h == top else None
         if header.tx_count == 0:  # empty: nothing to read
@@ -172,5 +173,5 @@ def scan_back(
             found.append(FoundTx(Position(h, i), header.time_ms, SignedTx.from_list(objs[i])))
             if len(found) >= limit:
                 pos = Position(h, i)
-                return ScanResult(found, pos if (h > 0 or i > 0) else None, complete=True)
-    return ScanResult(found, None, complete=True)
+                return ScanResult(found, pos if (h > 0 or i > 0) else None, True, max_bytes - budget)
+    return ScanResult(found, None, True, max_bytes - budget)

@@ -80,9 +80,13 @@ class ExplorerRoutes:
     ROUTES = ("tx_feed", "governance", "account_statement", "account_statement_csv", "search", "stats_series",
               "validator_activity")  # the handler names node/api/openapi.py's route table uses
 
-    def __init__(self, view: NodeView, config: ApiConfig, names: dict[bytes, str]) -> None:
+    def __init__(self, view: NodeView, config: ApiConfig, names: dict[bytes, str],
+                 charge: Callable[[web.Request, int], None]) -> None:
+        """`charge(request, n)` bills the client for n stored bytes read (the request bucket, as for
+        uncached block reads: `decode_bytes_per_token`)."""
         self.view = view
         self.config = config
+        self.charge = charge
         self.cursors = StatementCursors()
         self.activity_reader = ActivityReader(names)
 
@@ -111,14 +115,17 @@ class ExplorerRoutes:
     # -- feed and governance --------------------------------------------------------------------------
 
     async def tx_feed(self, request: web.Request) -> web.Response:
-        q = parse_query(request, PageQuery)
-        return respond(feed.tx_feed(self.store, parse_position(q.before), q.limit, self._decimals(),
-                                    self.config.blocks_page_max_bytes))
+        return self._feed_page(request, feed.tx_feed)
 
     async def governance(self, request: web.Request) -> web.Response:
+        return self._feed_page(request, feed.governance)
+
+    def _feed_page(self, request: web.Request, page: Callable[..., tuple[BaseModel, int]]) -> web.Response:
         q = parse_query(request, PageQuery)
-        return respond(feed.governance(self.store, parse_position(q.before), q.limit, self._decimals(),
-                                       self.config.blocks_page_max_bytes))
+        body, bytes_read = page(self.store, parse_position(q.before), q.limit, self._decimals(),
+                                self.config.blocks_page_max_bytes)
+        self.charge(request, bytes_read)
+        return respond(body)
 
     # -- statements -------------------------------------------------------------------------------------
 
@@ -139,6 +146,7 @@ class ExplorerRoutes:
         before, balance = cursor if cursor is not None else (None, now)
         page = statement.statement_page(self.store, addr, q.asset, balance, before, q.limit,
                                         self.config.blocks_page_max_bytes)
+        self.charge(request, page.bytes_read)
         next_before = (self.cursors.encode(address, q.asset, *page.next_before)
                        if page.next_before is not None else None)
         return StatementResponse(address=address, asset=q.asset, decimals=int(info.decimals), balance=now,

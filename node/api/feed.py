@@ -68,14 +68,20 @@ def _governance(obj: Any) -> bool:
     return tx_kind(obj) in GOVERNANCE_KINDS
 
 
-def tx_feed(store: ScanStore, before: Position | None, limit: int, decimals: Decimals, max_bytes: int) -> FeedResponse:
-    """GET /txs: every committed tx, newest first."""
+def _page(store: ScanStore, before: Position | None, limit: int, want: Callable[[Any], bool], decimals: Decimals,
+          max_bytes: int) -> tuple[FeedResponse, int]:
     head = store.head_height
-    return _response(scan_back(store, before, limit, _any, FEED_SCAN_BLOCKS, max_bytes), head, decimals)
+    result = scan_back(store, before, limit, want, FEED_SCAN_BLOCKS, max_bytes)
+    return _response(result, head, decimals), result.bytes_read
+
+
+def tx_feed(store: ScanStore, before: Position | None, limit: int, decimals: Decimals,
+            max_bytes: int) -> tuple[FeedResponse, int]:
+    """GET /txs: every committed tx, newest first; (page, stored bytes read)."""
+    return _page(store, before, limit, _any, decimals, max_bytes)
 
 
 def governance(store: ScanStore, before: Position | None, limit: int, decimals: Decimals,
-               max_bytes: int) -> FeedResponse:
+               max_bytes: int) -> tuple[FeedResponse, int]:
     """GET /governance: committed validator updates, asset creations and issuer changes, newest first."""
-    head = store.head_height
-    return _response(scan_back(store, before, limit, _governance, FEED_SCAN_BLOCKS, max_bytes), head, decimals)
+    return _page(store, before, limit, _governance, decimals, max_bytes)

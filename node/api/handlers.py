@@ -143,7 +143,7 @@ class Handlers:
         self._blocks: OrderedDict[int, LightBlock] = OrderedDict()
         self._names = {bytes.fromhex(v.pubkey): v.name for v in view.genesis.validators}
         self._names_by_addr = {crypto.address_of(pk): n for pk, n in self._names.items()}
-        self._explorer = ExplorerRoutes(view, config, self._names)  # explorer reads (node/api/explorer_routes.py)
+        self._explorer = ExplorerRoutes(view, config, self._names, self._charge_read)  # node/api/explorer_routes.py
         for name in ExplorerRoutes.ROUTES:
             setattr(self, name, getattr(self._explorer, name))
         self._proofs = ProofRoutes(lambda: self.view.store, view.genesis)  # node/api/proofs.py
@@ -166,6 +166,10 @@ class Handlers:
     def account_limiter(self) -> KeyedRateLimiter:
         return self.limiters.accounts
 
+    def _charge_read(self, request: web.Request, stored_bytes: int) -> None:
+        """Bill a read of `stored_bytes` of stored blocks to the client's request bucket."""
+        self.limiters.ip_requests.charge(client_key(request), stored_bytes / self.config.decode_bytes_per_token)
+
     def _block(self, height: int, request: web.Request | None = None) -> LightBlock | None:
         """A committed block as the API reads it; the few most recent are kept (receipts and explorer pages
         ask for the same recent blocks over and over). An uncached read costs the client's request bucket
@@ -179,7 +183,7 @@ class Handlers:
             return None
         block = LightBlock.from_bytes(bytes(raw))
         if request is not None:
-            self.limiters.ip_requests.charge(client_key(request), len(raw) / self.config.decode_bytes_per_token)
+            self._charge_read(request, len(raw))
         self._blocks[height] = block
         if len(self._blocks) > DECODED_BLOCK_CACHE:
             self._blocks.popitem(last=False)

@@ -114,6 +114,7 @@ class StatementPage:
     rows: list[StatementRow]
     next_before: tuple[Position, int] | None  # (continue strictly before, balance after the next row)
     complete: bool
+    bytes_read: int = 0  # stored block bytes read (what the client is charged for)
 
 
 def statement_page(store: IndexStore, addr: bytes, asset: str, balance_after_first: int, before: Position | None,
@@ -152,9 +153,9 @@ def statement_page(store: IndexStore, addr: bytes, asset: str, balance_after_fir
         for (pos, time_ms, tx, mv), bal in zip(moves, after)
     ]
     if not stopped:
-        return StatementPage(rows, None, complete=True)
+        return StatementPage(rows, None, True, max_bytes - budget)
     assert last is not None
-    return StatementPage(rows, (last, balance), complete=len(rows) >= limit)
+    return StatementPage(rows, (last, balance), len(rows) >= limit, max_bytes - budget)
 
 
 def _utc(time_ms: int) -> str:

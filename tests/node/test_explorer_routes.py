@@ -298,3 +298,22 @@ async def test_series_reports_committed_blocks(api: Api) -> None:
     assert stats.first_seen.get(b"x" * 32).finality_ms == 250  # type: ignore[union-attr]
     assert_error(*(await api.get("/stats/series?step=7")), 400, "bad_query")
     assert_error(*(await api.get("/stats/series?window=5")), 400, "bad_query")
+
+
+async def test_stored_bytes_read_are_charged_to_the_client(tmp_path: Path) -> None:
+    """A feed page that reads a block costs the client's request bucket its bytes / decode_bytes_per_token."""
+    node = TestNode(genesis=make_genesis(), store=ChainStore.open(tmp_path / "chain", make_genesis()))
+    for n in range(40):
+        pay = transfer(ALICE, BOB.address, 1, n)
+        node.pending[pay.tx_id] = pay
+    block = node.commit_block()
+    assert len(node.store.get_block_bytes(1)) > 5 * 1024 and len(block.txs) == 40
+    cfg = ApiConfig(ip_rate_per_s=0.001, ip_burst=3, account_rate_per_s=0, decode_bytes_per_token=1024)
+    client = TestClient(TestServer(create_app(node, cfg)))
+    await client.start_server()
+    try:
+        assert (await client.get("/txs?limit=1")).status == 200  # 1 token + the block read: > 5 more
+        assert (await client.get("/txs?limit=1")).status == 429
+    finally:
+        await client.close()
+        node.store.close()
