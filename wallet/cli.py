@@ -498,16 +498,7 @@ def _transact(obj: Ctx, kind: str, from_name: str, to: str | None, amount: str, 
     to_addr = obj.home.resolve_address(to) if to is not None else None
     key = obj.home.unlock(from_name, passphrase())  # fail fast on a wrong passphrase, before any network I/O
 
-    async def go() -> dict[str, Any]:
-        async with obj.client(cfg) as client:
-            signed = await ops.build_and_sign(client, cfg, key, kind, to=to_addr, asset=asset, amount_text=amount,
-                                              memo=memo, expiry_margin=expiry_margin)
-            try:
-                return await _submit_and_wait(client, signed)
-            except WalletError as e:
-                raise in_asset_units(e, asset, signed.decimals) from None
-
-    async def _submit_and_wait(client: NodeClient, signed: ops.Signed) -> dict[str, Any]:
+    async def submit_and_wait(client: NodeClient, signed: ops.Signed) -> dict[str, Any]:
         sub = await ops.submit(client, signed)
         data: dict[str, Any] = {"tx_id": signed.tx_id, "submitted_to": sub.url, "submit_status": sub.status,
                                 "nonce": signed.tx.body.nonce,
@@ -527,6 +518,15 @@ def _transact(obj: Ctx, kind: str, from_name: str, to: str | None, amount: str, 
             data["status"] = "final"
         data["failovers"] = [{"url": u, "reason": r} for u, r in client.failovers]
         return data
+
+    async def go() -> dict[str, Any]:
+        async with obj.client(cfg) as client:
+            signed = await ops.build_and_sign(client, cfg, key, kind, to=to_addr, asset=asset, amount_text=amount,
+                                              memo=memo, expiry_margin=expiry_margin)
+            try:  # a refusal for lack of funds is restated in the asset's units
+                return await submit_and_wait(client, signed)
+            except WalletError as e:
+                raise in_asset_units(e, asset, signed.decimals) from None
 
     data = run(go())
 
