@@ -69,7 +69,7 @@ export function lineChart(svg, points, { fromMs, toMs, unit = "" }) {
   return present.length ? present[present.length - 1][1] : null;
 }
 
-/** One square per height, oldest left: `cells` is a list of {height, state: "signed"|"missed"|"unknown"}. */
+/** One square per height, oldest left: `cells` is a list of {height, state: "signed" or "missed"}. */
 export function heatStrip(svg, cells) {
   const size = 6, gap = 1;
   const width = Math.max(1, cells.length * (size + gap));

@@ -44,7 +44,7 @@ export function formatTime(ms) {
 }
 
 /** "12 s ago", "3 min ago": feeds are read as "how recent". */
-export function ago(ms, now = Date.now()) {
+function ago(ms, now = Date.now()) {
   const s = Math.max(0, Math.round((now - ms) / 1000));
   if (s < 60) return `${s} s ago`;
   if (s < 3600) return `${Math.floor(s / 60)} min ago`;
@@ -91,7 +91,7 @@ export function idLink(href, full, label) {
   return span;
 }
 
-export function copyButton(text) {
+function copyButton(text) {
   const b = el("button", "copy", { type: "button", class: "copy", title: `copy ${text}`, "aria-label": "copy full id",
                                "data-copy": text });
   b.addEventListener("click", () => copyText(text).then(

@@ -9,13 +9,13 @@ const TX_DOMAIN = new TextEncoder().encode("paynet/tx/v1");
 const SIGNATURE_TAIL = 2 + 64; // a SignedTx is [body, signature]: 0x92, the body, then bin8 (0xc4 0x40) + 64 bytes
 const PRECOMMIT = 2;
 
-export function hexToBytes(hex) {
+function hexToBytes(hex) {
   const out = new Uint8Array(hex.length / 2);
   for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.substr(2 * i, 2), 16);
   return out;
 }
 
-export function bytesToHex(bytes) {
+function bytesToHex(bytes) {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
@@ -31,7 +31,7 @@ async function sha256(bytes) {
 }
 
 /** Decode one canonical msgpack value (arrays, unsigned ints, nil, bools, str, bin). */
-export function unpack(bytes) {
+function unpack(bytes) {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let at = 0;
   const take = (n) => { const b = bytes.subarray(at, at + n); if (b.length !== n) throw new Error("truncated"); at += n; return b; };
