@@ -1,7 +1,7 @@
 """The explorer's reads (issue 18) against a real 4-validator network (`paynet-node run` processes,
 their LevelDB stores, consensus and HTTP servers).
 
-One module-scoped network; empty blocks every 50 ms so "a payment stays in the feed after 60 empty
+One module-scoped network; empty blocks every 10 ms so "a payment stays in the feed after 60 empty
 blocks" takes seconds. No sleeps: every wait is a condition with a deadline (LocalNet.wait_for).
 The validator-activity test stops a validator, so it runs last.
 """
@@ -34,7 +34,7 @@ MIN_PREFIX = 8  # node.api.lookup.MIN_ID_PREFIX, restated: the contract in docs/
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
     net = LocalNet.provision(
         tmp_path_factory.mktemp("explorer-api"), validators=4, base_port=BASE_PORT, demo_accounts=8,
-        config_overrides={"consensus": {"empty_block_interval_ms": 50, "timeout_propose_ms": 400,
+        config_overrides={"consensus": {"empty_block_interval_ms": 10, "timeout_propose_ms": 400,
                                         "timeout_prevote_ms": 300, "timeout_precommit_ms": 300}},
     )
     with net.running(height=2):
