@@ -1,6 +1,6 @@
 // paynet block explorer: plain JS modules, no build step, served by the node itself under a strict CSP
 // (script-src 'self', no inline styles). Routes are hash-based, so any page can be linked and reloaded:
-//   #/  #/payments  #/blocks  #/block/<height|hash>  #/tx/<id>  #/account/<addr>?asset=USD
+//   #/  #/payments  #/blocks  #/block/<height|hash>  #/tx/<id>  #/account/<addr>?asset=USD&rows=50
 //   #/governance  #/assets  #/search/<text>      (lists take ?before=<cursor> for older pages)
 // The endpoints it reads are in docs/api.md ("Explorer endpoints"); what it polls and how often is in
 // docs/explorer.md.
@@ -390,9 +390,10 @@ async function showAccount(address, params, token) {
   showView("account");
   if (!asset) return;
   const before = params.get("before");
+  const rows = Math.min(Math.max(Number(params.get("rows")) || STATEMENT_ROWS, 1), 200); // ?rows= page size
   const query = `asset=${encodeURIComponent(asset)}`;
-  const base = `#/account/${a}?${query}`;
-  const st = await api(withBefore(`/accounts/${a}/statement?${query}&limit=${STATEMENT_ROWS}`, before));
+  const base = `#/account/${a}?${query}${params.has("rows") ? `&rows=${rows}` : ""}`;
+  const st = await api(withBefore(`/accounts/${a}/statement?${query}&limit=${rows}`, before));
   if (token !== routeToken) return;
   $("statement-asset").textContent = `(${st.asset}, balance ${formatUnits(st.balance, st.decimals)})`;
   fillTable($("statement-rows"), st.rows.map((r) => statementRow(r, st.asset, st.decimals)), $("statement-empty"),

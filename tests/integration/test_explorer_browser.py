@@ -242,6 +242,19 @@ def test_account_statement_and_csv_match_the_api(net: LocalNet, browser: Any, pa
             "rows => rows.map(r => [r.dataset.txId, r.dataset.balanceAfter])")
         assert shown == [[r["tx_id"], str(r["balance_after"])] for r in api["rows"]]
 
+        # One row a page: "Older" follows the cursor to the first payment, then there is nothing older.
+        t.goto(net.nodes[0].api_url, f"#/account/{p.receiver}?asset=USD&rows=1")
+        expect(page.locator("#statement-rows tr")).to_have_count(1)
+        expect(page.locator(f'#statement-rows tr[data-tx-id="{p.second}"]')).to_be_visible()
+        expect(page.locator("#statement-newest")).to_be_hidden()
+        page.click("#statement-older")
+        expect(page.locator(f'#statement-rows tr[data-tx-id="{p.first}"]')).to_have_attribute("data-balance-after",
+                                                                                          "12345")
+        expect(page.locator("#statement-rows tr")).to_have_count(1)
+        expect(page.locator("#statement-older")).to_be_hidden()
+        page.click("#statement-newest")
+        expect(page.locator(f'#statement-rows tr[data-tx-id="{p.second}"]')).to_be_visible()
+
 
 def test_tx_page_settlement_and_verified_receipt(net: LocalNet, browser: Any, payments: Payments) -> None:
     from playwright.sync_api import expect
