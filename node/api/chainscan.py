@@ -97,15 +97,6 @@ def tx_at(raw: bytes, index: int) -> tuple[int, SignedTx] | None:
         raise DecodeError(f"stored block does not decode: {e}") from None
 
 
-def tx_kind(obj: Any) -> int | None:
-    """The kind number of an undecoded tx object ([body, signature], body[2] = kind), cheaply."""
-    try:
-        kind = obj[0][2]
-    except (TypeError, IndexError, KeyError):
-        return None
-    return kind if isinstance(kind, int) else None
-
-
 @dataclass(frozen=True, slots=True)
 class FoundTx:
     pos: Position

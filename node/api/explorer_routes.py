@@ -9,6 +9,7 @@ node/api/cursors.py (400 `bad_cursor`).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -20,13 +21,14 @@ from chain import crypto
 from node.api import feed, lookup, statement
 from node.api.activity import DEFAULT_ACTIVITY_BLOCKS, MAX_ACTIVITY_BLOCKS, ActivityReader
 from node.api.config import ApiConfig
-from node.api.cursors import StatementCursors, parse_position
+from node.api.cursors import Position, StatementCursors, parse_position
 from node.api.errors import ApiError
-from node.api.models import SeriesResponse, StatementResponse
+from node.api.models import FeedResponse, SeriesResponse, StatementResponse
 from node.node_view import NodeView
 from node.timeseries import RING_SECONDS, SERIES_STEPS, ExplorerStats
 
 Q = TypeVar("Q", bound=BaseModel)
+FeedPage = Callable[[Position | None, int, feed.Decimals, int], tuple[FeedResponse, int]]  # (before, limit, decimals, max_bytes)
 
 
 class _Query(BaseModel):
@@ -115,15 +117,15 @@ class ExplorerRoutes:
     # -- feed and governance --------------------------------------------------------------------------
 
     async def tx_feed(self, request: web.Request) -> web.Response:
-        return self._feed_page(request, feed.tx_feed)
+        return self._feed_page(request, functools.partial(feed.tx_feed, self.store))
 
     async def governance(self, request: web.Request) -> web.Response:
-        return self._feed_page(request, feed.governance)
+        admins = [crypto.address_of(pk) for pk in self.view.genesis.admin_keys()]  # the only possible senders
+        return self._feed_page(request, functools.partial(feed.governance, self.store, admins))
 
-    def _feed_page(self, request: web.Request, page: Callable[..., tuple[BaseModel, int]]) -> web.Response:
+    def _feed_page(self, request: web.Request, page: FeedPage) -> web.Response:
         q = parse_query(request, PageQuery)
-        body, bytes_read = page(self.store, parse_position(q.before), q.limit, self._decimals(),
-                                self.config.blocks_page_max_bytes)
+        body, bytes_read = page(parse_position(q.before), q.limit, self._decimals(), self.config.blocks_page_max_bytes)
         self.charge(request, bytes_read)
         return respond(body)
 

@@ -1,22 +1,27 @@
 """The explorer's live tx feed and governance history: committed txs, newest first, paged by cursor.
 
-Both come from `chainscan.scan_back` (empty blocks skipped from their headers, bounded work per
-request), so a payment stays listed however many empty blocks follow it; they differ only in which
-txs they keep.
+The feed comes from `chainscan.scan_back` (empty blocks skipped from their headers, bounded work per
+request), so a payment stays listed however many empty blocks follow it. Governance txs can only be
+sent by the genesis admins, so their history comes from the admins' entries in the account index
+(store prefix `x`), merged newest first: a page reads the admins' txs only, however long the chain,
+instead of walking every block back to the one that changed the validator set.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import heapq
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from chain import crypto
 from chain.tx import AssetCreate, Issue, SetIssuer, SignedTx, Transfer, TxKind, ValidatorUpdate, Burn
-from node.api.chainscan import ScanResult, ScanStore, scan_back, tx_kind
+from node.api.chainscan import FoundTx, ScanResult, ScanStore, scan_back, tx_at
 from node.api.cursors import Position
+from node.api.statement import IndexStore, index_entries
 from node.api.models import FeedResponse, FeedTx
 
-FEED_SCAN_BLOCKS = 2000  # headers one feed or governance request may examine
+FEED_SCAN_BLOCKS = 2000  # headers one feed request may examine
+GOVERNANCE_SCAN_ENTRIES = 2000  # admin index entries one governance request may examine
 MAX_FEED_PAGE = 100
 DEFAULT_FEED_PAGE = 20
 GOVERNANCE_KINDS = frozenset({int(TxKind.VALIDATOR_UPDATE), int(TxKind.ASSET_CREATE), int(TxKind.SET_ISSUER)})
@@ -64,24 +69,34 @@ def _any(obj: Any) -> bool:
     return True
 
 
-def _governance(obj: Any) -> bool:
-    return tx_kind(obj) in GOVERNANCE_KINDS
-
-
-def _page(store: ScanStore, before: Position | None, limit: int, want: Callable[[Any], bool], decimals: Decimals,
-          max_bytes: int) -> tuple[FeedResponse, int]:
-    head = store.head_height
-    result = scan_back(store, before, limit, want, FEED_SCAN_BLOCKS, max_bytes)
-    return _response(result, head, decimals), result.bytes_read
-
-
 def tx_feed(store: ScanStore, before: Position | None, limit: int, decimals: Decimals,
             max_bytes: int) -> tuple[FeedResponse, int]:
     """GET /txs: every committed tx, newest first; (page, stored bytes read)."""
-    return _page(store, before, limit, _any, decimals, max_bytes)
+    result = scan_back(store, before, limit, _any, FEED_SCAN_BLOCKS, max_bytes)
+    return _response(result, store.head_height, decimals), result.bytes_read
 
 
-def governance(store: ScanStore, before: Position | None, limit: int, decimals: Decimals,
+def governance(store: IndexStore, admins: Iterable[bytes], before: Position | None, limit: int, decimals: Decimals,
                max_bytes: int) -> tuple[FeedResponse, int]:
-    """GET /governance: committed validator updates, asset creations and issuer changes, newest first."""
-    return _page(store, before, limit, _governance, decimals, max_bytes)
+    """GET /governance: committed validator updates, asset creations and issuer changes, newest first;
+    (page, stored bytes read). `admins` are the genesis admins' addresses (the only possible senders)."""
+    head = store.head_height
+    merged = heapq.merge(*(index_entries(store, a, before) for a in sorted(set(admins))), reverse=True)
+    found: list[FoundTx] = []
+    budget, examined, last = max_bytes, 0, None
+    block: tuple[int, bytes] = (-1, b"")
+    for pos, _tx_id in merged:
+        if len(found) >= limit or examined >= GOVERNANCE_SCAN_ENTRIES or budget <= 0:
+            assert last is not None
+            return _response(ScanResult(found, last, len(found) >= limit), head, decimals), max_bytes - budget
+        if pos == last:
+            continue  # an admin paying another admin: the tx is under both addresses
+        examined += 1
+        last = pos
+        if block[0] != pos.height:
+            block = (pos.height, bytes(store.get_block_bytes(pos.height) or b""))
+            budget -= len(block[1])
+        hit = tx_at(block[1], pos.index) if block[1] else None
+        if hit is not None and int(hit[1].body.kind) in GOVERNANCE_KINDS:
+            found.append(FoundTx(pos, hit[0], hit[1]))
+    return _response(ScanResult(found, None, True), head, decimals), max_bytes - budget

@@ -44,6 +44,9 @@ Direction = Literal["in", "out", "self"]
 class IndexStore(Protocol):
     """What a statement reads (chain.store.ChainStore has it)."""
 
+    @property
+    def head_height(self) -> int: ...
+
     def items_between(self, start: bytes, stop: bytes, limit: int, reverse: bool = False) -> list[tuple[bytes, bytes]]: ...
 
     def get_block_bytes(self, height: int) -> bytes | None: ...

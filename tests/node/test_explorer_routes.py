@@ -18,13 +18,13 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from chain import crypto
 from chain.store import ChainStore
-from chain.tx import AssetCreate, Burn, Issue, SignedTx, TxBody
+from chain.tx import AssetCreate, Burn, Issue, SetIssuer, SignedTx, Transfer, TxBody
 from node.api import ApiConfig, create_app, feed, lookup
 from node.timeseries import ExplorerStats
 from tests.integration.idcollide import colliding_memos
 from test_api_harness import ALICE, BOB, CAROL, CHAIN_ID, ISSUER, TestNode, key, make_genesis, transfer
 
-ADMIN = key("admin")
+ADMIN, ADMIN2 = key("admin"), key("admin-2")
 
 
 @dataclass
@@ -43,7 +43,7 @@ class Api:
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    genesis = make_genesis().model_copy(update={"admins": [ADMIN.public_key.hex()]})
+    genesis = make_genesis().model_copy(update={"admins": [ADMIN.public_key.hex(), ADMIN2.public_key.hex()]})
     node = TestNode(genesis=genesis, store=ChainStore.open(tmp_path / "chain", genesis))
     node.explorer_stats = ExplorerStats()  # type: ignore[attr-defined]
     client = TestClient(TestServer(create_app(node, ApiConfig(ip_rate_per_s=0, account_rate_per_s=0))))
@@ -110,19 +110,51 @@ async def test_feed_refuses_bad_queries(api: Api, query: str) -> None:
     assert_error(status, body, 400, "bad_cursor" if query.startswith("before") else "bad_query")
 
 
-async def test_governance_lists_asset_creation_and_assets_lists_the_new_asset(api: Api) -> None:
+async def test_governance_lists_admin_txs_newest_first_and_assets_lists_new_assets(api: Api) -> None:
     create = signed(ADMIN, AssetCreate("GBP", ISSUER.address, 3), 0, memo="new asset")
     api.send(create)
     api.node.commit_block()
-    api.send(transfer(ALICE, BOB.address, 5, 0))
+    hand_over = signed(ADMIN2, SetIssuer("EUR", CAROL.address), 0)
+    api.send(transfer(ALICE, BOB.address, 5, 0), signed(ISSUER, Issue(ADMIN.address, "USD", 10), 0), hand_over)
     api.node.commit_block()
+    api.node.commit_block()
+    jpy = signed(ADMIN, AssetCreate("JPY", ISSUER.address, 0), 1)
+    api.send(jpy, signed(ADMIN, Transfer(BOB.address, "USD", 4), 2))  # an admin's payment is not governance
+    api.node.commit_block()
+    want = [jpy.tx_id.hex(), hand_over.tx_id.hex(), create.tx_id.hex()]
     status, body = await api.get("/governance")
-    assert status == 200 and [t["tx_id"] for t in body["txs"]] == [create.tx_id.hex()]
-    g = body["txs"][0]
+    assert status == 200 and [t["tx_id"] for t in body["txs"]] == want and body["next_before"] is None
+    g = body["txs"][-1]
     assert (g["kind"], g["asset"], g["issuer"], g["decimals"], g["height"]) == ("asset_create", "GBP", addr(ISSUER), 3, 1)
+    assert body["txs"][1]["kind"] == "set_issuer" and body["txs"][1]["issuer"] == addr(CAROL)
+    paged, before = [], ""
+    while True:
+        status, page = await api.get(f"/governance?limit=1{before}")
+        paged += [t["tx_id"] for t in page["txs"]]
+        if page["next_before"] is None:
+            break
+        before = f"&before={page['next_before']}"
+    assert paged == want
     status, body = await api.get("/assets")
-    assert [a["id"] for a in body["assets"]] == ["EUR", "GBP", "USD"]
+    assert [a["id"] for a in body["assets"]] == ["EUR", "GBP", "JPY", "USD"]
     assert body["assets"][1] == {"id": "GBP", "issuer": addr(ISSUER), "decimals": 3, "supply": 0}
+
+
+async def test_governance_pages_stop_at_their_entry_bound(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(feed, "GOVERNANCE_SCAN_ENTRIES", 1)
+    txs = [signed(ADMIN, AssetCreate(a, ISSUER.address, 2), n) for n, a in enumerate(["AAA", "BBB", "CCC"])]
+    for tx in txs:
+        api.send(tx)
+        api.node.commit_block()
+    got, before, cut = [], "", 0
+    for _ in range(10):
+        status, page = await api.get(f"/governance?limit=20{before}")
+        got += [t["tx_id"] for t in page["txs"]]
+        cut += not page["complete"]
+        if page["next_before"] is None:
+            break
+        before = f"&before={page['next_before']}"
+    assert got == [t.tx_id.hex() for t in reversed(txs)] and cut >= 2
 
 
 # -- statement ----------------------------------------------------------------------------------------
