@@ -201,10 +201,17 @@ class LocalNet:
         except (FileNotFoundError, ValueError, ProcessLookupError):
             return None
 
-    def signal(self, i: int, sig: int) -> None:
+    def signal(self, i: int, sig: int) -> bool:
+        """Send `sig` to validator i; False if it is not running (also when it exits between the
+        liveness check and the signal, which a chaos schedule racing a node's own exit can hit)."""
         pid = self.pid(i)
-        if pid is not None:
+        if pid is None:
+            return False
+        try:
             os.kill(pid, sig)
+        except ProcessLookupError:
+            return False
+        return True
 
     def kill(self, i: int) -> None:
         """SIGKILL: the crash case."""

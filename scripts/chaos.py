@@ -188,13 +188,16 @@ class Cluster:
     def inject(self, i: int, kind: str) -> None:
         if len(self.faults) >= self.f:
             raise RuntimeError("fault budget exceeded")  # a bug in the schedule, never a network failure
+        sig = {"kill": signal.SIGKILL, "pause": signal.SIGSTOP, "restart": signal.SIGTERM}.get(kind)
+        if sig is not None and not self.net.signal(i, sig):
+            # The schedule only picks healthy validators, so this one exited on its own in between:
+            # say so (the run must not hide it) and treat the fault as a kill, which heal restarts.
+            self.counts["exited-on-its-own"] += 1
+            self.log(f"NOTE    validator {i} was not running when the nemesis reached it; treated as a kill")
+            kind = "kill"
         if kind == "kill":
-            self.net.signal(i, signal.SIGKILL)
             self._wait_dead(i)
-        elif kind == "pause":
-            self.net.signal(i, signal.SIGSTOP)
         elif kind == "restart":
-            self.net.signal(i, signal.SIGTERM)
             self._wait_dead(i, 20)
             self.start(i)
         fault = self.new_fault(i, kind)
@@ -915,7 +918,8 @@ def report(cluster: Cluster, load: Load, checks: list[Check], seed: int, nem: Ne
     kinds = cluster.counts
     print(f"faults injected: kill {kinds['kill']}, pause {kinds['pause']}, restart {kinds['restart']}, "
           f"clock {kinds['clock']}, disk {kinds['disk']}, partition {kinds['partition']}, link {kinds['link']}, "
-          f"beyond-f {kinds['beyond-f']}")
+          f"beyond-f {kinds['beyond-f']}"
+          + (f"; validators found exited on their own: {kinds['exited-on-its-own']}" if kinds["exited-on-its-own"] else ""))
     disk = {k.split(":", 1)[1]: v for k, v in kinds.items() if k.startswith("disk:")}
     if disk:
         print(f"disk faults: {disk}")
