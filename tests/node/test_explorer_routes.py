@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from chain import crypto
 from chain.store import ChainStore
 from chain.tx import AssetCreate, Burn, Issue, SetIssuer, SignedTx, Transfer, TxBody
-from node.api import ApiConfig, create_app, feed, lookup
+from node.api import ApiConfig, create_app, feed, lookup, statement
 from node.timeseries import ExplorerStats
 from tests.integration.idcollide import colliding_memos
 from test_api_harness import ALICE, BOB, CAROL, CHAIN_ID, ISSUER, TestNode, key, make_genesis, transfer
@@ -201,6 +201,24 @@ async def test_statement_running_balances_are_exact_and_pages_join(api: Api) -> 
     status, body = await api.get(f"/accounts/{addr(ISSUER)}/statement?asset=USD")
     assert [(r["direction"], r["delta"], r["balance_after"]) for r in body["rows"]] == [
         ("out", -20, 50), ("self", 70, 70), ("out", 0, 0)]
+
+
+async def test_statement_index_chunks_and_entry_bound_keep_rows_exact(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    await _history(api)
+    a = addr(ALICE)
+    _, whole = await api.get(f"/accounts/{a}/statement?asset=USD")
+    monkeypatch.setattr(statement, "INDEX_CHUNK", 2)
+    monkeypatch.setattr(statement, "STATEMENT_SCAN_ENTRIES", 2)  # Alice has 5 index entries, one in EUR
+    rows, before, cut = [], "", 0
+    for _ in range(10):
+        status, page = await api.get(f"/accounts/{a}/statement?asset=USD&limit=200{before}")
+        assert status == 200
+        rows += page["rows"]
+        cut += not page["complete"]
+        if page["next_before"] is None:
+            break
+        before = f"&before={page['next_before']}"
+    assert rows == whole["rows"] and cut >= 2
 
 
 async def test_statement_csv_equals_json(api: Api) -> None:
