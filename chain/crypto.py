@@ -32,6 +32,9 @@ def format_address(addr: bytes) -> str:
     return ADDRESS_PREFIX + addr.hex()
 
 
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
 def parse_address(text: str) -> bytes:
     """Parse `pn` + 40 hex digits; raise ValueError with a clear message otherwise."""
     if not isinstance(text, str) or not text.startswith(ADDRESS_PREFIX):
@@ -39,10 +42,9 @@ def parse_address(text: str) -> bytes:
     body = text[len(ADDRESS_PREFIX):]
     if len(body) != 2 * ADDRESS_SIZE:
         raise ValueError(f"address must be {ADDRESS_PREFIX!r} followed by {2 * ADDRESS_SIZE} hex digits")
-    try:
-        return bytes.fromhex(body)
-    except ValueError:
-        raise ValueError("address is not hexadecimal") from None
+    if not all(c in _HEX_DIGITS for c in body):  # bytes.fromhex skips spaces: "pn" + 38 digits + 2 spaces
+        raise ValueError("address is not hexadecimal")
+    return bytes.fromhex(body)
 
 
 def signing_message(domain: bytes, chain_id: str, payload: bytes) -> bytes:

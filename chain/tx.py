@@ -47,7 +47,7 @@ class TxKind(IntEnum):
 
 
 def check_asset_id(asset: Any) -> str:
-    if not isinstance(asset, str) or not ASSET_RE.match(asset):
+    if not isinstance(asset, str) or not ASSET_RE.fullmatch(asset):  # fullmatch: `$` alone lets "USD\n" through
         raise DecodeError(f"asset id must match {ASSET_RE.pattern}")
     return asset
 

@@ -344,7 +344,7 @@ def tx_rules() -> dict[str, Any]:
         _rule_case("validator_update removing a key that is not a validator",
                    TxSpec("t", ADMIN, 0, ValidatorUpdate(key(NEWCOMER).public_key, 0)), 1),
         _rule_case("validator_update removing a member", TxSpec("t", ADMIN, 0, ValidatorUpdate(v0, 0)), 1),
-        _rule_case("asset id followed by a newline (Python's re '$' accepts it: a known quirk, docs/protocol.md)",
+        _rule_case("asset id followed by a newline (not an asset id: the whole string must match)",
                    TxSpec("t", ADMIN, 0, AssetCreate("USD\n", addr(ALICE), 2)), 1),
     ]
     for case in cases:
