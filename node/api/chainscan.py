@@ -27,7 +27,8 @@ from chain.store import P_HEADER
 from chain.tx import SignedTx
 from node.api.cursors import Position
 
-HEADER_CHUNK = 256  # headers read per store range read
+HEADER_CHUNK = 256  # most headers read per store range read
+FIRST_CHUNK = 8
 _U64 = struct.Struct(">Q")
 # positions in the header list (chain.block.BlockHeader.to_list, version 2)
 _H_HEIGHT, _H_TIME, _H_TX_COUNT, _H_PROPOSER = 2, 3, 6, 8
@@ -113,15 +114,40 @@ class ScanResult:
 
 
 def headers_down(store: ScanStore, top: int) -> Iterator[HeaderFacts]:
-    """Headers from `top` down to 0, newest first, read HEADER_CHUNK at a time."""
+    """Headers from `top` down to 0, newest first, read in chunks growing from FIRST_CHUNK to HEADER_CHUNK
+    (a scan that stops or jumps after a few headers reads only a few)."""
     stop = P_HEADER + _U64.pack(top + 1)
+    size = FIRST_CHUNK
     while True:
-        chunk = store.items_between(P_HEADER, stop, HEADER_CHUNK, reverse=True)
+        chunk = store.items_between(P_HEADER, stop, size, reverse=True)
         for _key, raw in chunk:
             yield header_facts(raw)
-        if len(chunk) < HEADER_CHUNK:
+        if len(chunk) < size:
             return
         stop = chunk[-1][0]
+        size = min(2 * size, HEADER_CHUNK)
+
+
+class EmptyRuns:
+    """Heights known to hold no txs: one run [lo, hi] learned by earlier scans. Committed blocks never
+    change, so the fact stays true: a feed polled every few seconds on an idle chain reads only the
+    headers committed since its last poll, then jumps over the run in one step."""
+
+    def __init__(self) -> None:
+        self.run: tuple[int, int] | None = None
+
+    def below(self, height: int) -> int | None:
+        """The next height to look at if `height` is in the known run (the one below it), else None."""
+        if self.run is not None and self.run[0] <= height <= self.run[1]:
+            return self.run[0] - 1
+        return None
+
+    def learn(self, lo: int, hi: int) -> None:
+        """Heights lo..hi were all seen empty: merge with the run if they touch it, else keep the newer."""
+        if self.run is not None and lo <= self.run[1] + 1 and hi >= self.run[0] - 1:
+            self.run = (min(lo, self.run[0]), max(hi, self.run[1]))
+        elif self.run is None or hi > self.run[1]:
+            self.run = (lo, hi)
 
 
 def scan_back(
@@ -131,38 +157,62 @@ def scan_back(
     want: Callable[[Any], bool],
     max_blocks: int,
     max_bytes: int,
+    runs: EmptyRuns | None = None,
 ) -> ScanResult:
     """The newest `limit` txs strictly older than `before` (None: from the head) for which `want(tx object)`.
 
-    Examines at most `max_blocks` headers and reads at most about `max_bytes` of stored blocks."""
+    Examines at most `max_blocks` headers (a jump over a run of `runs` counts as one) and reads at most
+    about `max_bytes` of stored blocks; teaches `runs` the empty stretches it walks."""
     head = store.head_height
     top, first_index = head, None
     if before is not None and before.height <= head:
         top, first_index = before.height, before.index
         if first_index == 0:  # nothing of that block: start below it (and do not count it as examined)
             top, first_index = top - 1, None
+    runs = runs if runs is not None else EmptyRuns()
     found: list[FoundTx] = []
     examined = 0
     budget = max_bytes
-    for header in headers_down(store, top):
-        h = header.height
+    stretch: tuple[int, int] | None = None  # the empty heights just walked, down to the current one
+
+    def result(next_before: Position | None, complete: bool) -> ScanResult:
+        if stretch is not None:
+            runs.learn(*stretch)
+        return ScanResult(found, next_before, complete, max_bytes - budget)
+
+    h = top  # the next height to look at
+    headers = headers_down(store, h)
+    while h >= 0:
         if examined >= max_blocks or budget <= 0:
-            return ScanResult(found, Position(h + 1, 0), False, max_bytes - budget)
+            return result(Position(h + 1, 0), False)
         examined += 1
-        end = first_index if h == top else None
-        if header.tx_count == 0:  # empty: nothing to read
+        jump = runs.below(h)
+        if jump is not None:
+            stretch = (jump + 1, stretch[1] if stretch else h)
+            h = jump
+            headers = headers_down(store, h)
             continue
-        raw = store.get_block_bytes(h)
+        header = next(headers, None)
+        if header is None:
+            break
+        h = header.height - 1
+        if header.tx_count == 0:  # empty: nothing to read
+            stretch = (header.height, stretch[1] if stretch else header.height)
+            continue
+        if stretch is not None:
+            runs.learn(*stretch)
+            stretch = None
+        raw = store.get_block_bytes(header.height)
         if raw is None:
             continue
         budget -= len(raw)
         objs = tx_objects(bytes(raw))
+        end = first_index if header.height == top else None
         start = len(objs) - 1 if end is None else min(end, len(objs)) - 1
         for i in range(start, -1, -1):
             if not want(objs[i]):
                 continue
-            found.append(FoundTx(Position(h, i), header.time_ms, SignedTx.from_list(objs[i])))
+            found.append(FoundTx(Position(header.height, i), header.time_ms, SignedTx.from_list(objs[i])))
             if len(found) >= limit:
-                pos = Position(h, i)
-                return ScanResult(found, pos if (h > 0 or i > 0) else None, True, max_bytes - budget)
-    return ScanResult(found, None, True, max_bytes - budget)
+                return result(Position(header.height, i) if (header.height > 0 or i > 0) else None, True)
+    return result(None, True)

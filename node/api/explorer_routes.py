@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chain import crypto
 from node.api import feed, lookup, statement
+from node.api.chainscan import EmptyRuns
 from node.api.activity import DEFAULT_ACTIVITY_BLOCKS, MAX_ACTIVITY_BLOCKS, ActivityReader
 from node.api.config import ApiConfig
 from node.api.cursors import Position, StatementCursors, parse_position
@@ -90,6 +91,7 @@ class ExplorerRoutes:
         self.config = config
         self.charge = charge
         self.cursors = StatementCursors()
+        self.empty_runs = EmptyRuns()  # empty stretches the feed already walked (node/api/chainscan.py)
         self.activity_reader = ActivityReader(names)
 
     @property
@@ -117,7 +119,7 @@ class ExplorerRoutes:
     # -- feed and governance --------------------------------------------------------------------------
 
     async def tx_feed(self, request: web.Request) -> web.Response:
-        return self._feed_page(request, functools.partial(feed.tx_feed, self.store))
+        return self._feed_page(request, functools.partial(feed.tx_feed, self.store, runs=self.empty_runs))
 
     async def governance(self, request: web.Request) -> web.Response:
         admins = [crypto.address_of(pk) for pk in self.view.genesis.admin_keys()]  # the only possible senders

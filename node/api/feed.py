@@ -15,7 +15,7 @@ from typing import Any
 
 from chain import crypto
 from chain.tx import AssetCreate, Issue, SetIssuer, SignedTx, Transfer, TxKind, ValidatorUpdate, Burn
-from node.api.chainscan import FoundTx, ScanResult, ScanStore, scan_back, tx_at
+from node.api.chainscan import EmptyRuns, FoundTx, ScanResult, ScanStore, scan_back, tx_at
 from node.api.cursors import Position
 from node.api.statement import IndexStore, index_entries
 from node.api.models import FeedResponse, FeedTx
@@ -70,9 +70,10 @@ def _any(obj: Any) -> bool:
 
 
 def tx_feed(store: ScanStore, before: Position | None, limit: int, decimals: Decimals,
-            max_bytes: int) -> tuple[FeedResponse, int]:
-    """GET /txs: every committed tx, newest first; (page, stored bytes read)."""
-    result = scan_back(store, before, limit, _any, FEED_SCAN_BLOCKS, max_bytes)
+            max_bytes: int, runs: EmptyRuns | None = None) -> tuple[FeedResponse, int]:
+    """GET /txs: every committed tx, newest first; (page, stored bytes read). `runs` remembers empty
+    stretches across requests."""
+    result = scan_back(store, before, limit, _any, FEED_SCAN_BLOCKS, max_bytes, runs)
     return _response(result, store.head_height, decimals), result.bytes_read
 
 

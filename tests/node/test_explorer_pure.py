@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Callable
 
 import msgpack
 import pytest
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from chain import crypto
 from chain.store import P_HEADER
 from chain.tx import SignedTx, Transfer, TxBody
-from node.api.chainscan import scan_back
+from node.api.chainscan import FIRST_CHUNK, EmptyRuns, scan_back
 from node.api.cursors import Position, StatementCursors, parse_position
 from node.api.errors import ApiError
 from node.api.lookup import hex_range
@@ -120,31 +121,66 @@ class FakeChain:
         return msgpack.packb([self._header(height), txs, []], use_bin_type=True)
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.integers(0, 3) | st.just(0), min_size=1, max_size=600), st.integers(1, 7), st.integers(1, 9),
-       st.booleans())
-def test_scan_pages_join_to_every_wanted_tx_newest_first(counts: list[int], limit: int, max_blocks: int,
-                                                         odd_only: bool) -> None:
-    chain = FakeChain(counts)
-
-    def want(obj: object) -> bool:
-        return not odd_only or SignedTx.from_list(obj).body.nonce % 2 == 1
-
-    expected = [Position(h, i) for h in range(len(counts) - 1, -1, -1) for i in range(counts[h] - 1, -1, -1)
-                if want(TXS[(h + i) % len(TXS)].to_list())]
+def _page_all(chain: FakeChain, limit: int, max_blocks: int, want: Callable[[object], bool],
+              runs: EmptyRuns | None) -> list[Position]:
     got: list[Position] = []
     before = None
-    for _ in range(1000):
-        page = scan_back(chain, before, limit, want, max_blocks, max_bytes=10**9)
+    for _ in range(2000):
+        page = scan_back(chain, before, limit, want, max_blocks, max_bytes=10**9, runs=runs)
         assert len(page.txs) <= limit
         assert page.complete or page.next_before is not None  # a cut page always says where to go on
         got += [f.pos for f in page.txs]
         assert all(f.time_ms == 1000 * f.pos.height for f in page.txs)
         if page.next_before is None:
-            break
+            return got
         assert before is None or page.next_before < before  # always moves older
         before = page.next_before
-    assert got == expected
+    raise AssertionError("paging did not end")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 3) | st.just(0), min_size=1, max_size=600), st.integers(1, 7), st.integers(1, 9),
+       st.booleans(), st.lists(st.integers(0, 2), max_size=300))
+def test_scan_pages_join_to_every_wanted_tx_newest_first(counts: list[int], limit: int, max_blocks: int,
+                                                         odd_only: bool, later: list[int]) -> None:
+    chain = FakeChain(counts)
+
+    def want(obj: object) -> bool:
+        return not odd_only or SignedTx.from_list(obj).body.nonce % 2 == 1
+
+    def expected() -> list[Position]:
+        return [Position(h, i) for h in range(len(chain.counts) - 1, -1, -1) for i in range(chain.counts[h] - 1, -1, -1)
+                if want(TXS[(h + i) % len(TXS)].to_list())]
+
+    runs = EmptyRuns()  # shared by every page and pass, as the node shares one across requests
+    assert _page_all(chain, limit, max_blocks, want, None) == expected()
+    assert _page_all(chain, limit, max_blocks, want, runs) == expected()
+    assert _page_all(chain, limit, max_blocks, want, runs) == expected()  # now with what it learned
+    chain = FakeChain(counts + later)  # the chain grew
+    assert _page_all(chain, limit, max_blocks, want, runs) == expected()
+    if runs.run is not None:
+        lo, hi = runs.run
+        assert all(c == 0 for c in chain.counts[lo:hi + 1])
+
+
+def test_empty_runs_make_an_idle_feed_read_only_new_headers() -> None:
+    chain = FakeChain([0, 2] + [0] * 1000)
+    runs = EmptyRuns()
+    page = scan_back(chain, None, 5, lambda o: True, 5000, 10**9, runs)
+    assert [f.pos for f in page.txs] == [Position(1, 1), Position(1, 0)] and runs.run == (2, 1001)
+    chain = FakeChain([0, 2] + [0] * 1003)
+    reads: list[tuple[bytes, bytes]] = []
+    original = chain.items_between
+
+    def counting(start: bytes, stop: bytes, limit: int, reverse: bool = False) -> list[tuple[bytes, bytes]]:
+        out = original(start, stop, limit, reverse)
+        reads.extend(out)
+        return out
+
+    chain.items_between = counting  # type: ignore[method-assign]
+    page = scan_back(chain, None, 5, lambda o: True, 6, 10**9, runs)  # 3 new headers, a jump, blocks 1, 0
+    assert [f.pos for f in page.txs] == [Position(1, 1), Position(1, 0)] and page.complete
+    assert runs.run == (2, 1004) and len(reads) <= FIRST_CHUNK + 2  # not the 1,000 headers again
 
 
 # -- the time-series ring ------------------------------------------------------------------------------------
