@@ -213,11 +213,10 @@ async function refreshActivity(token) {
   $("activity-range").textContent = a.heights.length ? `(blocks ${a.from_height}–${a.to_height})` : "";
   fillTable($("validators"), a.validators.map((v) => {
     const last = v.signed.lastIndexOf(true);
-    const strip = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-    strip.setAttribute("class", "heat");
-    strip.setAttribute("aria-label", `${v.missed} missed of the last ${v.signed.length} blocks`);
-    heatStrip(strip, v.signed.map((s, i) => ({ height: a.heights[i], state: s ? "signed" : "missed" })));
-    return row([link(`#/account/${v.address}`, v.name || short(v.pubkey), { title: v.address }), [v.power, "num"],
+    const strip = heatStrip(v.signed.map((s, i) => ({ height: a.heights[i], state: s ? "signed" : "missed" })),
+                            `${v.missed} missed of the last ${v.signed.length} blocks`);
+    // A validator's address usually holds nothing, so it has no account page: the address is in the title.
+    return row([el("span", v.name || short(v.pubkey), { title: `${v.address}\n${v.pubkey}` }), [v.power, "num"],
                 [v.missed, "num missed"], [v.proposed, "num"], last < 0 ? "—" : blockLink(a.heights[last]), strip],
                { "data-pubkey": v.pubkey, "data-name": v.name || "", "data-missed": String(v.missed) });
   }));

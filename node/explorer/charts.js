@@ -69,15 +69,16 @@ export function lineChart(svg, points, { fromMs, toMs, unit = "" }) {
   return present.length ? present[present.length - 1][1] : null;
 }
 
-/** One square per height, oldest left: `cells` is a list of {height, state: "signed" or "missed"}. */
-export function heatStrip(svg, cells) {
+/** A new strip of one square per height, oldest left: `cells` is a list of {height, state: "signed" or "missed"}. */
+export function heatStrip(cells, label) {
   const size = 6, gap = 1;
   const width = Math.max(1, cells.length * (size + gap));
-  svg.setAttribute("viewBox", `0 0 ${width} ${size}`);
-  svg.setAttribute("preserveAspectRatio", "none");
+  const svg = node("svg", { class: "heat", role: "img", "aria-label": label, viewBox: `0 0 ${width} ${size}`,
+                            preserveAspectRatio: "none" });
   svg.replaceChildren(...cells.map((c, i) => {
     const r = node("rect", { class: `heat-${c.state}`, x: i * (size + gap), y: 0, width: size, height: size });
     r.appendChild(node("title", {}, `height ${c.height}: ${c.state}`));
     return r;
   }));
+  return svg;
 }
