@@ -47,8 +47,8 @@ CHROMIUM_ARGS = [
 BASE_PORT = 28200
 UI_TIMEOUT_MS = 30_000  # generous for a loaded 2-core CI machine
 EMPTY_BLOCKS = 60  # a payment must still be on the home page after this many empty blocks
-# An empty block every ~0.1 s instead of 1 s: the 60 empty blocks take seconds, not a minute, and the chain is a few hundred
-# blocks long, so paging to block 1 means following the cursor over several pages.
+# An empty block every ~0.1 s instead of 1 s: the 60 empty blocks take seconds, not a minute, and the chain
+# is a few hundred blocks long, so paging to block 1 means following the cursor over several pages.
 CONSENSUS = {"empty_block_interval_ms": 100}
 # The production per-IP request rate (node/api/config.py defaults), not the local networks' 5,000/s: the
 # page's polling must fit what a real node allows a browser. Any 429 is reported as a problem.
@@ -121,11 +121,12 @@ class Tab:
     and HTTP errors, minus the ones a test says it expects (a failed search is a 404)."""
 
     page: Any
+    base_url: str  # the node whose explorer this is
     expected: list[str] = field(default_factory=list)  # URL substrings of expected error responses
     problems: list[str] = field(default_factory=list)
 
-    def goto(self, base: str, route: str) -> None:
-        self.page.goto(f"{base}/{route}")
+    def goto(self, route: str) -> None:
+        self.page.goto(f"{self.base_url}/{route}")
 
     def expect_error_from(self, url_part: str) -> None:
         self.expected.append(url_part)
@@ -135,10 +136,10 @@ class Tab:
 
 
 @contextmanager
-def tab(browser: Any, width: int = 1280) -> Iterator[Tab]:
+def tab(browser: Any, net: LocalNet, width: int = 1280) -> Iterator[Tab]:
     page = browser.new_page(viewport={"width": width, "height": 900})
     page.set_default_timeout(UI_TIMEOUT_MS)
-    t = Tab(page)
+    t = Tab(page, net.nodes[0].api_url)
     page.on("pageerror", lambda exc: t.problems.append(f"pageerror: {exc}"))
     page.on("console", lambda msg: t.problems.append(f"console: {msg.text} {msg.location.get('url', '')}")
             if msg.type == "error" else None)
@@ -155,10 +156,9 @@ def tab(browser: Any, width: int = 1280) -> Iterator[Tab]:
 def test_home_shows_a_payment_live(net: LocalNet, browser: Any, request: pytest.FixtureRequest) -> None:
     from playwright.sync_api import expect
 
-    base = net.nodes[0].api_url
-    with tab(browser) as t:
+    with tab(browser, net) as t:
         page = t.page
-        t.goto(base, "")
+        t.goto("")
         # The home page follows the chain: the newest block, then a newer one without a reload.
         newest = page.locator("#latest-blocks tr").first
         expect(newest).to_have_attribute("data-height", re.compile(r"^[0-9]+$"))
@@ -191,9 +191,9 @@ def test_home_shows_a_payment_live(net: LocalNet, browser: Any, request: pytest.
 def test_block_paging_reaches_block_1(net: LocalNet, browser: Any) -> None:
     from playwright.sync_api import expect
 
-    with tab(browser) as t:
+    with tab(browser, net) as t:
         page = t.page
-        t.goto(net.nodes[0].api_url, "")
+        t.goto("")
         page.click("#home-older-blocks")
         expect(page.locator("#view-blocks")).to_be_visible()
         head = net.height(0) or 0
@@ -215,9 +215,9 @@ def test_account_statement_and_csv_match_the_api(net: LocalNet, browser: Any, pa
     from playwright.sync_api import expect
 
     p = payments
-    with tab(browser) as t:
+    with tab(browser, net) as t:
         page = t.page
-        t.goto(net.nodes[0].api_url, f"#/account/{p.receiver}")
+        t.goto(f"#/account/{p.receiver}")
         expect(page.locator('#account-balances tr[data-asset="USD"]')).to_have_attribute("data-amount", "10000")
         received = page.locator(f'#statement-rows tr[data-tx-id="{p.first}"]')
         sent = page.locator(f'#statement-rows tr[data-tx-id="{p.second}"]')
@@ -245,7 +245,7 @@ def test_account_statement_and_csv_match_the_api(net: LocalNet, browser: Any, pa
         assert shown == [[r["tx_id"], str(r["balance_after"])] for r in api["rows"]]
 
         # One row a page: "Older" follows the cursor to the first payment, then there is nothing older.
-        t.goto(net.nodes[0].api_url, f"#/account/{p.receiver}?asset=USD&rows=1")
+        t.goto(f"#/account/{p.receiver}?asset=USD&rows=1")
         expect(page.locator("#statement-rows tr")).to_have_count(1)
         expect(page.locator(f'#statement-rows tr[data-tx-id="{p.second}"]')).to_be_visible()
         expect(page.locator("#statement-newest")).to_be_hidden()
@@ -262,9 +262,9 @@ def test_tx_page_settlement_and_verified_receipt(net: LocalNet, browser: Any, pa
     from playwright.sync_api import expect
 
     tx = net.get(0, f"/txs/{payments.first}")
-    with tab(browser) as t:
+    with tab(browser, net) as t:
         page = t.page
-        t.goto(net.nodes[0].api_url, f"#/tx/{payments.first}")
+        t.goto(f"#/tx/{payments.first}")
         expect(page.locator("#tx-status")).to_have_attribute("data-status", "final")
         expect(page.locator('#tx-fields dd[data-field="amount"]')).to_have_text("123.45 USD")
         expect(page.locator('#tx-fields dd[data-field="memo"]')).to_have_text("explorer test")
@@ -295,9 +295,9 @@ def test_search_by_prefix_and_failed_search(net: LocalNet, browser: Any, payment
     from playwright.sync_api import expect
 
     p = payments
-    with tab(browser) as t:
+    with tab(browser, net) as t:
         page = t.page
-        t.goto(net.nodes[0].api_url, f"#/account/{p.receiver}")
+        t.goto(f"#/account/{p.receiver}")
         # On screen an id is truncated; its copy button copies the whole of it.
         page.context.grant_permissions(["clipboard-read", "clipboard-write"])
         copy = page.locator(f'#statement-rows button.copy[data-copy="{p.first}"]')
@@ -365,11 +365,11 @@ def test_every_page_fits_1280_and_390_px(net: LocalNet, browser: Any, payments: 
     shots = Path(os.environ.get("PAYNET_EXPLORER_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     for width in WIDTHS:
-        with tab(browser, width) as t:
+        with tab(browser, net, width) as t:
             t.expect_error_from("/search?q=ffffffffffffffffffff")
             page = t.page
             for name, route, ready, keys in pages(payments):
-                t.goto(net.nodes[0].api_url, route)
+                t.goto(route)
                 expect(page.locator(ready).first).to_be_attached()
                 overflow = page.evaluate("[document.documentElement.scrollWidth, innerWidth]")
                 assert overflow[0] <= overflow[1], (name, width, overflow)
@@ -395,9 +395,9 @@ def test_home_keeps_payments_after_empty_blocks_and_draws_charts(net: LocalNet, 
     newest = net.get(0, f"/blocks?limit={EMPTY_BLOCKS}&before={target + 1}")["blocks"]
     assert [b["height"] for b in newest] == list(range(target, target - EMPTY_BLOCKS, -1))
     assert all(b["tx_count"] == 0 for b in newest), "the blocks after the payments must be empty"
-    with tab(browser) as t:
+    with tab(browser, net) as t:
         page = t.page
-        t.goto(net.nodes[0].api_url, "")
+        t.goto("")
         page.wait_for_function("h => Number(document.getElementById('latest-txs').dataset.headHeight) >= h",
                                arg=target)
         for tx_id in (p.first, p.second):
