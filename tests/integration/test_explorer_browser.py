@@ -264,8 +264,22 @@ def test_tx_page_settlement_and_verified_receipt(net: LocalNet, browser: Any, pa
     tx = net.get(0, f"/txs/{payments.first}")
     with tab(browser, net) as t:
         page = t.page
+        # The node's first two answers say "pending" (a real one is final within ~0.1 s here, too fast to
+        # watch): the page must keep asking until it is final.
+        answers: list[str] = []
+
+        def pending_twice(route: Any) -> None:
+            answers.append(route.request.url)
+            if len(answers) > 2:
+                return route.continue_()
+            body = route.fetch().json()
+            return route.fulfill(json={**body, "status": "pending", "receipt": None})
+
+        page.route(f"**/txs/{payments.first}", pending_twice)
         t.goto(f"#/tx/{payments.first}")
         expect(page.locator("#tx-status")).to_have_attribute("data-status", "final")
+        assert len(answers) >= 3, answers
+        page.unroute(f"**/txs/{payments.first}")
         expect(page.locator('#tx-fields dd[data-field="amount"]')).to_have_text("123.45 USD")
         expect(page.locator('#tx-fields dd[data-field="memo"]')).to_have_text("explorer test")
         expect(page.locator("#tx-settled")).to_have_attribute("data-time-ms", str(tx["time_ms"]))
