@@ -30,6 +30,7 @@ the last `state_versions_kept` reach, so state proofs work for that many recent 
 from __future__ import annotations
 
 import os
+import re
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -140,9 +141,21 @@ _TABLE_FOOTER_MAGIC = bytes.fromhex("57fb808b247547db")
 _TABLE_FOOTER_BYTES = 48
 
 
-def check_table_footers(path: Path) -> None:
-    """Raise CorruptStore if any table file under `path` is shorter than a footer or lacks its magic."""
+def live_tables(db: plyvel.DB) -> set[int]:
+    """File numbers of the tables in the DB's current version (LevelDB's `leveldb.sstables` property).
+
+    A process killed mid-compaction leaves the table it was writing, footer-less, beside the live ones;
+    it is in no version, LevelDB deletes it once the DB is open, and it must not be taken for damage
+    (the SIGKILL crash test, tests/chain/test_store_crash.py, hit exactly that)."""
+    raw = db.get_property(b"leveldb.sstables") or b""
+    return {int(m.group(1)) for m in re.finditer(rb"^ (\d+):\d+\[", raw, re.MULTILINE)}
+
+
+def check_table_footers(path: Path, live: set[int]) -> None:
+    """Raise CorruptStore if any live table file under `path` is shorter than a footer or lacks its magic."""
     for table in sorted(path.glob("*.ldb")) + sorted(path.glob("*.sst")):
+        if not table.stem.isdigit() or int(table.stem) not in live:
+            continue
         try:
             with open(table, "rb") as fh:
                 size = fh.seek(0, os.SEEK_END)
@@ -151,7 +164,7 @@ def check_table_footers(path: Path) -> None:
                     if fh.read(len(_TABLE_FOOTER_MAGIC)) == _TABLE_FOOTER_MAGIC:
                         continue
         except FileNotFoundError:
-            continue  # compacted away meanwhile (only when another process has the store open)
+            continue  # compacted away meanwhile
         raise CorruptStore(
             f"LevelDB table {table.name} has no valid footer ({size} bytes): it is truncated or unreadable"
             " (failing disk, a full disk during a copy, or an edit from outside the node)"
@@ -311,8 +324,6 @@ class ChainStore:
         """Open (creating from `genesis` if empty) and verify the head; raise CorruptStore if unsafe.
 
         `state_versions_kept`: how many recent heights keep their state tree (for proofs)."""
-        if Path(path).is_dir():
-            check_table_footers(Path(path))
         try:
             db = _CheckedDB(plyvel.DB(str(path), create_if_missing=True, **LEVELDB_OPTIONS))
         except plyvel.CorruptionError as exc:
@@ -326,6 +337,7 @@ class ChainStore:
             raise
         store._data_dir = Path(path).parent
         try:
+            check_table_footers(Path(path), live_tables(db._db))
             stored = db.get(K_GENESIS)
             if stored is None:
                 with db.iterator(include_value=False) as it:
