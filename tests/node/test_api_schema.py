@@ -16,7 +16,7 @@ import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
 from aiohttp import web  # noqa: E402
-from hypothesis import HealthCheck, settings  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 from node.api import ApiConfig, create_app  # noqa: E402
 from node.api.openapi import build_openapi  # noqa: E402
@@ -67,7 +67,17 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     node.store.close()
 
 
-@schema.parametrize()
-@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
-def test_api_conforms_to_its_schema_and_never_errors(case, base_url: str) -> None:  # type: ignore[no-untyped-def]
-    case.call_and_validate(base_url=base_url, excluded_checks=EXCLUDED)
+# One pytest item per operation, with the operation in its id. `schema.parametrize()` gives every item
+# the same node id, and pytest-xdist (`make test` runs two workers) keeps one item per id: it ran one
+# operation of 25.
+OPERATIONS = [(op.method.upper(), op.path) for op in (r.ok() for r in schema.get_all_operations())]
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
+def test_api_conforms_to_its_schema_and_never_errors(method: str, path: str, base_url: str) -> None:
+    @given(case=schema[path][method].as_strategy())
+    @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+    def check(case) -> None:  # type: ignore[no-untyped-def]
+        case.call_and_validate(base_url=base_url, excluded_checks=EXCLUDED)
+
+    check()
