@@ -137,8 +137,10 @@ def test_version_and_passphrase_variables_in_help() -> None:
 
 
 def test_make_testnet_says_it_installs_before_installing(tmp_path: Path) -> None:
-    out = subprocess.run(["make", "-n", "testnet", f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=30)
+    # Run as a user would: not as a sub-make of `make test` (which would add "make[1]: Entering directory").
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    out = subprocess.run(["make", "-n", "--no-print-directory", "testnet", f"VENV={tmp_path / 'venv'}"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=30, env=env)
     lines = out.stdout.splitlines()
     assert out.returncode == 0 and lines[0].startswith("echo") and "installing" in lines[0], out.stdout
     assert any("pip install" in line for line in lines[1:])
