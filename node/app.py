@@ -43,6 +43,7 @@ from node.config import NodeConfig
 from node.consensus_gate import ConsensusGate, Verdict, VerifiedSignatures
 from node.driver import ConsensusDriver
 from node.mempool import Mempool
+from node.nonce_queue import NonceQueue
 from node.metrics import Metrics
 from node.node_view import MempoolFull, SubmitResult, TxRejected
 from node.timeseries import ExplorerStats
@@ -75,6 +76,7 @@ class Node:
             max_txs=config.mempool.max_txs,
             max_bytes=config.mempool.max_bytes,
             max_per_account=config.mempool.max_per_account,
+            queue=NonceQueue.from_config(config.mempool),
         )
         self.metrics.set_mempool(0, 0, config.mempool.max_txs)
         self.metrics.block_committed(self.store.head_height, self.store.head_header.time_ms)
@@ -258,7 +260,7 @@ class Node:
                 continue  # (an already committed tx fails admission on its used nonce: no store lookup needed)
             received += 1
             try:
-                self.mempool.add(tx, raw)
+                self.mempool.add(tx, raw, relay=False)  # a future nonce is parked, not relayed
                 accepted += 1
             except TxRejected as exc:
                 self.metrics.tx_rejected(exc.code, "gossip")
@@ -443,9 +445,7 @@ class Node:
         for pk, _sig in cert.precommits:
             self._last_signed[pk] = block.height
         self.metrics.block_committed(block.height, block.header.time_ms)
-        self.metrics.set_mempool(len(self.mempool), self.mempool.size_bytes)
-        if len(self.mempool):
-            self.driver.notify_txs()
+        self._after_mempool_change()
         # An empty block every second is ~86,000 INFO lines a day that say nothing: DEBUG for those.
         log.log(logging.INFO if block.txs else logging.DEBUG,
                 "committed block %d (%d txs) %s", block.height, len(block.txs), block.hash.hex()[:16])
@@ -471,6 +471,10 @@ class Node:
         )
 
     def _after_mempool_change(self) -> None:
+        promoted = self.mempool.take_promoted()  # parked txs are gossiped once admitted, never while parked
+        if promoted:
+            self._gossip_out.extend(promoted)
+            self._gossip_wake.set()
         self.metrics.set_mempool(len(self.mempool), self.mempool.size_bytes)
         if len(self.mempool):
             self.driver.notify_txs()
@@ -487,6 +491,9 @@ class Node:
         # A committed tx is refused here on its used nonce; the API then finds it. `signature_ok` is the
         # verdict of the API's signature workers, so the event loop does no Ed25519 check for API txs.
         self.mempool.add(tx, raw, signature_ok=signature_ok)
+        if self.mempool.parked(tx_id) is not None:
+            self._after_mempool_change()
+            return SubmitResult(tx_id, "queued")  # type: ignore[arg-type]
         self._gossip_out.append(raw)
         self._gossip_wake.set()
         self._submit_times[tx_id] = time.monotonic()
@@ -497,6 +504,9 @@ class Node:
 
     def pending_tx(self, tx_id: bytes) -> SignedTx | None:
         return self.mempool.get(tx_id)
+
+    def queued_tx(self, tx_id: bytes) -> tuple[SignedTx, int] | None:
+        return self.mempool.parked(tx_id)
 
     def rejected_tx(self, tx_id: bytes) -> tuple[str, str] | None:
         return self.mempool.rejected(tx_id)

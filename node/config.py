@@ -106,6 +106,10 @@ class MempoolSection(_Section):
     max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     gossip_batch: int = Field(500, ge=1, description="txs per gossip frame")
     gossip_interval_ms: int = Field(20, ge=1, description="how long new txs wait to be batched before gossip")
+    queued_per_account: int = Field(512, ge=0, description="future-nonce txs one account may have waiting for a gap")
+    queued_max_distance: int = Field(1024, ge=0, description="how far ahead of the next nonce a queued tx may be")
+    queued_max_txs: int = Field(20_000, ge=0, description="future-nonce txs waiting across all accounts")
+    queued_timeout_ms: int = Field(30_000, ge=1, description="a queued tx whose gap is not filled by then is dropped")
 
 
 class ConsensusSection(_Section):

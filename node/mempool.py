@@ -14,6 +14,11 @@ signatures on worker threads, then `add`s them with the verdict.
 
 Bounds: total txs, total bytes, txs per sender. When full, submission is refused with MempoolFull
 (the API answers 503 + Retry-After): backpressure instead of unbounded memory.
+
+Future nonces: a tx whose nonce is above the sender's pending one (a busy account's burst arriving out
+of order) is parked in a bounded NonceQueue once its signature checks out, and promoted through normal
+admission as the gap fills -- by admissions or by a committed block. Parked txs are never reaped, so a
+block never holds a gap; they count against the per-account and byte bounds, and time out.
 """
 
 from __future__ import annotations
@@ -28,9 +33,11 @@ from chain.receipts import Receipt, TxCode
 from chain.state import Executor, State
 from chain.tx import Burn, Issue, SignedTx, Transfer
 from node.node_view import MempoolFull, TxRejected
+from node.nonce_queue import NonceQueue
 
 REJECTED_MEMORY = 20_000
 REBUILD_EVERY = 50
+EXPIRY_SWEEP_S = 0.5  # least time between sweeps of the parked queue for timed-out txs (O(parked))
 
 
 @dataclass(slots=True)
@@ -95,7 +102,8 @@ _TRUST_ALL = _TrustAll()
 
 
 class Mempool:
-    def __init__(self, state: State, *, max_txs: int, max_bytes: int, max_per_account: int) -> None:
+    def __init__(self, state: State, *, max_txs: int, max_bytes: int, max_per_account: int,
+                 queue: NonceQueue | None = None) -> None:
         self.max_txs = max_txs
         self.max_bytes = max_bytes
         self.max_per_account = max_per_account
@@ -106,6 +114,10 @@ class Mempool:
         self._pending = Executor(state, state.height + 1, self._verified)
         self._since_rebuild = 0
         self._rejected: OrderedDict[bytes, tuple[str, str]] = OrderedDict()
+        self.queue = queue if queue is not None else NonceQueue(
+            max_per_account=512, max_distance=1024, max_total=20_000, timeout_s=30.0)
+        self._next_sweep = 0.0
+        self._promoted: list[bytes] = []  # raw txs admitted from the queue, for the node to gossip
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -130,6 +142,16 @@ class Mempool:
     def raw(self, tx_id: bytes) -> bytes | None:
         e = self._entries.get(tx_id)
         return e.raw if e else None
+
+    def parked(self, tx_id: bytes) -> tuple[SignedTx, int] | None:
+        """A queued future-nonce tx and the nonce it waits for (the sender's pending nonce)."""
+        p = self.queue.get(tx_id)
+        return None if p is None else (p.tx, self.pending_nonce(p.tx.body.sender_address))
+
+    def take_promoted(self) -> list[bytes]:
+        """Raw txs promoted from the queue since the last call: the node gossips them now, not while parked."""
+        out, self._promoted = self._promoted, []
+        return out
 
     def rejected(self, tx_id: bytes) -> tuple[str, str] | None:
         return self._rejected.get(tx_id)
@@ -166,9 +188,31 @@ class Mempool:
     # -- admission -----------------------------------------------------------------------------
 
     def check_capacity(self, sender: bytes, size: int) -> None:
-        if len(self._entries) >= self.max_txs or self._bytes + size > self.max_bytes:
+        """Parked txs count too: they hold memory and a place in their sender's share."""
+        if len(self._entries) >= self.max_txs or self._bytes + self.queue.bytes + size > self.max_bytes:
             raise MempoolFull(retry_after_s=1.0)
-        if self._per_sender.get(sender, 0) >= self.max_per_account:
+        if self._per_sender.get(sender, 0) + self.queue.count(sender) >= self.max_per_account:
+            raise MempoolFull(retry_after_s=1.0)
+
+    def _gap_refusal(self, tx: SignedTx, expected: int, funded: bool) -> TxRejected | None:
+        """Why `tx` (nonce above `expected`) may not be parked, or None if it may (signature still to check).
+
+        Chain id and expiry already passed (the executor checks them before the nonce)."""
+        nonce = tx.body.nonce
+        sender = tx.body.sender_address
+        if not funded:
+            return TxRejected("bad_nonce", f"nonce {nonce}, account expects {expected} (an unfunded account "
+                              "cannot queue future nonces)")
+        if nonce - expected > self.queue.max_distance:
+            return TxRejected("nonce_too_far", f"nonce {nonce} is {nonce - expected} ahead of the next nonce "
+                              f"{expected}; at most {self.queue.max_distance} ahead may wait in the queue")
+        other = self.queue.at(sender, nonce)
+        if other is not None and other.tx.tx_id != tx.tx_id:
+            return TxRejected("bad_nonce", f"nonce {nonce} is already queued for this account by another tx")
+        return None
+
+    def _check_queue_room(self, sender: bytes) -> None:
+        if len(self.queue) >= self.queue.max_total or self.queue.count(sender) >= self.queue.max_per_account:
             raise MempoolFull(retry_after_s=1.0)
 
     def precheck(self, txs: Sequence[SignedTx]) -> list[TxRejected | None]:
@@ -187,22 +231,29 @@ class Mempool:
                 continue
             seen.add(tx.tx_id)
             r = overlay.run(tx)
-            if r.code is TxCode.OK:
+            if r.code is TxCode.OK or tx.tx_id in self.queue:
                 out.append(None)
+            elif (gap := self._gap(overlay, tx, r)) is not None:
+                out.append(gap if isinstance(gap, TxRejected) else None)
+                if isinstance(gap, TxRejected):
+                    self._remember(tx.tx_id, gap)
             else:
                 self._remember_rejected(tx.tx_id, r.code, r.message)
                 out.append(TxRejected(r.code.name.lower(), r.message))
         return out
 
-    def add(self, tx: SignedTx, raw: bytes, *, signature_ok: bool | None = None) -> bool:
+    def add(self, tx: SignedTx, raw: bytes, *, signature_ok: bool | None = None, relay: bool = True) -> bool:
         """Admit `tx`; False if it is already pooled. Raises TxRejected or MempoolFull.
 
         `signature_ok` is the verdict of a caller that checked the signature already (the API's worker
         threads); None means check it here -- after every state rule, so junk costs no signature.
+        A tx with a future nonce is parked (see `parked`), not pooled: it still returns True. `relay` says
+        whether to hand it to `take_promoted` for gossip once promoted (False for a tx a peer gossiped).
         """
         tx_id = tx.tx_id
-        if tx_id in self._entries:
+        if tx_id in self._entries or tx_id in self.queue:
             return False
+        self._sweep()
         sender = tx.body.sender_address
         self.check_capacity(sender, len(raw))
         if signature_ok is None:
@@ -213,14 +264,85 @@ class Mempool:
         if not signature_ok:
             self._remember_rejected(tx_id, TxCode.BAD_SIGNATURE, "signature does not verify")
             raise TxRejected("bad_signature", "signature does not verify")
+        expected = self.pending_nonce(sender)
+        if tx.body.nonce > expected:
+            receipt = self._pending_probe(tx)
+            gap = self._gap(self._pending, tx, receipt)
+            if isinstance(gap, TxRejected):
+                self._remember(tx_id, gap)
+                raise gap
+            if gap is not None:
+                self._check_queue_room(sender)
+                self.queue.park(sender, tx, raw, relay=relay)
+                self.queue.note_nonce(sender, expected)
+                return True
+        self._admit(tx, raw, sender)
+        self._promote(sender)
+        return True
+
+    def _pending_probe(self, tx: SignedTx) -> Receipt:
+        """The verdict of the pending set on `tx` without applying it (a gap tx fails on its nonce there)."""
+        return _Overlay(self._pending).run(tx)
+
+    def _gap(self, ex: Executor, tx: SignedTx, r: Receipt) -> TxRejected | bool | None:
+        """For a receipt refused on its nonce: True if `tx` may park, a refusal if it may not; None when
+        the receipt is not a future-nonce refusal (the caller handles it normally)."""
+        if r.code is not TxCode.BAD_NONCE:
+            return None
+        acct = ex.account(tx.body.sender_address)
+        if tx.body.nonce <= acct[0]:
+            return None
+        refusal = self._gap_refusal(tx, acct[0], any(acct[1].values()))
+        return True if refusal is None else refusal
+
+    def _admit(self, tx: SignedTx, raw: bytes, sender: bytes) -> None:
+        """Run a signature-checked tx on the pending set and pool it; raises TxRejected (remembered)."""
         receipt = self._run_trusting(tx)
         if receipt.code is not TxCode.OK:
-            self._remember_rejected(tx_id, receipt.code, receipt.message)
+            self._remember_rejected(tx.tx_id, receipt.code, receipt.message)
             raise TxRejected(receipt.code.name.lower(), receipt.message)
-        self._entries[tx_id] = _Entry(tx, raw, sender)
+        self._entries[tx.tx_id] = _Entry(tx, raw, sender)
         self._per_sender[sender] = self._per_sender.get(sender, 0) + 1
         self._bytes += len(raw)
-        return True
+
+    def _promote(self, sender: bytes) -> None:
+        """Admit the sender's parked txs that no longer have a gap, in nonce order. One refused normally
+        (e.g. insufficient funds) stops the run: the nonces above it keep waiting, and may time out."""
+        if not self.queue.count(sender):
+            return
+        for p in self.queue.below(sender, self.pending_nonce(sender)):
+            self._remember(p.tx.tx_id, TxRejected("bad_nonce", f"nonce {p.tx.body.nonce} was used by another tx"))
+        while (p := self.queue.pop(sender, self.pending_nonce(sender))) is not None:
+            try:
+                self._admit(p.tx, p.raw, sender)
+            except TxRejected:
+                break
+            if p.relay:
+                self._promoted.append(p.raw)
+        self.queue.note_nonce(sender, self.pending_nonce(sender))
+
+    def expire_parked(self) -> None:
+        """Drop parked txs that waited longer than the timeout, remembering why (GET /txs/{id} says)."""
+        for p in self.queue.expired():
+            nonce = p.tx.body.nonce
+            waiting = self.pending_nonce(p.tx.body.sender_address)
+            self._remember(p.tx.tx_id, TxRejected(
+                "nonce_gap_timeout", f"nonce {nonce} waited {self.queue.timeout_s:g} s for nonce {waiting} of this "
+                "account, which never arrived"))
+
+    def _sweep(self) -> None:
+        if not len(self.queue):
+            return
+        now = self.queue.clock()
+        if now >= self._next_sweep:
+            self._next_sweep = now + EXPIRY_SWEEP_S
+            self.expire_parked()
+
+    def _remember(self, tx_id: bytes, refusal: TxRejected) -> None:
+        self._rejected[tx_id] = (refusal.code, refusal.message)
+        self._rejected.move_to_end(tx_id)
+        while len(self._rejected) > REJECTED_MEMORY:
+            self._rejected.popitem(last=False)
 
     def _run_trusting(self, tx: SignedTx) -> Receipt:
         """Run a tx whose signature was already checked elsewhere (bulk check, or a committed block)."""
@@ -231,10 +353,7 @@ class Mempool:
             self._verified.trusted.discard(tx.tx_id)
 
     def _remember_rejected(self, tx_id: bytes, code: TxCode, message: str) -> None:
-        self._rejected[tx_id] = (code.name.lower(), message)
-        self._rejected.move_to_end(tx_id)
-        while len(self._rejected) > REJECTED_MEMORY:
-            self._rejected.popitem(last=False)
+        self._remember(tx_id, TxRejected(code.name.lower(), message))
 
     # -- after a commit ------------------------------------------------------------------------
 
@@ -262,8 +381,13 @@ class Mempool:
         if fast:
             self._pending.height = state.height + 1  # expiry is judged against the next block
             self._since_rebuild += 1
-            return []
-        return self._rebuild(state, committed, rejected)
+            evicted: list[Receipt] = []
+        else:
+            evicted = self._rebuild(state, committed, rejected)
+        self.expire_parked()
+        for sender in self.queue.senders():  # a block may have filled a gap (its txs came from elsewhere)
+            self._promote(sender)
+        return evicted
 
     def _rebuild(self, state: State, committed: Sequence[SignedTx], rejected: list[Receipt]) -> list[Receipt]:
         for tx in committed:

@@ -9,6 +9,10 @@ the nodes). `--rate 0` submits as fast as the network accepts. Commits are obser
 chain on node 0; a tx's finality latency is the time from its submission to the moment its block was
 seen committed. Reports sustained committed TPS, latency p50/p95/p99, rejections by code and CPU per
 node, writes a JSON result and a PNG plot of TPS and latency over time.
+
+`--hot-accounts N` models busy settlement accounts: only N senders, and each one's txs are cut into
+`--batch` chunks dealt round-robin to every node and submitted by one lane per node at once, without
+waiting for nonce order (the nodes queue future nonces until their gaps fill).
 """
 
 from __future__ import annotations
@@ -129,7 +133,7 @@ async def _sender(session, url: str, txs, run: Run, bucket: "TokenBucket | None"
             if r["status"] != "rejected":
                 done += 1
                 continue
-            if r["code"] in ("mempool_full", "rate_limited", "backpressure"):
+            if r["code"] in ("mempool_full", "rate_limited", "backpressure", "nonce_too_far"):
                 break  # retried from here after the pause below
             run.rejected[r["code"]] += 1
             for t, _ in txs[i + done :]:
@@ -197,8 +201,19 @@ async def _follow_chain(session, url: str, start_height: int, run: Run, done: as
     await resolver
 
 
+def hot_lanes(signed: list[list[tuple[str, str]]], urls: list[str], batch: int) -> list[tuple[str, list]]:
+    """Each hot sender's txs dealt to every node in `batch` chunks: one lane (url, txs) per sender and node,
+    so a sender's nonces reach the nodes in parallel and out of order."""
+    lanes = []
+    for txs in signed:
+        chunks = [txs[i : i + batch] for i in range(0, len(txs), batch)]
+        for j, url in enumerate(urls):
+            lanes.append((url, [tx for chunk in chunks[j :: len(urls)] for tx in chunk]))
+    return lanes
+
+
 async def bench(
-    net: LocalNet, rate: float, duration: float, accounts: int, drain: float, batch: int
+    net: LocalNet, rate: float, duration: float, accounts: int, drain: float, batch: int, hot: bool = False
 ) -> tuple[Run, dict]:
     timeout = aiohttp.ClientTimeout(total=30)
     connector = aiohttp.TCPConnector(limit=0)
@@ -221,9 +236,9 @@ async def bench(
         t0 = time.monotonic()
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("submitting", total=per_account * accounts)
+            lanes = hot_lanes(signed, urls, batch) if hot else [(urls[i % len(urls)], signed[i]) for i in range(accounts)]
             await asyncio.gather(
-                *(_sender(session, urls[i % len(urls)], signed[i], run, bucket, progress, task, t0 + duration, batch)
-                  for i in range(accounts))
+                *(_sender(session, url, txs, run, bucket, progress, task, t0 + duration, batch) for url, txs in lanes)
             )
         t_submit_end = time.monotonic()
         deadline = t_submit_end + drain
@@ -299,12 +314,18 @@ def plot(result: dict, path: Path) -> None:
 @click.option("--drain", default=30.0, show_default=True, help="seconds to wait for the last txs to be final")
 @click.option("--batch", default=20, show_default=True, type=click.IntRange(1, 1000),
               help="txs per request (1 = POST /txs, else POST /tx-batches)")
+@click.option("--hot-accounts", default=0, show_default=True, type=click.IntRange(0),
+              help="only N senders, each submitting to every node at once without waiting for nonce order "
+              "(0: --accounts senders, each in order to one node)")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="JSON result file (PNG plot beside it)")
-def main(home: Path, rate: float, duration: float, accounts: int, drain: float, batch: int, out: Path | None) -> None:
+def main(home: Path, rate: float, duration: float, accounts: int, drain: float, batch: int, hot_accounts: int,
+         out: Path | None) -> None:
     net = LocalNet.load(home)
-    run, meta = asyncio.run(bench(net, rate, duration, accounts, drain, batch))
+    senders = hot_accounts or accounts
+    run, meta = asyncio.run(bench(net, rate, duration, senders, drain, batch, hot=hot_accounts > 0))
     result = summarize(run, meta, rate, len(net.nodes))
     result["batch"] = batch
+    result["hot_accounts"] = hot_accounts
     table = Table(title=f"paynet bench ({result['machine']})")
     for col in ("validators", "target tx/s", "offered tx/s", "submitted", "final", "committed TPS", "p50 s", "p95 s",
                 "p99 s", "CPU % per node"):

@@ -285,7 +285,8 @@ class Handlers:
         if item.result.status == "accepted":
             metrics.tx_accepted("api")
         status = item.result.status
-        return json_response(SubmitTxResponse(tx_id=item.result.tx_id, status=status),  # type: ignore[arg-type]
+        return json_response(SubmitTxResponse(tx_id=item.result.tx_id, status=status,  # type: ignore[arg-type]
+                                              waiting_for_nonce=item.result.waiting_for_nonce),
                              200 if status == "final" else 202)
 
     async def submit_batch(self, request: web.Request) -> web.Response:
@@ -427,7 +428,10 @@ class Handlers:
                 self._backpressure(items, it, ApiError(
                     503, "mempool_full", "mempool is full, retry later", retry_after=str(max(1, math.ceil(e.retry_after_s)))))
                 break
-            it.result = BatchItemResult(tx_id=result.tx_id.hex(), status=result.status)
+            waiting = None
+            if result.status == "queued":  # a future nonce: say which nonce of the sender it waits for
+                waiting = getattr(self.view, "pending_nonce", lambda _a: None)(it.tx.body.sender_address)
+            it.result = BatchItemResult(tx_id=result.tx_id.hex(), status=result.status, waiting_for_nonce=waiting)
 
     @staticmethod
     def _parse_submission(body: bytes) -> tuple[SignedTx, bytes]:
@@ -481,6 +485,12 @@ class Handlers:
             return json_response(
                 TxResponse(tx_id=hex_id, status="pending", tx=render.tx_fields(pending), raw=pending.encode().hex())
             )
+        queued_tx = getattr(self.view, "queued_tx", None)  # optional NodeView method
+        queued = queued_tx(tx_id) if queued_tx is not None else None
+        if queued is not None:
+            tx, waiting = queued
+            return json_response(TxResponse(tx_id=hex_id, status="queued", waiting_for_nonce=waiting,
+                                            tx=render.tx_fields(tx), raw=tx.encode().hex()))
         rejected = self.view.rejected_tx(tx_id)
         if rejected is not None:
             code, message = rejected

@@ -48,10 +48,13 @@ class SubmitTxRequest(_Model):
 
 class SubmitTxResponse(_Model):
     tx_id: str = Field(pattern=HEX32)
-    status: Literal["accepted", "duplicate", "final"] = Field(
-        description="accepted: new in the mempool (202); duplicate: already pending (202); "
+    status: Literal["accepted", "queued", "duplicate", "final"] = Field(
+        description="accepted: new in the mempool (202); queued: a future nonce, waiting in the mempool for "
+        "nonce waiting_for_nonce of its sender (202); duplicate: already pending (202); "
         "final: already in a committed block (200). Resubmitting never makes a second payment."
     )
+    waiting_for_nonce: int | None = Field(default=None, exclude_if=lambda v: v is None,
+                                          description="only when queued: the sender's missing nonce")
 
 
 MAX_BATCH_TXS = 1000
@@ -67,7 +70,9 @@ class SubmitBatchRequest(_Model):
 
 class BatchItemResult(_Model):
     tx_id: str | None = Field(default=None, description="null when the item did not decode")
-    status: Literal["accepted", "duplicate", "final", "rejected"]
+    status: Literal["accepted", "queued", "duplicate", "final", "rejected"]
+    waiting_for_nonce: int | None = Field(default=None, exclude_if=lambda v: v is None,
+                                          description="only when queued (as for POST /txs)")
     code: str | None = Field(default=None, description="why the item was rejected (same codes as POST /txs)")
     message: str | None = None
 
@@ -133,7 +138,10 @@ class Receipt(_Model):
 
 class TxResponse(_Model):
     tx_id: str = Field(pattern=HEX32)
-    status: Literal["pending", "final", "rejected"]
+    status: Literal["pending", "queued", "final", "rejected"]
+    waiting_for_nonce: int | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description="only when queued: a future nonce held back until the sender's nonce reaches this one")
     code: str | None = None
     message: str | None = None
     tx: TxFields | None = None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chain import crypto
 from chain.genesis import Genesis, GenesisAsset, GenesisBalance, GenesisValidator
@@ -12,10 +14,12 @@ from chain.state import build_block, genesis_state
 from chain.tx import Issue, SignedTx, Transfer, TxBody
 from node.mempool import Mempool
 from node.node_view import MempoolFull, TxRejected
+from node.nonce_queue import NonceQueue
 
 VAL = crypto.PrivateKey(b"\x01" * 32)
 ALICE = crypto.PrivateKey(b"\x02" * 32)
 BOB = crypto.PrivateKey(b"\x03" * 32)
+CAROL = crypto.PrivateKey(b"\x04" * 32)
 
 
 def _genesis() -> Genesis:
@@ -24,7 +28,8 @@ def _genesis() -> Genesis:
         genesis_time_ms=0,
         validators=[GenesisValidator(name="v", pubkey=VAL.public_key.hex(), power=1)],
         assets=[GenesisAsset(id="USD", issuer=crypto.format_address(VAL.address), decimals=2)],
-        balances=[GenesisBalance(address=crypto.format_address(ALICE.address), asset="USD", amount=1000)],
+        balances=[GenesisBalance(address=crypto.format_address(ALICE.address), asset="USD", amount=1000),
+                  GenesisBalance(address=crypto.format_address(CAROL.address), asset="USD", amount=1000)],
     )
 
 
@@ -48,8 +53,8 @@ def test_admits_sequential_nonces_and_dedupes() -> None:
 
 def test_rejections_name_the_rule() -> None:
     pool = _pool()
-    with pytest.raises(TxRejected) as e:
-        pool.add(_tx(ALICE, 1), _tx(ALICE, 1).encode())
+    with pytest.raises(TxRejected) as e:  # a future nonce of an unfunded account does not queue
+        pool.add(_tx(BOB, 1), _tx(BOB, 1).encode())
     assert e.value.code == "bad_nonce"
     big = _tx(ALICE, 0, amount=900)
     pool.add(big, big.encode())
@@ -103,14 +108,14 @@ def test_state_rules_run_before_the_signature(sig_checks: type[_CountingTx]) -> 
     junk = [
         _tx(stranger, 0),  # holds nothing
         _tx(ALICE, 0, amount=5000),  # more than Alice has
-        _tx(ALICE, 3),  # nonce gap
+        _tx(ALICE, 3000),  # nonce gap too far to queue
         TxBody("test", stranger.public_key, 0, 100, Issue(stranger.address, "USD", 5)).sign(stranger),  # not issuer
     ]
     for tx in junk:
         with pytest.raises(TxRejected):
             pool.add(tx, tx.encode())
-    assert [pool.rejected(t.tx_id)[0] for t in junk] == ["insufficient_funds", "insufficient_funds", "bad_nonce",
-                                                         "not_issuer"]
+    assert [pool.rejected(t.tx_id)[0] for t in junk] == ["insufficient_funds", "insufficient_funds",
+                                                         "nonce_too_far", "not_issuer"]
     assert sig_checks.calls == 0
     good = _tx(ALICE, 0)
     assert pool.add(good, good.encode()) and sig_checks.calls == 1
@@ -216,3 +221,193 @@ def test_conflicting_foreign_block_tx_forces_full_recheck() -> None:
     evicted = pool.update(new_state, block.txs)
     assert [r.tx_id for r in evicted] == [mine.tx_id] and len(pool) == 0
     assert pool.pending_nonce(ALICE.address) == 1
+
+
+# -- future nonces: the per-account queue (busy accounts, issue 16) -----------------------------------
+
+
+class _Clock:
+    """An injectable clock: the queue's timeout is tested by moving time, never by sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _qpool(clock: _Clock | None = None, *, per_account: int = 512, distance: int = 1024, total: int = 20_000,
+           timeout_s: float = 30.0, **kw: int) -> Mempool:
+    queue = NonceQueue(max_per_account=per_account, max_distance=distance, max_total=total, timeout_s=timeout_s,
+                       clock=clock or _Clock())
+    limits = {"max_txs": 100, "max_bytes": 1 << 20, "max_per_account": 50} | kw
+    return Mempool(genesis_state(_genesis()), queue=queue, **limits)
+
+
+def _add(pool: Mempool, *txs: SignedTx) -> None:
+    for t in txs:
+        assert pool.add(t, t.encode())
+
+
+def test_a_gap_parks_and_filling_it_promotes_in_nonce_order() -> None:
+    pool = _qpool()
+    t0, t1, t2 = (_tx(ALICE, n) for n in range(3))
+    _add(pool, t2, t1)
+    assert len(pool) == 0 and pool.reap(10) == [] and len(pool.queue) == 2
+    assert pool.parked(t2.tx_id) == (t2, 0) and pool.parked(t1.tx_id) == (t1, 0)
+    assert pool.take_promoted() == []  # nothing to gossip while parked
+    _add(pool, t0)
+    assert pool.reap(10) == [t0, t1, t2] and len(pool.queue) == 0 and pool.parked(t1.tx_id) is None
+    assert pool.take_promoted() == [t1.encode(), t2.encode()] and pool.take_promoted() == []
+    assert pool.pending_nonce(ALICE.address) == 3
+
+
+def test_a_peers_parked_tx_is_not_relayed_when_promoted() -> None:
+    pool = _qpool()
+    t0, t1 = _tx(ALICE, 0), _tx(ALICE, 1)
+    assert pool.add(t1, t1.encode(), relay=False)
+    _add(pool, t0)
+    assert pool.reap(10) == [t0, t1] and pool.take_promoted() == []
+
+
+def test_duplicate_and_conflicting_future_nonces() -> None:
+    pool = _qpool()
+    t2 = _tx(ALICE, 2)
+    _add(pool, t2)
+    assert not pool.add(t2, t2.encode())  # the same tx again: a duplicate
+    assert pool.precheck([t2]) == [None]
+    rival = _tx(ALICE, 2, amount=11)
+    with pytest.raises(TxRejected) as e:
+        pool.add(rival, rival.encode())
+    assert e.value.code == "bad_nonce" and "already queued" in e.value.message
+    assert pool.rejected(rival.tx_id)[0] == "bad_nonce" and pool.parked(t2.tx_id) is not None
+    # a forged signature is refused before parking, so junk cannot fill the queue
+    forged = dataclasses.replace(_tx(ALICE, 3), signature=bytes(64))
+    with pytest.raises(TxRejected) as e:
+        pool.add(forged, forged.encode())
+    assert e.value.code == "bad_signature" and forged.tx_id not in pool.queue
+    # cheap state rules come first: wrong chain and expired future nonces never park
+    wrong_chain = TxBody("other", ALICE.public_key, 5, 100, Transfer(BOB.address, "USD", 1)).sign(ALICE)
+    expired = TxBody("test", ALICE.public_key, 5, 0, Transfer(BOB.address, "USD", 1)).sign(ALICE)
+    for t, code in ((wrong_chain, "wrong_chain"), (expired, "expired")):
+        with pytest.raises(TxRejected) as e:
+            pool.add(t, t.encode())
+        assert e.value.code == code
+    assert len(pool.queue) == 1
+
+
+def test_a_promoted_tx_is_admitted_normally_and_may_be_refused() -> None:
+    pool = _qpool()
+    t0, t1, t2 = _tx(ALICE, 0, amount=200), _tx(ALICE, 1, amount=900), _tx(ALICE, 2, amount=1)
+    _add(pool, t2, t1, t0)
+    assert pool.reap(10) == [t0]
+    assert pool.rejected(t1.tx_id)[0] == "insufficient_funds"
+    assert pool.parked(t2.tx_id) == (t2, 1)  # still waiting for a nonce 1 that can pay
+
+
+def test_a_parked_tx_times_out_with_the_reason() -> None:
+    clock = _Clock()
+    pool = _qpool(clock, timeout_s=30.0)
+    t2 = _tx(ALICE, 2)
+    _add(pool, t2)
+    clock.now += 29.9
+    pool.expire_parked()
+    assert pool.parked(t2.tx_id) is not None
+    clock.now += 0.2
+    pool.update(genesis_state(_genesis()), [])  # every commit sweeps the queue
+    assert pool.parked(t2.tx_id) is None and len(pool.queue) == 0
+    assert pool.rejected(t2.tx_id) == (
+        "nonce_gap_timeout", "nonce 2 waited 30 s for nonce 0 of this account, which never arrived")
+
+
+def test_an_account_that_keeps_advancing_does_not_time_out() -> None:
+    """The timeout counts from the account's last progress: a long burst whose gaps keep filling survives."""
+    clock = _Clock()
+    pool = _qpool(clock, timeout_s=30.0)
+    t0, t1, t5 = _tx(ALICE, 0), _tx(ALICE, 1), _tx(ALICE, 5)
+    _add(pool, t5)
+    clock.now += 20
+    _add(pool, t0)
+    clock.now += 20  # 40 s since t5 parked, 20 s since the account advanced
+    pool.expire_parked()
+    assert pool.parked(t5.tx_id) == (t5, 1)
+    _add(pool, t1)
+    clock.now += 29
+    pool.expire_parked()
+    assert pool.parked(t5.tx_id) == (t5, 2)
+    clock.now += 2
+    pool.expire_parked()
+    assert pool.parked(t5.tx_id) is None
+    assert pool.rejected(t5.tx_id) == (
+        "nonce_gap_timeout", "nonce 5 waited 30 s for nonce 2 of this account, which never arrived")
+
+
+def test_each_queue_bound_gives_a_clear_error() -> None:
+    per_account = _qpool(per_account=2)
+    _add(per_account, _tx(ALICE, 1), _tx(ALICE, 2))
+    with pytest.raises(MempoolFull):
+        per_account.add(_tx(ALICE, 3), _tx(ALICE, 3).encode())
+    _add(per_account, _tx(CAROL, 1))  # another account still has room
+
+    total = _qpool(total=2)
+    _add(total, _tx(ALICE, 1), _tx(CAROL, 1))
+    with pytest.raises(MempoolFull):
+        total.add(_tx(ALICE, 2), _tx(ALICE, 2).encode())
+
+    far = _qpool(distance=10)
+    _add(far, _tx(ALICE, 10))
+    with pytest.raises(TxRejected) as e:
+        far.add(_tx(ALICE, 11), _tx(ALICE, 11).encode())
+    assert e.value.code == "nonce_too_far"
+    assert e.value.message == ("nonce 11 is 11 ahead of the next nonce 0; at most 10 ahead may wait in the queue")
+    assert far.precheck([_tx(ALICE, 11)])[0].code == "nonce_too_far"  # refused before any signature work
+
+    # parked txs count against the pool's per-account share and its bytes
+    shared = _qpool(max_per_account=2)
+    _add(shared, _tx(ALICE, 1), _tx(ALICE, 2))
+    with pytest.raises(MempoolFull):
+        shared.add(_tx(ALICE, 0), _tx(ALICE, 0).encode())
+    small = _qpool(max_bytes=2 * len(_tx(ALICE, 1).encode()))
+    _add(small, _tx(ALICE, 1), _tx(ALICE, 2))
+    with pytest.raises(MempoolFull):
+        small.add(_tx(CAROL, 0), _tx(CAROL, 0).encode())
+
+
+def test_a_committed_block_that_fills_the_gap_promotes() -> None:
+    pool = _qpool()
+    t0, t1, t2 = (_tx(ALICE, n) for n in range(3))
+    _add(pool, t1, t2)
+    block, new_state, _ = build_block(genesis_state(_genesis()), [t0], height=1, time_ms=1, proposer=VAL.address,
+                                      max_txs=10)
+    assert pool.update(new_state, block.txs) == []
+    assert pool.reap(10) == [t1, t2] and len(pool.queue) == 0
+    assert pool.take_promoted() == [t1.encode(), t2.encode()]
+
+
+def test_a_block_that_uses_a_parked_nonce_drops_it() -> None:
+    pool = _qpool()
+    t1 = _tx(ALICE, 1)
+    _add(pool, t1, _tx(ALICE, 2))
+    other = [_tx(ALICE, 0), _tx(ALICE, 1, amount=11)]  # another node's block used nonce 1 for another payment
+    block, new_state, _ = build_block(genesis_state(_genesis()), other, height=1, time_ms=1, proposer=VAL.address,
+                                      max_txs=10)
+    pool.update(new_state, block.txs)
+    assert pool.rejected(t1.tx_id)[0] == "bad_nonce" and pool.parked(t1.tx_id) is None
+    assert [t.body.nonce for t in pool.reap(10)] == [2]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 25).flatmap(lambda n: st.permutations([(s, k) for s in (0, 1) for k in range(n)])))
+def test_any_arrival_order_ends_with_all_admitted_in_nonce_order(order: list[tuple[int, int]]) -> None:
+    """Two senders' consecutive nonces, arriving in any interleaved order: all admitted, nothing parked."""
+    keys = (ALICE, CAROL)
+    txs = {(s, k): _tx(keys[s], k, amount=1) for s, k in order}
+    pool = _qpool()
+    for item in order:
+        _add(pool, txs[item])
+    n = len(order) // 2
+    assert len(pool) == 2 * n and len(pool.queue) == 0
+    for s, key in enumerate(keys):
+        mine = [t for t in pool.reap(100) if t.body.sender_address == key.address]
+        assert mine == [txs[(s, k)] for k in range(n)]
+        assert pool.pending_nonce(key.address) == n
