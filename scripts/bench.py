@@ -89,7 +89,7 @@ def presign(net: LocalNet, accounts: int, per_account: int, nonces: list[int], e
     """Per sender: [(tx id hex, signed tx hex)] in nonce order."""
     out = []
     for i in range(accounts):
-        key, to = demo_key(i), demo_key((i + 1) % accounts).address
+        key, to = demo_key(i), demo_key((i + 1) % max(accounts, 2)).address  # one sender pays demo account 1
         txs = []
         for n in range(per_account):
             body = TxBody(CHAIN_ID, key.public_key, nonces[i] + n, expiry, Transfer(to, DEMO_ASSET, 1), f"bench {n}")
