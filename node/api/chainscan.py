@@ -34,13 +34,17 @@ _U64 = struct.Struct(">Q")
 _H_HEIGHT, _H_TIME, _H_TX_COUNT, _H_PROPOSER = 2, 3, 6, 8
 
 
-class ScanStore(Protocol):
-    """What the scan reads (chain.store.ChainStore has it)."""
+class RangeStore(Protocol):
+    """Key-range reads of the chain store (chain.store.ChainStore has them): what lookups need."""
 
     @property
     def head_height(self) -> int: ...
 
     def items_between(self, start: bytes, stop: bytes, limit: int, reverse: bool = False) -> list[tuple[bytes, bytes]]: ...
+
+
+class ScanStore(RangeStore, Protocol):
+    """What the scans (feed, statement, governance) read: key ranges plus whole blocks."""
 
     def get_block_bytes(self, height: int) -> bytes | None: ...
 

@@ -17,7 +17,7 @@ from chain import crypto
 from chain.tx import AssetCreate, Issue, SetIssuer, SignedTx, Transfer, TxKind, ValidatorUpdate, Burn
 from node.api.chainscan import EmptyRuns, FoundTx, ScanResult, ScanStore, scan_back, tx_at
 from node.api.cursors import Position
-from node.api.statement import IndexStore, index_entries
+from node.api.statement import index_entries
 from node.api.models import FeedResponse, FeedTx
 
 FEED_SCAN_BLOCKS = 2000  # headers one feed request may examine
@@ -77,7 +77,7 @@ def tx_feed(store: ScanStore, before: Position | None, limit: int, decimals: Dec
     return _response(result, store.head_height, decimals), result.bytes_read
 
 
-def governance(store: IndexStore, admins: Iterable[bytes], before: Position | None, limit: int, decimals: Decimals,
+def governance(store: ScanStore, admins: Iterable[bytes], before: Position | None, limit: int, decimals: Decimals,
                max_bytes: int) -> tuple[FeedResponse, int]:
     """GET /governance: committed validator updates, asset creations and issuer changes, newest first;
     (page, stored bytes read). `admins` are the genesis admins' addresses (the only possible senders)."""

@@ -12,13 +12,14 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Literal
 
 from aiohttp import web
 
 from chain import crypto
 from chain.state import ACCOUNT_PREFIX, ASSET_PREFIX
 from chain.store import P_HASH, P_STATE, P_TX
+from node.api.chainscan import RangeStore
 from node.api.errors import ApiError
 from node.api.models import AmbiguousErrorDetail, AmbiguousErrorResponse, Candidate
 
@@ -31,13 +32,6 @@ _DECIMAL = re.compile(r"^[0-9]{1,19}$")
 _U64 = struct.Struct(">Q")
 
 Kind = Literal["block", "tx", "account"]
-
-
-class RangeStore(Protocol):
-    @property
-    def head_height(self) -> int: ...
-
-    def items_between(self, start: bytes, stop: bytes, limit: int, reverse: bool = False) -> list[tuple[bytes, bytes]]: ...
 
 
 class AmbiguousPrefix(Exception):

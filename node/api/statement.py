@@ -19,12 +19,12 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Literal, Protocol
+from typing import Literal
 
 from chain import crypto
 from chain.store import P_ACCOUNT_TX
 from chain.tx import Burn, Issue, SignedTx, Transfer
-from node.api.chainscan import tx_at
+from node.api.chainscan import ScanStore, tx_at
 from node.api.cursors import Position
 from node.api.models import StatementRow
 
@@ -39,17 +39,6 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _POS = struct.Struct(">QI")
 
 Direction = Literal["in", "out", "self"]
-
-
-class IndexStore(Protocol):
-    """What a statement reads (chain.store.ChainStore has it)."""
-
-    @property
-    def head_height(self) -> int: ...
-
-    def items_between(self, start: bytes, stop: bytes, limit: int, reverse: bool = False) -> list[tuple[bytes, bytes]]: ...
-
-    def get_block_bytes(self, height: int) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +87,7 @@ def _index_key(addr: bytes, pos: Position) -> bytes:
     return P_ACCOUNT_TX + addr + _POS.pack(pos.height, pos.index)
 
 
-def index_entries(store: IndexStore, addr: bytes, before: Position | None) -> Iterator[tuple[Position, bytes]]:
+def index_entries(store: ScanStore, addr: bytes, before: Position | None) -> Iterator[tuple[Position, bytes]]:
     """(position, tx id) of the account's indexed txs strictly older than `before`, newest first."""
     lo = P_ACCOUNT_TX + addr
     hi = _index_key(addr, before) if before is not None else P_ACCOUNT_TX + addr + b"\xff" * _POS.size
@@ -120,7 +109,7 @@ class StatementPage:
     bytes_read: int = 0  # stored block bytes read (what the client is charged for)
 
 
-def statement_page(store: IndexStore, addr: bytes, asset: str, balance_after_first: int, before: Position | None,
+def statement_page(store: ScanStore, addr: bytes, asset: str, balance_after_first: int, before: Position | None,
                    limit: int, max_bytes: int) -> StatementPage:
     """Up to `limit` rows older than `before`; `balance_after_first` is the balance right after the first
     tx older than `before` (the current balance on the first page)."""
