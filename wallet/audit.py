@@ -39,6 +39,7 @@ from consensus.certificate import CertificateError, CommitCertificate, verify_co
 from consensus.evidence import DuplicateVoteEvidence
 
 from wallet.errors import WalletError
+from wallet.lightclient import decode_canonical
 
 FRAME_HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 64 * 1024 * 1024
@@ -262,12 +263,8 @@ class ChainAuditor:
             if raw:
                 raise AuditFailure(0, "certificate", "the genesis block carries no certificate")
             return
-        try:
-            cert = CommitCertificate.decode(raw)
-        except (DecodeError, ValueError) as e:
-            raise AuditFailure(h, "certificate", f"does not decode: {e}") from None
-        if cert.encode() != raw:
-            raise AuditFailure(h, "certificate", "not canonically encoded")
+        cert = decode_canonical(raw, CommitCertificate.decode, "certificate",
+                                lambda why: AuditFailure(h, "certificate", why))
         try:
             verify_commit_certificate(cert, self.validators, self.chain_id, h, block.hash)
         except CertificateError as e:
