@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from enum import Enum
 from typing import Any, Protocol
 
@@ -11,6 +10,7 @@ from chain import crypto, merkle
 from chain.block import BlockHeader
 from chain.encoding import DecodeError, decode
 from chain.tx import AssetCreate, Burn, Issue, SetIssuer, SignedTx, Transfer, ValidatorUpdate
+from consensus.certificate import CommitCertificate
 
 from node.api.models import HeaderFields, Receipt, TxFields, TxSummary
 
@@ -86,30 +86,16 @@ def to_json(obj: Any, depth: int = 0) -> Any:
     return str(obj)
 
 
-def _consensus_decoder() -> Any:
-    """consensus.certificate.CommitCertificate.decode if that module imports, else None (the API must
-    keep serving even if consensus is broken or absent)."""
-    try:
-        mod = importlib.import_module("consensus.certificate")
-    except Exception:  # noqa: BLE001 - absent or broken module: fall back to the generic decoding
-        return None
-    cls = getattr(mod, "CommitCertificate", None)
-    fn = getattr(cls, "decode", None)
-    return fn if callable(fn) else None
-
-
 def decode_certificate(raw: bytes | None) -> Any:
-    """Best-effort JSON form of a certificate: the consensus decoder's object if available, else the
-    generic canonical-msgpack structure with bytes as hex. Never raises: a certificate we cannot
-    decode is still served as hex for the wallet to check itself."""
+    """Best-effort JSON form of a certificate: the decoded CommitCertificate, else the generic
+    canonical-msgpack structure with bytes as hex. Never raises: a certificate we cannot decode is
+    still served as hex for the wallet to check itself."""
     if raw is None:
         return None
-    fn = _consensus_decoder()
-    if fn is not None:
-        try:
-            return to_json(fn(raw))
-        except Exception:  # noqa: BLE001 - fall through to the generic form
-            pass
+    try:
+        return to_json(CommitCertificate.decode(raw))
+    except DecodeError:
+        pass  # not a well-formed certificate: show its generic structure instead
     try:
         return to_json(decode(raw))
     except DecodeError:
