@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -16,24 +15,10 @@ from chain import crypto
 from chain.genesis import Genesis
 from chain.keystore import KeystoreError
 from node import __version__
+from node.cli_common import HOME_OPTION
+from node.cli_key import key as key_group
+from node.cli_common import passphrase as _passphrase
 from node.config import ConfigError, NodeConfig
-
-HOME_OPTION = click.option(
-    "--home", type=click.Path(path_type=Path), default=Path("~/.paynet").expanduser(), show_default=True
-)
-
-
-def _passphrase(env_var: str, prompt: str, confirm: bool = False) -> str:
-    """From `env_var` (then removed from this process's environment: chain.keystore.take_env_secret) or a prompt."""
-    from chain.keystore import take_env_secret
-
-    value = take_env_secret(env_var)
-    if value is not None:
-        return value
-    if not sys.stdin.isatty():
-        raise click.UsageError(f"set {env_var} (no terminal to prompt for the passphrase)")
-    return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
-
 
 def check_consensus_wal(path: Path, chain_id: str, key: crypto.PrivateKey) -> None:
     """Open and decode the consensus WAL before the node does, so damage is one line, not a traceback.
@@ -399,6 +384,9 @@ def restore(backup_dir: Path, home: Path, replace: bool) -> None:
     if not manifest.includes_key:
         click.echo(f"note: the backup has no identity key; put the node's keystore in {home} before `run`", err=True)
     click.echo(json.dumps({"home": str(home), "height": manifest.height, "block_hash": manifest.block_hash}))
+
+
+main.add_command(key_group)  # node/cli_key.py
 
 
 if __name__ == "__main__":

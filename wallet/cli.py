@@ -23,13 +23,14 @@ from rich.table import Table
 from chain import crypto
 from chain.block import BlockHeader
 from chain.genesis import Genesis
-from chain.keystore import take_env_secret
 
 from wallet import ops
 from wallet.amounts import describe_shortfall, format_amount
 from wallet.client import NodeClient
 from wallet.errors import UsageError, WalletError
-from wallet.messages import PASSPHRASE_ENV, PassphraseUnavailable, failover_notes, in_asset_units, terminal_available
+from wallet.cli_passwd import passwd
+from wallet.messages import PASSPHRASE_ENV, failover_notes, in_asset_units
+from wallet.passphrases import current_passphrase as passphrase
 from wallet.store import HOME_ENV, PinnedValidator, WalletConfig, WalletHome, check_node_url, default_home
 from wallet.lightclient import LightClientAttack, LightClientError
 from wallet.verified import VerifiedReader, light_client_for
@@ -85,17 +86,6 @@ def emit(ctx: Ctx, data: dict[str, Any], render: Callable[[Console], None]) -> N
 
 def run(coro: Awaitable[T]) -> T:
     return asyncio.run(coro)  # type: ignore[arg-type]
-
-
-def passphrase(confirm: bool = False) -> str:
-    """From $PAYNET_WALLET_PASSPHRASE (scripts, tests; taken out of the process environment once read, so
-    it is neither inherited nor left in /proc/PID/environ) or a hidden prompt."""
-    env = take_env_secret(PASSPHRASE_ENV)
-    if env is not None:
-        return env
-    if not terminal_available():  # getpass would warn, read nothing, and click would say "Aborted!"
-        raise PassphraseUnavailable()
-    return str(click.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm, err=True))
 
 
 # -- error handling -------------------------------------------------------------------------------------
@@ -175,6 +165,9 @@ PASSPHRASE_HELP = (f"The key's passphrase comes from ${PASSPHRASE_ENV} if set (r
 def main(ctx: click.Context, home: Path | None, nodes: tuple[str, ...], http_timeout: float) -> None:
     """paynet wallet: local keys, signed payments, locally verified receipts."""
     ctx.obj = Ctx(WalletHome(home or default_home()), nodes=list(nodes), http_timeout=http_timeout)
+
+
+main.add_command(passwd)  # wallet/cli_passwd.py
 
 
 # -- init -----------------------------------------------------------------------------------------------
