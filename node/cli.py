@@ -15,6 +15,7 @@ from chain import crypto
 from chain.genesis import Genesis
 from chain.keystore import KeystoreError
 from node import __version__
+from node.cli_backup import backup, backup_key, restore
 from node.cli_common import HOME_OPTION
 from node.cli_key import key as key_group
 from node.cli_common import passphrase as _passphrase
@@ -351,42 +352,9 @@ def status(home: Path) -> None:
         raise click.ClickException(f"node API at {url} is not answering: {exc}") from None
 
 
-@main.command()
-@click.argument("dest", type=click.Path(path_type=Path))
-@HOME_OPTION
-@click.option("--include-key", is_flag=True, help="also copy the (still encrypted) identity keystore")
-@click.option("--timeout", default=300.0, show_default=True, help="seconds to wait for a running node's snapshot")
-def backup(dest: Path, home: Path, include_key: bool, timeout: float) -> None:
-    """Back up a node home into the new directory DEST, while the node runs or not. Prints the manifest."""
-    from node.backup import BackupError, backup_home
-
-    try:
-        manifest = backup_home(home, dest, include_key=include_key, timeout=timeout)
-    except (BackupError, OSError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(manifest.to_json(), nl=False)
-
-
-@main.command()
-@click.argument("backup_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@HOME_OPTION
-@click.option("--replace", is_flag=True,
-              help="restore over an existing (stopped) home: it is moved aside; its signer state and key are kept")
-def restore(backup_dir: Path, home: Path, replace: bool) -> None:
-    """Rebuild a node home from BACKUP_DIR; no consensus WAL is restored, the local signer state is kept."""
-    from chain.store import StoreError
-    from node.backup import BackupError, restore_home
-
-    try:
-        manifest = restore_home(backup_dir, home, replace=replace)
-    except (BackupError, StoreError, OSError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
-    if not manifest.includes_key:
-        click.echo(f"note: the backup has no identity key; put the node's keystore in {home} before `run`", err=True)
-    click.echo(json.dumps({"home": str(home), "height": manifest.height, "block_hash": manifest.block_hash}))
-
-
 main.add_command(key_group)  # node/cli_key.py
+for _command in (backup, restore, backup_key):  # node/cli_backup.py
+    main.add_command(_command)
 
 
 if __name__ == "__main__":
