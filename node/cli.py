@@ -71,8 +71,10 @@ CA_PASSPHRASE_HELP = (
 
 
 @click.group(epilog="Environment: PAYNET_NODE_PASSPHRASE (the node key's passphrase; init, rekey, run), "
-             "PAYNET_CA_PASSPHRASE (the network CA key's; ca create, ca rekey, ca issue). Each is read once "
-             "and removed from the process environment; without it the command prompts on the terminal.")
+             "PAYNET_CA_PASSPHRASE (the network CA key's; ca create, ca rekey, ca issue), PAYNET_NODE_NEW_PASSPHRASE "
+             "(key change-passphrase), PAYNET_BACKUP_KEY_PASSPHRASE (backup-key generate, restore --decrypt-key). "
+             "Each is read once and removed from the process environment; without it the command prompts on "
+             "the terminal.")
 @click.version_option(version=__version__, prog_name="paynet-node")
 def main() -> None:
     """paynet validator node."""
