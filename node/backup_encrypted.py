@@ -1,7 +1,7 @@
 """Encrypted backups: `backup_home` into a private staging directory, then one archive file; and back.
 
 Where plaintext exists, and for how long: the snapshot is staged inside the node home
-(`HOME/.backup-staging`, 0700, on the node's own, full-disk-encrypted volume; docs/operations.md), turned
+(`HOME/.backup-staging-PID`, 0700, on the node's own, full-disk-encrypted volume; docs/operations.md), turned
 into the archive, and removed; only the archive is written to the destination, which may be a mount that
 leaves the machine. A restore decrypts into a staging directory beside the target home, the manifest and
 store checks of `restore_home` run there, and only a verified home is renamed into place; a wrong key, a
@@ -20,6 +20,30 @@ from node.backup_archive import ArchiveError, ArchiveKey, extract_archive, read_
 STAGING = ".backup-staging"
 
 
+def _staging_dir(parent: Path, prefix: str) -> Path:
+    """`parent/prefix-<pid>` for this process, after removing the staging dirs of processes that are gone.
+
+    A crash (kill -9, power loss) mid-backup or mid-restore leaves plaintext behind; the next run sweeps it
+    instead of leaving payment data lying around, and never touches the staging dir of a command still
+    running (two backups of one home at once each get their own).
+    """
+    for stale in parent.glob(f"{prefix}-*"):
+        pid = stale.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    return parent / f"{prefix}-{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def backup_encrypted(
     home: Path, dest: Path, recipient: bytes, *, include_key: bool = False, timeout: float = 300.0,
 ) -> Manifest:
@@ -29,8 +53,7 @@ def backup_encrypted(
         raise BackupError(f"{dest} exists; backups never overwrite")
     if not dest.parent.is_dir():
         raise BackupError(f"{dest.parent} is not a directory")
-    staging = home.absolute() / STAGING
-    shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted backup; ours alone
+    staging = _staging_dir(home.absolute(), STAGING)
     partial = dest.with_name(dest.name + ".partial")
     try:
         manifest = backup_home(home, staging, include_key=include_key, timeout=timeout)
@@ -61,10 +84,9 @@ def restore_encrypted(archive: Path, key: ArchiveKey, home: Path, *, replace: bo
     """Decrypt `archive` with `key` and restore it into `home` (restore_home's rules); nothing is installed
     unless the whole archive authenticates and the backup verifies."""
     home = home.absolute()
-    staging = home.with_name(f".{home.name}.decrypting")
-    if staging.exists():
-        shutil.rmtree(staging)  # plaintext of an interrupted restore: never reused, never left lying around
-    staging.mkdir(mode=0o700, parents=True)
+    home.parent.mkdir(parents=True, exist_ok=True)
+    staging = _staging_dir(home.parent, f".{home.name}.decrypting")
+    staging.mkdir(mode=0o700)
     try:
         with open(archive, "rb") as f:
             extract_archive(f, key, staging)

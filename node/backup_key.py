@@ -8,6 +8,7 @@ The keystore `kind` keeps the file from ever being unlocked as a node signing ke
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from node.backup_archive import ArchiveError, format_recipient
 
 KIND = "x25519-backup"
 PASSPHRASE_ENV = "PAYNET_BACKUP_KEY_PASSPHRASE"
+NEW_PASSPHRASE_ENV = "PAYNET_BACKUP_KEY_NEW_PASSPHRASE"
 
 
 def generate(path: Path, passphrase: str, kdf: keystore.KdfLimits, name: str = "paynet backup key") -> bytes:
@@ -31,8 +33,6 @@ def generate(path: Path, passphrase: str, kdf: keystore.KdfLimits, name: str = "
 
 def public_key_of(path: Path) -> bytes:
     """The public key of a backup key file (no passphrase needed); refuses other kinds of keystore."""
-    import json
-
     try:
         kind = json.loads(path.read_text()).get("kind")
     except (OSError, ValueError, AttributeError):

@@ -16,7 +16,7 @@ from chain.genesis import Genesis
 from chain.keystore import KeystoreError
 from node import __version__
 from node.cli_backup import backup, backup_key, restore
-from node.cli_common import HOME_OPTION
+from node.cli_common import HOME_OPTION, node_key_passphrase
 from node.cli_key import key as key_group
 from node.cli_common import passphrase as _passphrase
 from node.config import ConfigError, NodeConfig
@@ -110,14 +110,11 @@ def rekey(home: Path) -> None:
 
     For a key file made before the validator class existed, or in test mode; the node refuses to start
     with a weaker one. Uses the passphrase from the configured file or env var (or a prompt)."""
-    from node.provision import node_key_kdf, node_passphrase, rekey_keystore
+    from node.provision import node_key_kdf, rekey_keystore
 
     try:
         config = NodeConfig.load(home)
-        try:
-            passphrase = node_passphrase(config)
-        except KeystoreError:
-            passphrase = _passphrase(config.node.passphrase_env, "Key passphrase")
+        passphrase = node_key_passphrase(config)
         key_path = config.path(config.node.key_file)
         kdf = node_key_kdf()
         rekey_keystore(key_path, passphrase, kdf)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from chain.keystore import KeystoreError
-from node.backup_key import PASSPHRASE_ENV
+from node.backup_key import NEW_PASSPHRASE_ENV, PASSPHRASE_ENV
 from node.cli_common import HOME_OPTION, passphrase
 
 if TYPE_CHECKING:
@@ -154,3 +154,27 @@ def backup_key_show(key_file: Path) -> None:
         click.echo(format_recipient(public_key_of(key_file)))
     except KeystoreError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@backup_key.command("change-passphrase", epilog=KEY_PASSPHRASE_HELP.replace("The backup key's passphrase", "The current passphrase") + (
+    f" The new one comes from --new-passphrase-file, else ${NEW_PASSPHRASE_ENV}, else a prompt (typed twice)."))
+@click.argument("key_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--key-passphrase-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="read the current passphrase from this file's first line (mode 0600)")
+@click.option("--new-passphrase-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="read the new passphrase from this file's first line (mode 0600)")
+def backup_key_change_passphrase(key_file: Path, key_passphrase_file: Path | None, new_passphrase_file: Path | None) -> None:
+    """Re-encrypt a backup key file under a new passphrase (e.g. a new passphrase holder); same key pair."""
+    from chain.keystore import change_passphrase
+    from node.backup_archive import format_recipient
+    from node.backup_key import public_key_of
+    from node.provision import node_key_floor
+
+    try:
+        public_key_of(key_file)  # only backup key files: a node key has `paynet-node key change-passphrase`
+        old = passphrase(PASSPHRASE_ENV, "Current backup key passphrase", file=key_passphrase_file)
+        new = passphrase(NEW_PASSPHRASE_ENV, "New backup key passphrase", confirm=True, file=new_passphrase_file)
+        info = change_passphrase(key_file, old, new, min_kdf=node_key_floor())
+    except (KeystoreError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({"key_file": str(key_file), "public_key": format_recipient(info.public_key)}))

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from node.config import NodeConfig
 
 HOME_OPTION = click.option(
     "--home", type=click.Path(path_type=Path), default=Path("~/.paynet").expanduser(), show_default=True
@@ -26,3 +30,15 @@ def passphrase(env_var: str, prompt: str, confirm: bool = False, file: Path | No
     if not sys.stdin.isatty():
         raise click.UsageError(f"set {env_var} (no terminal to prompt for the passphrase)")
     return str(click.prompt(prompt, hide_input=True, confirmation_prompt=confirm))
+
+
+def node_key_passphrase(config: "NodeConfig", prompt: str = "Key passphrase") -> str:
+    """The identity key's passphrase from the node's configured source (passphrase_file, else the variable
+    passphrase_env names), else a prompt: what `rekey` and `key change-passphrase` unlock with."""
+    from chain.keystore import KeystoreError
+    from node.provision import node_passphrase
+
+    try:
+        return node_passphrase(config)
+    except KeystoreError:
+        return passphrase(config.node.passphrase_env, prompt)

@@ -12,7 +12,7 @@ import click
 
 from chain import crypto
 from chain.keystore import KeystoreError
-from node.cli_common import HOME_OPTION, passphrase
+from node.cli_common import HOME_OPTION, node_key_passphrase, passphrase
 from node.config import ConfigError, NodeConfig
 
 NEW_PASSPHRASE_ENV = "PAYNET_NODE_NEW_PASSPHRASE"
@@ -41,14 +41,11 @@ def change_passphrase_cmd(home: Path, new_passphrase_file: Path | None) -> None:
     the file, so it carries on; its next start needs the new passphrase (update passphrase_file or the
     env var first). The file is replaced atomically (a crash leaves the old or the new one, mode 0600)."""
     from chain.keystore import change_passphrase
-    from node.provision import node_key_floor, node_passphrase
+    from node.provision import node_key_floor
 
     try:
         config = NodeConfig.load(home)
-        try:
-            old = node_passphrase(config)
-        except KeystoreError:
-            old = passphrase(config.node.passphrase_env, "Current key passphrase")
+        old = node_key_passphrase(config, "Current key passphrase")
         new = passphrase(NEW_PASSPHRASE_ENV, "New key passphrase", confirm=True, file=new_passphrase_file)
         key_path = config.path(config.node.key_file)
         info = change_passphrase(key_path, old, new, min_kdf=node_key_floor())
