@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-from node.backup import BackupError, Manifest, backup_home, restore_home
+from node.backup import BackupError, Manifest, backup_home, check_restore_target, restore_home
 from node.backup_archive import ArchiveError, ArchiveKey, extract_archive, read_recipient, write_archive
 
 STAGING = ".backup-staging"
@@ -84,6 +84,7 @@ def restore_encrypted(archive: Path, key: ArchiveKey, home: Path, *, replace: bo
     """Decrypt `archive` with `key` and restore it into `home` (restore_home's rules); nothing is installed
     unless the whole archive authenticates and the backup verifies."""
     home = home.absolute()
+    check_restore_target(home, replace)
     home.parent.mkdir(parents=True, exist_ok=True)
     staging = _staging_dir(home.parent, f".{home.name}.decrypting")
     staging.mkdir(mode=0o700)

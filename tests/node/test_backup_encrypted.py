@@ -150,3 +150,14 @@ def test_killed_mid_rotation_leaves_a_whole_keystore(tmp_path: Path) -> None:
         assert opened == [key.seed]
         assert path.stat().st_mode & 0o777 == 0o600
     assert len(seen) == 2  # the kills landed at different points of the rotation loop
+
+
+def test_occupied_target_is_refused_before_decrypting(tmp_path: Path, home: Path, key_file: Path) -> None:
+    key = FileBackupKey.unlock(key_file, KEY_PASS)
+    backup_encrypted(home, tmp_path / "a.pnbk", key.public_key)
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "something").write_text("kept")
+    with pytest.raises(BackupError, match="exists and is not empty"):
+        restore_encrypted(tmp_path / "a.pnbk", key, tmp_path / "busy")
+    assert [p.name for p in (tmp_path / "busy").iterdir()] == ["something"]
+    assert not list(tmp_path.glob(".busy.decrypting*"))
