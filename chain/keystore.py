@@ -167,8 +167,6 @@ def seal_secret(
     kind: str = ED25519, address: str | None = None,
 ) -> bytes:
     """Keystore file contents for any 32-byte `secret` whose public half is `public_key` (stored in clear)."""
-    if len(passphrase) < MIN_PASSPHRASE_CHARS:
-        raise KeystoreError(f"passphrase must be at least {MIN_PASSPHRASE_CHARS} characters")
     if len(secret) != 32 or len(public_key) != crypto.PUBKEY_SIZE:
         raise KeystoreError("a keystore holds a 32-byte secret and a 32-byte public key")
     doc: dict = {"version": KEYSTORE_VERSION, "name": name}

@@ -28,6 +28,7 @@ from wallet import ops
 from wallet.amounts import describe_shortfall, format_amount
 from wallet.client import NodeClient
 from wallet.errors import UsageError, WalletError
+from wallet.cli_options import JSON_META, json_option
 from wallet.cli_passwd import passwd
 from wallet.messages import PASSPHRASE_ENV, failover_notes, in_asset_units
 from wallet.passphrases import current_passphrase as passphrase
@@ -36,7 +37,6 @@ from wallet.lightclient import LightClientAttack, LightClientError
 from wallet.verified import VerifiedReader, light_client_for
 from wallet.verify import TRUST_NOTE, ReceiptError, StateProofError
 
-JSON_META = "paynet_wallet.json"
 T = TypeVar("T")
 
 
@@ -132,17 +132,6 @@ def _report_failovers(ctx: click.Context) -> None:
         return
     for note in obj.failover_notes():
         err_console().print(f"note: {note}", style="yellow", markup=False, soft_wrap=True)
-
-
-def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    if value:
-        ctx.meta[JSON_META] = True
-
-
-json_option = click.option(
-    "--json", "json_flag", is_flag=True, expose_value=False, callback=_set_json, is_eager=True,
-    help="Machine-readable JSON on stdout.",
-)
 
 
 ENV_HELP = f"""Environment: {PASSPHRASE_ENV} holds the key passphrase for scripts (read once, then removed

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from chain import crypto
+from wallet.cli_options import json_option
 from wallet.messages import NEW_PASSPHRASE_ENV, PASSPHRASE_ENV
 from wallet.passphrases import current_passphrase, new_passphrase
 
@@ -25,6 +26,7 @@ PASSWD_HELP = (f"The current passphrase comes from ${PASSPHRASE_ENV}, the new on
 
 @click.command(epilog=PASSWD_HELP)
 @click.argument("name")
+@json_option
 @click.pass_obj
 def passwd(obj: "Ctx", name: str) -> None:
     """Change the passphrase of key NAME; the key and its address stay the same."""

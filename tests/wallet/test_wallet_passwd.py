@@ -29,7 +29,7 @@ def home(tmp_path: Path) -> Path:
 def test_passwd_from_env_keeps_the_key(home: Path) -> None:
     path = home / "keys" / "alice.json"
     seed, address = keystore.load_key(path, OLD).seed, json.loads(path.read_text())["address"]
-    r = run(home, "--json", "passwd", "alice")
+    r = run(home, "passwd", "alice", "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout) == {"name": "alice", "address": address, "passphrase_changed": True}
     assert keystore.load_key(path, NEW).seed == seed
