@@ -146,6 +146,12 @@ class EncryptingWriter(io.RawIOBase):
             self._buf.clear()
         super().close()
 
+    def abort(self) -> None:
+        """Close without the final record (io's finalizer would otherwise call close() and finish a partial
+        archive): what was written stays a truncated archive, which every reader refuses."""
+        self._buf.clear()
+        super().close()
+
 
 class DecryptingReader(io.RawIOBase):
     """A read-only file object over the plaintext of an archive; `finish()` proves it was read to its end."""
@@ -238,6 +244,15 @@ def parse_recipient(text: str) -> bytes:
 def write_archive(src: Path, out: BinaryIO, recipient: bytes, chunk_size: int = DEFAULT_CHUNK) -> None:
     """Write every file and directory under `src` (relative names, sorted) as an archive to `out`."""
     writer = EncryptingWriter(out, recipient, chunk_size)
+    try:
+        _write_tar(src, writer)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+
+
+def _write_tar(src: Path, writer: EncryptingWriter) -> None:
     with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
         for path in sorted(src.rglob("*")):
             name = path.relative_to(src).as_posix()
@@ -254,7 +269,6 @@ def write_archive(src: Path, out: BinaryIO, recipient: bytes, chunk_size: int = 
                 info.size = st.st_size
                 with open(path, "rb") as f:
                     tar.addfile(info, f)
-    writer.close()
 
 
 def extract_archive(f: BinaryIO, key: ArchiveKey, dest: Path) -> int:

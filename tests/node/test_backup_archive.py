@@ -184,3 +184,18 @@ def test_backup_key_file(tmp_path: Path) -> None:
     assert ba.parse_recipient(ba.format_recipient(public)) == public
     with pytest.raises(ba.ArchiveError, match="not a backup public key"):
         ba.parse_recipient(public.hex())  # a bare hex key (e.g. a node's Ed25519 key) is not taken
+
+
+def test_a_failed_write_never_looks_complete(tmp_path: Path) -> None:
+    """An error mid-archive (here a FIFO, which is refused) leaves a truncated archive, even after the writer
+    is garbage-collected (io's finalizer calls close(), which must not add the final record)."""
+    import gc
+    import os
+
+    src = make_tree(tmp_path / "src", {"a": b"x" * 5000, "b": b"y" * 5000})
+    os.mkfifo(src / "zz-fifo")
+    out = io.BytesIO()
+    with pytest.raises(ba.ArchiveError, match="not a regular file"):
+        ba.write_archive(src, out, bytes(PRIVATE.public_key), ba.MIN_CHUNK)
+    gc.collect()
+    assert "no final record" in refused(out.getvalue(), tmp_path)
