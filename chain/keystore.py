@@ -4,6 +4,8 @@ Format (JSON, version 1): the 32-byte Ed25519 seed is sealed with XSalsa20-Poly1
 derived from the passphrase with Argon2id (libsodium `crypto_pwhash`), with the KDF limits stored in the file so
 they can be raised later without breaking old files. The public key and address are stored in clear so a wallet
 can list keys without a passphrase; on unlock they are checked against the decrypted seed.
+The same format holds other 32-byte secrets (`seal_secret`/`open_secret`): a file with a `kind` field other
+than "ed25519" (e.g. the X25519 backup decryption key, node/backup_key.py) is never unlocked as a signing key.
 Files are created 0600 and loading refuses a file that others can read (a leaked ciphertext invites offline
 guessing of the passphrase).
 
@@ -11,6 +13,8 @@ KDF classes (`KdfLimits`): wallet keys use libsodium's INTERACTIVE limits (2 pas
 here), because a wallet unlocks often on a user's device. Validator and CA keys use SENSITIVE (4 passes
 over 1 GiB, ~4.5 s here): they unlock once per start or signing session, and a stolen validator key file
 is worth far more offline guessing. The caller picks the class (`node.provision` for node and CA keys).
+Passphrase rotation (`change_passphrase`) re-encrypts the same secret under a fresh salt and nonce and
+replaces the file atomically (`replace_private_file`): a crash leaves the old file or the new one, never a mix.
 Limits read from a file are bounded (`check_kdf_limits`) before any derivation: a damaged or planted file
 must not hang the node for hours (opslimit 2^32-1) or make it allocate terabytes (memlimit).
 """
@@ -32,6 +36,8 @@ import nacl.utils
 from chain import crypto
 
 KEYSTORE_VERSION = 1
+ED25519 = "ed25519"
+"""The default `kind` (a file without the field): an Ed25519 signing seed, checked against its public key."""
 MIN_PASSPHRASE_CHARS = 8
 _argon = nacl.pwhash.argon2id
 
@@ -153,20 +159,41 @@ def save_key(
 
 def seal_key(key: crypto.PrivateKey, passphrase: str, name: str = "", kdf: KdfLimits = WALLET_KDF) -> bytes:
     """The keystore file contents for `key` (what `save_key` writes)."""
+    return seal_secret(key.seed, key.public_key, passphrase, name, kdf, address=crypto.format_address(key.address))
+
+
+def seal_secret(
+    secret: bytes, public_key: bytes, passphrase: str, name: str = "", kdf: KdfLimits = WALLET_KDF, *,
+    kind: str = ED25519, address: str | None = None,
+) -> bytes:
+    """Keystore file contents for any 32-byte `secret` whose public half is `public_key` (stored in clear)."""
+    if len(secret) != 32 or len(public_key) != crypto.PUBKEY_SIZE:
+        raise KeystoreError("a keystore holds a 32-byte secret and a 32-byte public key")
+    doc: dict = {"version": KEYSTORE_VERSION, "name": name}
+    if kind != ED25519:  # ed25519 files keep the version-1 layout byte for byte
+        doc["kind"] = kind
+    doc["public_key"] = public_key.hex()
+    if address is not None:
+        doc["address"] = address
+    return _dump(_encrypt_into(doc, secret, passphrase, kdf))
+
+
+def _encrypt_into(doc: dict, secret: bytes, passphrase: str, kdf: KdfLimits) -> dict:
+    """`doc` with `secret` sealed under `passphrase`: a fresh random salt and a fresh random nonce each time."""
     if len(passphrase) < MIN_PASSPHRASE_CHARS:
         raise KeystoreError(f"passphrase must be at least {MIN_PASSPHRASE_CHARS} characters")
     salt = nacl.utils.random(_SALT_BYTES)
     box = nacl.secret.SecretBox(_derive(passphrase, salt, kdf))
-    sealed = box.encrypt(key.seed)  # 24-byte random nonce || ciphertext+tag
-    doc = {
-        "version": KEYSTORE_VERSION,
-        "name": name,
-        "public_key": key.public_key.hex(),
-        "address": crypto.format_address(key.address),
+    sealed = box.encrypt(secret)  # 24-byte random nonce || ciphertext+tag
+    return {
+        **doc,
         "kdf": {"name": "argon2id", "opslimit": kdf.opslimit, "memlimit": kdf.memlimit, "salt": salt.hex()},
         "cipher": "xsalsa20-poly1305",
         "sealed": sealed.hex(),
     }
+
+
+def _dump(doc: dict) -> bytes:
     return (json.dumps(doc, indent=2) + "\n").encode()
 
 
@@ -221,24 +248,89 @@ def _parse(path: Path, doc: dict) -> tuple[bytes, bytes, bytes, KdfLimits]:
 def load_key(path: str | Path, passphrase: str, *, min_kdf: KdfLimits | None = None) -> crypto.PrivateKey:
     """Decrypt a keystore. Raises WrongPassphrase, WeakKdf (limits below `min_kdf`) or KeystoreError.
 
-    Every check that needs no passphrase (permissions, format, KDF bounds and class) runs before the
+    Every check that needs no passphrase (permissions, format, kind, KDF bounds and class) runs before the
     derivation, so a bad file is refused at once, not after seconds of Argon2id.
     """
     path = Path(path)
-    doc = _read(path)
-    check_private_permissions(path)
-    salt, sealed, public_key, limits = _parse(path, doc)
-    if min_kdf is not None and limits.weaker_than(min_kdf):
-        raise WeakKdf(path, limits, min_kdf)
-    box = nacl.secret.SecretBox(_derive(passphrase, salt, limits))
-    try:
-        seed = box.decrypt(sealed)
-    except nacl.exceptions.CryptoError:
-        raise WrongPassphrase(f"wrong passphrase for {path}") from None
+    seed, public_key = open_secret(path, passphrase, kind=ED25519, min_kdf=min_kdf)
     key = crypto.PrivateKey(seed)
     if key.public_key != public_key:
         raise KeystoreError(f"{path}: public key does not match the encrypted key (file tampered?)")
     return key
+
+
+def open_secret(
+    path: str | Path, passphrase: str, *, kind: str, min_kdf: KdfLimits | None = None,
+) -> tuple[bytes, bytes]:
+    """(secret, public key) of a keystore file of `kind`; the caller checks that they belong together."""
+    path = Path(path)
+    doc, secret = _unseal(path, passphrase, kind, min_kdf)
+    return secret, bytes.fromhex(doc["public_key"])
+
+
+def _unseal(path: Path, passphrase: str, kind: str | None, min_kdf: KdfLimits | None) -> tuple[dict, bytes]:
+    """The checked document and its decrypted secret; `kind` None accepts any kind (passphrase change)."""
+    doc = _read(path)
+    check_private_permissions(path)
+    salt, sealed, _public_key, limits = _parse(path, doc)
+    found = doc.get("kind", ED25519)
+    if kind is not None and found != kind:
+        raise KeystoreError(f"{path} holds a {found!r} key, not the {kind!r} key this command needs")
+    if min_kdf is not None and limits.weaker_than(min_kdf):
+        raise WeakKdf(path, limits, min_kdf)
+    box = nacl.secret.SecretBox(_derive(passphrase, salt, limits))
+    try:
+        return doc, box.decrypt(sealed)
+    except nacl.exceptions.CryptoError:
+        raise WrongPassphrase(f"wrong passphrase for {path}") from None
+
+
+def change_passphrase(path: str | Path, old: str, new: str, *, min_kdf: KdfLimits | None = None) -> KeystoreInfo:
+    """Re-encrypt the keystore at `path` from passphrase `old` to `new`; the key itself does not change.
+
+    The file keeps its name, kind, public key and KDF class (never weaker: a rotation is no way to
+    downgrade a validator key); the salt and nonce are fresh. An Ed25519 seed is checked against its public
+    key before anything is written. The new file replaces the old one atomically (`replace_private_file`),
+    so a crash leaves either the old file (old passphrase) or the new one (new passphrase).
+    """
+    path = Path(path)
+    if new == old:
+        raise KeystoreError("the new passphrase is the same as the old one")
+    if len(new) < MIN_PASSPHRASE_CHARS:  # before seconds of Argon2id on the old one
+        raise KeystoreError(f"passphrase must be at least {MIN_PASSPHRASE_CHARS} characters")
+    doc, secret = _unseal(path, old, None, min_kdf)
+    public_key = bytes.fromhex(doc["public_key"])
+    if doc.get("kind", ED25519) == ED25519 and crypto.PrivateKey(secret).public_key != public_key:
+        raise KeystoreError(f"{path}: public key does not match the encrypted key (file tampered?)")
+    limits = _parse(path, doc)[3]
+    kept = {k: v for k, v in doc.items() if k not in ("kdf", "cipher", "sealed")}
+    replace_private_file(path, _dump(_encrypt_into(kept, secret, new, limits)))
+    return KeystoreInfo(str(doc.get("name", "")), public_key, path)
+
+
+def replace_private_file(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` atomically: a 0600 temp file beside it, fsync'd, read back, renamed, dir fsync'd.
+
+    A crash before the rename leaves the old file (and maybe a stale `NAME.new`, removed by the next call);
+    after it, the new one. The temp file lives in the same directory so the rename never crosses filesystems.
+    """
+    tmp = path.with_name(path.name + ".new")
+    tmp.unlink(missing_ok=True)  # left by a crash mid-write: the original is still in place
+    write_private_file(tmp, data)
+    if tmp.read_bytes() != data:
+        tmp.unlink()
+        raise KeystoreError(f"{tmp} did not read back as written; {path} is unchanged")
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or unlink in `directory` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def passphrase_from(env_var: str | None = None, file: str | Path | None = None) -> str | None:

@@ -377,11 +377,7 @@ def restore_home(backup: Path, home: Path, *, replace: bool = False) -> Manifest
         if extra:
             raise BackupError(f"{backup / extra[0]} is not in the manifest (the backup was modified)")
     home = home.absolute()
-    occupied = home.exists() and (not home.is_dir() or any(home.iterdir()))
-    if occupied and not replace:
-        raise BackupError(f"{home} exists and is not empty; restore into a new or empty directory, or use --replace")
-    if occupied and (home / CONTROL_SOCKET).exists() and _ask_node(home / CONTROL_SOCKET, "ping", 2.0) is not None:
-        raise BackupError(f"a node is running in {home}; stop it before restoring over it")
+    occupied = check_restore_target(home, replace)
     tmp = home.with_name(home.name + ".restoring")
     if tmp.exists():
         raise BackupError(f"{tmp} exists (an interrupted restore?); remove it first")
@@ -398,6 +394,18 @@ def restore_home(backup: Path, home: Path, *, replace: bool = False) -> Manifest
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def check_restore_target(home: Path, replace: bool) -> bool:
+    """Refuse a target a restore must not touch; returns whether it holds a home (to be replaced).
+
+    Also run before an archive is decrypted, so a refusal comes before minutes of decryption."""
+    occupied = home.exists() and (not home.is_dir() or any(home.iterdir()))
+    if occupied and not replace:
+        raise BackupError(f"{home} exists and is not empty; restore into a new or empty directory, or use --replace")
+    if occupied and (home / CONTROL_SOCKET).exists() and _ask_node(home / CONTROL_SOCKET, "ping", 2.0) is not None:
+        raise BackupError(f"a node is running in {home}; stop it before restoring over it")
+    return occupied
 
 
 def _carry_over_identity(old_home: Path, new_home: Path, manifest: Manifest) -> None:

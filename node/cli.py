@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -16,24 +15,11 @@ from chain import crypto
 from chain.genesis import Genesis
 from chain.keystore import KeystoreError
 from node import __version__
+from node.cli_backup import backup, backup_key, restore
+from node.cli_common import HOME_OPTION, node_key_passphrase
+from node.cli_key import key as key_group
+from node.cli_common import passphrase as _passphrase
 from node.config import ConfigError, NodeConfig
-
-HOME_OPTION = click.option(
-    "--home", type=click.Path(path_type=Path), default=Path("~/.paynet").expanduser(), show_default=True
-)
-
-
-def _passphrase(env_var: str, prompt: str, confirm: bool = False) -> str:
-    """From `env_var` (then removed from this process's environment: chain.keystore.take_env_secret) or a prompt."""
-    from chain.keystore import take_env_secret
-
-    value = take_env_secret(env_var)
-    if value is not None:
-        return value
-    if not sys.stdin.isatty():
-        raise click.UsageError(f"set {env_var} (no terminal to prompt for the passphrase)")
-    return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
-
 
 def check_consensus_wal(path: Path, chain_id: str, key: crypto.PrivateKey) -> None:
     """Open and decode the consensus WAL before the node does, so damage is one line, not a traceback.
@@ -85,8 +71,10 @@ CA_PASSPHRASE_HELP = (
 
 
 @click.group(epilog="Environment: PAYNET_NODE_PASSPHRASE (the node key's passphrase; init, rekey, run), "
-             "PAYNET_CA_PASSPHRASE (the network CA key's; ca create, ca rekey, ca issue). Each is read once "
-             "and removed from the process environment; without it the command prompts on the terminal.")
+             "PAYNET_CA_PASSPHRASE (the network CA key's; ca create, ca rekey, ca issue), PAYNET_NODE_NEW_PASSPHRASE "
+             "(key change-passphrase), PAYNET_BACKUP_KEY_PASSPHRASE (backup-key generate, restore --decrypt-key). "
+             "Each is read once and removed from the process environment; without it the command prompts on "
+             "the terminal.")
 @click.version_option(version=__version__, prog_name="paynet-node")
 def main() -> None:
     """paynet validator node."""
@@ -122,14 +110,11 @@ def rekey(home: Path) -> None:
 
     For a key file made before the validator class existed, or in test mode; the node refuses to start
     with a weaker one. Uses the passphrase from the configured file or env var (or a prompt)."""
-    from node.provision import node_key_kdf, node_passphrase, rekey_keystore
+    from node.provision import node_key_kdf, rekey_keystore
 
     try:
         config = NodeConfig.load(home)
-        try:
-            passphrase = node_passphrase(config)
-        except KeystoreError:
-            passphrase = _passphrase(config.node.passphrase_env, "Key passphrase")
+        passphrase = node_key_passphrase(config)
         key_path = config.path(config.node.key_file)
         kdf = node_key_kdf()
         rekey_keystore(key_path, passphrase, kdf)
@@ -366,39 +351,9 @@ def status(home: Path) -> None:
         raise click.ClickException(f"node API at {url} is not answering: {exc}") from None
 
 
-@main.command()
-@click.argument("dest", type=click.Path(path_type=Path))
-@HOME_OPTION
-@click.option("--include-key", is_flag=True, help="also copy the (still encrypted) identity keystore")
-@click.option("--timeout", default=300.0, show_default=True, help="seconds to wait for a running node's snapshot")
-def backup(dest: Path, home: Path, include_key: bool, timeout: float) -> None:
-    """Back up a node home into the new directory DEST, while the node runs or not. Prints the manifest."""
-    from node.backup import BackupError, backup_home
-
-    try:
-        manifest = backup_home(home, dest, include_key=include_key, timeout=timeout)
-    except (BackupError, OSError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(manifest.to_json(), nl=False)
-
-
-@main.command()
-@click.argument("backup_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@HOME_OPTION
-@click.option("--replace", is_flag=True,
-              help="restore over an existing (stopped) home: it is moved aside; its signer state and key are kept")
-def restore(backup_dir: Path, home: Path, replace: bool) -> None:
-    """Rebuild a node home from BACKUP_DIR; no consensus WAL is restored, the local signer state is kept."""
-    from chain.store import StoreError
-    from node.backup import BackupError, restore_home
-
-    try:
-        manifest = restore_home(backup_dir, home, replace=replace)
-    except (BackupError, StoreError, OSError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
-    if not manifest.includes_key:
-        click.echo(f"note: the backup has no identity key; put the node's keystore in {home} before `run`", err=True)
-    click.echo(json.dumps({"home": str(home), "height": manifest.height, "block_hash": manifest.block_hash}))
+main.add_command(key_group)  # node/cli_key.py
+for _command in (backup, restore, backup_key):  # node/cli_backup.py
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

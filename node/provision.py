@@ -29,12 +29,13 @@ from chain.keystore import (
     KeystoreError,
     WeakKdf,
     check_private_permissions,
+    fsync_dir,
     kdf_limits,
     load_key,
     read_info,
+    replace_private_file,
     save_key,
     seal_key,
-    write_private_file,
 )
 from network import pki
 from node.config import NodeConfig
@@ -156,7 +157,7 @@ def rekey_keystore(path: Path, passphrase: str, kdf: KdfLimits) -> None:
     if kdf.weaker_than(current):
         raise KeystoreError(f"{path} is already protected by Argon2id {current}; refusing to weaken it to {kdf}")
     key = load_key(path, passphrase)
-    _replace_private_file(path, seal_key(key, passphrase, read_info(path).name, kdf))
+    replace_private_file(path, seal_key(key, passphrase, read_info(path).name, kdf))
 
 
 def rekey_ca(ca_dir: Path, passphrase: str) -> Path:
@@ -167,31 +168,12 @@ def rekey_ca(ca_dir: Path, passphrase: str) -> Path:
     elif legacy.exists():
         check_private_permissions(legacy)
         key = _seed_of(pki.load_private_key(legacy.read_bytes(), passphrase.encode()))
-        _replace_private_file(path, seal_key(key, passphrase, "paynet network CA", node_key_kdf()))
+        replace_private_file(path, seal_key(key, passphrase, "paynet network CA", node_key_kdf()))
         legacy.unlink()  # the weakly protected copy must not outlive the conversion
-        _fsync_dir(ca_dir)
+        fsync_dir(ca_dir)
     else:
         raise KeystoreError(f"no CA key in {ca_dir}")
     return path
-
-
-def _replace_private_file(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".new")
-    tmp.unlink(missing_ok=True)  # left by a crash mid-rekey: the original is still in place
-    write_private_file(tmp, data)
-    if tmp.read_bytes() != data:
-        tmp.unlink()
-        raise KeystoreError(f"{tmp} did not read back as written; {path} is unchanged")
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def make_genesis(

@@ -23,19 +23,20 @@ from rich.table import Table
 from chain import crypto
 from chain.block import BlockHeader
 from chain.genesis import Genesis
-from chain.keystore import take_env_secret
 
 from wallet import ops
 from wallet.amounts import describe_shortfall, format_amount
 from wallet.client import NodeClient
 from wallet.errors import UsageError, WalletError
-from wallet.messages import PASSPHRASE_ENV, PassphraseUnavailable, failover_notes, in_asset_units, terminal_available
+from wallet.cli_options import JSON_META, json_option
+from wallet.cli_passwd import passwd
+from wallet.messages import PASSPHRASE_ENV, failover_notes, in_asset_units
+from wallet.passphrases import current_passphrase as passphrase
 from wallet.store import HOME_ENV, PinnedValidator, WalletConfig, WalletHome, check_node_url, default_home
 from wallet.lightclient import LightClientAttack, LightClientError
 from wallet.verified import VerifiedReader, light_client_for
 from wallet.verify import TRUST_NOTE, ReceiptError, StateProofError
 
-JSON_META = "paynet_wallet.json"
 T = TypeVar("T")
 
 
@@ -87,17 +88,6 @@ def run(coro: Awaitable[T]) -> T:
     return asyncio.run(coro)  # type: ignore[arg-type]
 
 
-def passphrase(confirm: bool = False) -> str:
-    """From $PAYNET_WALLET_PASSPHRASE (scripts, tests; taken out of the process environment once read, so
-    it is neither inherited nor left in /proc/PID/environ) or a hidden prompt."""
-    env = take_env_secret(PASSPHRASE_ENV)
-    if env is not None:
-        return env
-    if not terminal_available():  # getpass would warn, read nothing, and click would say "Aborted!"
-        raise PassphraseUnavailable()
-    return str(click.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm, err=True))
-
-
 # -- error handling -------------------------------------------------------------------------------------
 
 
@@ -144,17 +134,6 @@ def _report_failovers(ctx: click.Context) -> None:
         err_console().print(f"note: {note}", style="yellow", markup=False, soft_wrap=True)
 
 
-def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    if value:
-        ctx.meta[JSON_META] = True
-
-
-json_option = click.option(
-    "--json", "json_flag", is_flag=True, expose_value=False, callback=_set_json, is_eager=True,
-    help="Machine-readable JSON on stdout.",
-)
-
-
 ENV_HELP = f"""Environment: {PASSPHRASE_ENV} holds the key passphrase for scripts (read once, then removed
 from the process environment); without it the wallet prompts on the terminal, and with no terminal it
 exits 2. {HOME_ENV} is the wallet directory."""
@@ -175,6 +154,9 @@ PASSPHRASE_HELP = (f"The key's passphrase comes from ${PASSPHRASE_ENV} if set (r
 def main(ctx: click.Context, home: Path | None, nodes: tuple[str, ...], http_timeout: float) -> None:
     """paynet wallet: local keys, signed payments, locally verified receipts."""
     ctx.obj = Ctx(WalletHome(home or default_home()), nodes=list(nodes), http_timeout=http_timeout)
+
+
+main.add_command(passwd)  # wallet/cli_passwd.py
 
 
 # -- init -----------------------------------------------------------------------------------------------

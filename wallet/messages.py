@@ -13,6 +13,8 @@ from wallet.client import ApiError, TxRejected
 from wallet.errors import UsageError, WalletError
 
 PASSPHRASE_ENV = "PAYNET_WALLET_PASSPHRASE"
+NEW_PASSPHRASE_ENV = "PAYNET_WALLET_NEW_PASSPHRASE"
+"""`passwd` in scripts: the new passphrase (the current one stays in PASSPHRASE_ENV)."""
 
 
 def terminal_available() -> bool:
@@ -29,8 +31,8 @@ def terminal_available() -> bool:
 class PassphraseUnavailable(UsageError):
     """No passphrase in the environment and no terminal to ask on (exit code 2, no prompt attempted)."""
 
-    def __init__(self) -> None:
-        super().__init__(f"no passphrase: set {PASSPHRASE_ENV} (there is no terminal to ask for it)")
+    def __init__(self, env_var: str = PASSPHRASE_ENV) -> None:
+        super().__init__(f"no passphrase: set {env_var} (there is no terminal to ask for it)")
 
 
 def failover_notes(failovers: list[tuple[str, str]], used: str | None) -> list[str]:

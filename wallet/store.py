@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -36,6 +38,17 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 def default_home() -> Path:
     return Path(os.environ.get(HOME_ENV) or DEFAULT_HOME).expanduser()
+
+
+@contextmanager
+def _keystore_errors(name: str) -> Iterator[None]:
+    """Keystore failures as wallet errors (one line, exit 1); a wrong passphrase names the key, not its path."""
+    try:
+        yield
+    except keystore.WrongPassphrase:
+        raise WalletError(f"wrong passphrase for key {name!r}") from None
+    except keystore.KeystoreError as e:
+        raise WalletError(str(e)) from None
 
 
 def check_key_name(name: str) -> str:
@@ -226,12 +239,15 @@ class WalletHome:
 
     def unlock(self, name: str, passphrase: str) -> crypto.PrivateKey:
         info = self.key_info(name)
-        try:
+        with _keystore_errors(name):
             return keystore.load_key(info.path, passphrase)
-        except keystore.WrongPassphrase:
-            raise WalletError(f"wrong passphrase for key {name!r}") from None
-        except keystore.KeystoreError as e:
-            raise WalletError(str(e)) from None
+
+    def change_passphrase(self, name: str, old: str, new: str) -> keystore.KeystoreInfo:
+        """Re-encrypt key `name` under `new` (same key, same address; fresh salt; atomic replace, 0600)."""
+        info = self.key_info(name)
+        with _keystore_errors(name):
+            keystore.change_passphrase(info.path, old, new)
+        return info
 
     def resolve_address(self, name_or_address: str) -> bytes:
         """An address as given (pn + 40 hex), or the address of a key in this wallet."""

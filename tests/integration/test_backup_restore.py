@@ -37,7 +37,7 @@ def test_backup_running_node_restore_and_catch_up(tmp_path_factory: pytest.TempP
         home = net.nodes[1].home
         original_key = (home / "node_key.json").read_bytes()
         assert net.pid(1) is not None
-        manifest = _cli("backup", str(root / "bk1"), "--home", str(home), "--include-key")
+        manifest = _cli("backup", str(root / "bk1"), "--home", str(home), "--include-key", "--unencrypted")
         assert net.pid(1) is not None, "the backup must not stop the node"
         assert manifest["height"] >= 2 and manifest["includes_key"]
         # the node itself answered for that height: the same block it serves over HTTP

@@ -79,7 +79,7 @@ def test_restored_validator_never_signs_conflicting_votes(tmp_path_factory: pyte
     try:
         net.start_all()
         net.wait_height(2, timeout=60)
-        backup = _cli("backup", str(root / "bk"), "--home", str(home))
+        backup = _cli("backup", str(root / "bk"), "--home", str(home), "--unencrypted")
         net.wait_for(lambda: _last_signed(net, 0, RESTORED) >= backup["height"] + 2, 60, "more heights signed")
 
         # no quorum: validators 0 and 1 are alone at height S; both prevote (nil: the proposer is down, or

@@ -221,7 +221,7 @@ def test_empty_blocks_are_not_logged_at_info(net: LocalNet, tmp_path: Path) -> N
 @pytest.mark.integration
 @pytest.mark.timeout(120)
 def test_backup_manifest_hashes_every_file(net: LocalNet, tmp_path: Path) -> None:
-    out = node_cli("backup", str(tmp_path / "bk"), "--home", str(net.nodes[0].home))
+    out = node_cli("backup", str(tmp_path / "bk"), "--home", str(net.nodes[0].home), "--unencrypted")
     assert out.returncode == 0, out.stderr
     files = json.loads(out.stdout)["files"]
     on_disk = {p.relative_to(tmp_path / "bk").as_posix() for p in (tmp_path / "bk").rglob("*") if p.is_file()}

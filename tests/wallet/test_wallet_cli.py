@@ -129,7 +129,7 @@ def test_key_lifecycle(home: Path, tmp_path: Path) -> None:
 
 def test_passphrase_prompt(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # CliRunner feeds the prompt; the wallet asks only when a terminal exists (this sandbox may have none).
-    monkeypatch.setattr("wallet.cli.terminal_available", lambda: True)
+    monkeypatch.setattr("wallet.passphrases.terminal_available", lambda: True)
     r = cli(home, "new", "dave", passphrase=None, input="prompted-pass-1\nprompted-pass-1\n")
     assert r.exit_code == 0, r.output
     keystore.load_key(home / "keys" / "dave.json", "prompted-pass-1")

@@ -1,0 +1,180 @@
+"""`paynet-node backup`, `restore` and `backup-key`: backups are encrypted unless the operator says otherwise.
+
+A backup leaves the machine with every payment in it, so `backup` writes an encrypted archive
+(node/backup_archive.py) to the key given by --encrypt-to, and a plaintext directory only with an
+explicit --unencrypted. `restore` takes either: a directory as before, an archive with --decrypt-key.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from chain.keystore import KeystoreError
+from node.backup_key import NEW_PASSPHRASE_ENV, PASSPHRASE_ENV
+from node.cli_common import HOME_OPTION, passphrase
+
+if TYPE_CHECKING:
+    from node.backup import Manifest
+
+KEY_PASSPHRASE_HELP = (
+    f"The backup key's passphrase comes from --key-passphrase-file, else ${PASSPHRASE_ENV} (removed from "
+    "the process environment once read), else a prompt on the terminal; with none of them, exit 2."
+)
+
+
+@click.command()
+@click.argument("dest", type=click.Path(path_type=Path))
+@HOME_OPTION
+@click.option("--encrypt-to", "encrypt_to", default=None, metavar="PUBKEY|FILE",
+              help="backup public key ('pnbk...' from `backup-key generate`) or its key file: DEST is then one "
+                   "encrypted archive file")
+@click.option("--unencrypted", is_flag=True,
+              help="write a plaintext directory instead (every payment readable): only onto storage as safe as the node")
+@click.option("--include-key", is_flag=True, help="also copy the (still encrypted) identity keystore")
+@click.option("--timeout", default=300.0, show_default=True, help="seconds to wait for a running node's snapshot")
+def backup(dest: Path, home: Path, encrypt_to: str | None, unencrypted: bool, include_key: bool, timeout: float) -> None:
+    """Back up a node home, while the node runs or not, into DEST (a new file, or a new directory with
+    --unencrypted). Prints the manifest."""
+    from node.backup import BackupError, backup_home
+    from node.backup_archive import ArchiveError
+    from node.backup_encrypted import backup_encrypted
+
+    if (encrypt_to is None) == (not unencrypted):
+        raise click.UsageError(
+            "give --encrypt-to PUBKEY (an encrypted archive; make a key with `paynet-node backup-key generate`)"
+            if encrypt_to is None else "--encrypt-to and --unencrypted exclude each other"
+        )
+    try:
+        if encrypt_to is None:
+            manifest = backup_home(home, dest, include_key=include_key, timeout=timeout)
+        else:
+            recipient = _recipient(encrypt_to)
+            manifest = backup_encrypted(home, dest, recipient, include_key=include_key, timeout=timeout)
+    except (BackupError, ArchiveError, KeystoreError, OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(manifest.to_json(), nl=False)
+
+
+def _recipient(text: str) -> bytes:
+    from node.backup_archive import parse_recipient
+    from node.backup_key import public_key_of
+
+    return public_key_of(Path(text)) if Path(text).is_file() else parse_recipient(text)
+
+
+@click.command(epilog=KEY_PASSPHRASE_HELP)
+@click.argument("source", type=click.Path(path_type=Path, exists=True))
+@HOME_OPTION
+@click.option("--decrypt-key", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="the backup key file (from `backup-key generate`) that opens an encrypted archive")
+@click.option("--key-passphrase-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="read the backup key's passphrase from this file's first line (mode 0600)")
+@click.option("--replace", is_flag=True,
+              help="restore over an existing (stopped) home: it is moved aside; its signer state and key are kept")
+def restore(source: Path, home: Path, decrypt_key: Path | None, key_passphrase_file: Path | None, replace: bool) -> None:
+    """Rebuild a node home from SOURCE (an encrypted archive, or an --unencrypted backup directory).
+
+    No consensus WAL is restored and the local signer state is kept. An archive is decrypted into a
+    staging directory and fully verified before anything is installed."""
+    from chain.store import StoreError
+    from node.backup import BackupError, restore_home
+    from node.backup_archive import ArchiveError, is_archive
+
+    try:
+        if source.is_dir():
+            if decrypt_key is not None:
+                raise click.UsageError(f"{source} is a plaintext backup directory; it needs no --decrypt-key")
+            manifest = restore_home(source, home, replace=replace)
+        elif not is_archive(source):
+            raise click.ClickException(f"{source} is neither a backup directory nor an encrypted backup archive")
+        elif decrypt_key is None:
+            raise click.UsageError(f"{source} is an encrypted backup archive: give --decrypt-key FILE")
+        else:
+            manifest = _restore_archive(source, home, decrypt_key, key_passphrase_file, replace)
+    except (BackupError, ArchiveError, KeystoreError, StoreError, OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if not manifest.includes_key:
+        click.echo(f"note: the backup has no identity key; put the node's keystore in {home} before `run`", err=True)
+    click.echo(json.dumps({"home": str(home), "height": manifest.height, "block_hash": manifest.block_hash}))
+
+
+def _restore_archive(source: Path, home: Path, key_file: Path, passphrase_file: Path | None, replace: bool) -> Manifest:
+    """Check the key is the archive's recipient (no passphrase needed), then unlock it and restore."""
+    from node.backup_archive import format_recipient
+    from node.backup_encrypted import archive_recipient, restore_encrypted
+    from node.backup import BackupError
+    from node.backup_key import FileBackupKey, public_key_of
+    from node.provision import node_key_floor
+
+    wanted, have = archive_recipient(source), public_key_of(key_file)
+    if wanted != have:
+        raise BackupError(f"{source} is encrypted to {format_recipient(wanted)}, not to {key_file} "
+                          f"({format_recipient(have)}); use the matching backup key")
+    key = FileBackupKey.unlock(key_file, passphrase(PASSPHRASE_ENV, "Backup key passphrase", file=passphrase_file),
+                               min_kdf=node_key_floor())
+    return restore_encrypted(source, key, home, replace=replace)
+
+
+@click.group("backup-key")
+def backup_key() -> None:
+    """The X25519 key pair backups are encrypted to (keep the private key file offline)."""
+
+
+@backup_key.command("generate", epilog=KEY_PASSPHRASE_HELP.replace("a prompt", "a prompt (typed twice)"))
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="the new private key file (an Argon2id keystore, mode 0600; never overwritten)")
+@click.option("--key-passphrase-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="read the new key's passphrase from this file's first line (mode 0600)")
+def backup_key_generate(out: Path, key_passphrase_file: Path | None) -> None:
+    """Create a backup key pair; prints the public key for `backup --encrypt-to`."""
+    from node.backup_archive import format_recipient
+    from node.backup_key import generate
+    from node.provision import node_key_kdf
+
+    secret = passphrase(PASSPHRASE_ENV, "New backup key passphrase", confirm=True, file=key_passphrase_file)
+    try:
+        public = generate(out, secret, node_key_kdf())
+    except (KeystoreError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({"key_file": str(out), "public_key": format_recipient(public)}))
+
+
+@backup_key.command("show")
+@click.argument("key_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+def backup_key_show(key_file: Path) -> None:
+    """Print the public key of a backup key file (no passphrase needed)."""
+    from node.backup_archive import format_recipient
+    from node.backup_key import public_key_of
+
+    try:
+        click.echo(format_recipient(public_key_of(key_file)))
+    except KeystoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@backup_key.command("change-passphrase", epilog=KEY_PASSPHRASE_HELP.replace("The backup key's passphrase", "The current passphrase") + (
+    f" The new one comes from --new-passphrase-file, else ${NEW_PASSPHRASE_ENV}, else a prompt (typed twice)."))
+@click.argument("key_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--key-passphrase-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="read the current passphrase from this file's first line (mode 0600)")
+@click.option("--new-passphrase-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="read the new passphrase from this file's first line (mode 0600)")
+def backup_key_change_passphrase(key_file: Path, key_passphrase_file: Path | None, new_passphrase_file: Path | None) -> None:
+    """Re-encrypt a backup key file under a new passphrase (e.g. a new passphrase holder); same key pair."""
+    from chain.keystore import change_passphrase
+    from node.backup_archive import format_recipient
+    from node.backup_key import public_key_of
+    from node.provision import node_key_floor
+
+    try:
+        public_key_of(key_file)  # only backup key files: a node key has `paynet-node key change-passphrase`
+        old = passphrase(PASSPHRASE_ENV, "Current backup key passphrase", file=key_passphrase_file)
+        new = passphrase(NEW_PASSPHRASE_ENV, "New backup key passphrase", confirm=True, file=new_passphrase_file)
+        info = change_passphrase(key_file, old, new, min_kdf=node_key_floor())
+    except (KeystoreError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({"key_file": str(key_file), "public_key": format_recipient(info.public_key)}))
