@@ -18,6 +18,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chain import crypto
+from chain.governance import read_ever_members
 from node.api import feed, lookup, statement
 from node.api.chainscan import EmptyRuns
 from node.api.activity import DEFAULT_ACTIVITY_BLOCKS, MAX_ACTIVITY_BLOCKS, ActivityReader
@@ -122,7 +123,7 @@ class ExplorerRoutes:
         return self._feed_page(request, functools.partial(feed.tx_feed, self.store, runs=self.empty_runs))
 
     async def governance(self, request: web.Request) -> web.Response:
-        admins = [crypto.address_of(pk) for pk in self.view.genesis.admin_keys()]  # the only possible senders
+        admins = [crypto.address_of(pk) for pk in read_ever_members(self.store.state())]  # the only possible senders
         return self._feed_page(request, functools.partial(feed.governance, self.store, admins))
 
     def _feed_page(self, request: web.Request, page: FeedPage) -> web.Response:

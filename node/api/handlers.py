@@ -30,6 +30,7 @@ from node.api.errors import ApiError
 from node.api.jsonbody import parse_json
 from node.api import lookup
 from node.api.explorer_routes import ExplorerRoutes
+from node.api.gov_routes import GovRoutes
 from node.api.proofs import ProofRoutes
 from node.api.rawblocks import RawBlocksRoutes
 from node.api.sigcheck import SignatureChecker, SignatureOverload
@@ -146,6 +147,9 @@ class Handlers:
         self._explorer = ExplorerRoutes(view, config, self._names, self._charge_read)  # node/api/explorer_routes.py
         for name in ExplorerRoutes.ROUTES:
             setattr(self, name, getattr(self._explorer, name))
+        self._gov = GovRoutes(view)  # node/api/gov_routes.py
+        for name in GovRoutes.ROUTES:
+            setattr(self, name, getattr(self._gov, name))
         self._proofs = ProofRoutes(lambda: self.view.store, view.genesis)  # node/api/proofs.py
         self.get_header = self._proofs.get_header
         self.get_account_proof = self._proofs.get_account_proof

@@ -146,11 +146,16 @@ function blockRow(b) {
 }
 
 function governanceChange(t) {
-  if (t.kind === "validator_update") {
+  if (t.kind === "gov_approve") return `approve proposal ${short(t.proposal_id)}`;
+  const a = t.action;
+  if (a === "validator_power") {
     return t.power === 0 ? `remove validator ${short(t.pubkey)}` : `validator ${short(t.pubkey)} power ${t.power}`;
   }
-  if (t.kind === "asset_create") return `create ${t.asset} (${t.decimals} decimals), issuer ${short(t.issuer)}`;
-  if (t.kind === "set_issuer") return `${t.asset} issuer → ${short(t.issuer)}`;
+  if (a === "replace_validator_key") return `validator key ${short(t.pubkey)} → ${short(t.new_pubkey)}`;
+  if (a === "asset_create") return `create ${t.asset} (${t.decimals} decimals), issuer ${short(t.issuer)}`;
+  if (a === "set_issuer") return `${t.asset} issuer → ${short(t.issuer)}`;
+  if (a === "set_members") return `members ${(t.members || []).map((m) => m.name).join(", ")}, threshold ${t.threshold}`;
+  if (a === "schedule_upgrade") return `protocol version ${t.version} from height ${t.upgrade_height}`;
   return t.kind;
 }
 
