@@ -175,6 +175,29 @@ class LocalNet:
             net.nodes.append(NodeProc(i, Path(n["home"]), n["p2p_port"], n["api_port"], bytes.fromhex(n["pubkey"])))
         return net
 
+    def provision_validator_home(self, index: int, home: Path | None = None) -> NodeProc:
+        """A validator home that is not in genesis, made the way an operator makes one (`paynet-node init`,
+        then `ca issue` with the network CA, then the network's genesis file): a validator added later by
+        governance (index = len(nodes), appended), or a new key for validator `index` (a fresh `home`, same
+        ports; replaces that node here once the caller has stopped the old one). It dials every other node."""
+        base = self.nodes[0].p2p_port
+        p2p, api = base + 2 * index, base + 2 * index + 1
+        home = home or self.root / f"node{index}"
+        name = f"validator-{index}"
+        args = ["init", "--home", str(home), "--name", name, "--p2p-port", str(p2p), "--api-port", str(api)]
+        for m in self.nodes:
+            if m.index != index:
+                args += ["--peer", f"127.0.0.1:{m.p2p_port}"]
+        pubkey = bytes.fromhex(json.loads(_cli(*args))["pubkey"])
+        _cli("ca", "issue", "--dir", str(self.root / "ca"), "--pubkey", pubkey.hex(), "--name", name,
+             "--out", str(home / "node.crt"))
+        (home / "genesis.json").write_bytes((self.root / "genesis.json").read_bytes())
+        _apply_overrides(home / "config.toml", _with_local_api_limits(None))
+        node = NodeProc(index, home, p2p, api, pubkey)
+        if index == len(self.nodes):
+            self.nodes.append(node)
+        return node
+
     # -- processes ---------------------------------------------------------------------------------
 
     def start(self, i: int, extra_env: dict[str, str] | None = None) -> None:
