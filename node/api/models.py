@@ -106,6 +106,8 @@ class GovActionFields(_Model):
     power: int | None = None
     new_pubkey: str | None = Field(default=None, description="replace_validator_key: the new key, hex")
     issuer: str | None = Field(default=None, description="asset_create / set_issuer: issuer address")
+    asset: str | None = Field(default=None, description="asset_create / set_issuer: the asset")
+    decimals: int | None = Field(default=None, description="asset_create: display decimals")
     members: list[GovMember] | None = Field(default=None, description="set_members: the whole new member set")
     threshold: int | None = None
     version: int | None = Field(default=None, description="schedule_upgrade: protocol version")
