@@ -257,8 +257,27 @@ function showBlocks(params, token) {
   return before ? load() : every(FAST_MS, () => token === routeToken, load);
 }
 
+function proposalRow(p) {
+  const who = p.approvals.map((a) => a.name || short(a.admin_key)).join(", ");
+  const closed = p.closed_height === null ? `expires ${p.expiry_height}` : blockLink(p.closed_height);
+  return row([[short(p.id), "mono"], p.status, governanceChange({ kind: "gov_propose", ...p.action }),
+              `${p.approvals.length}/${p.threshold}: ${who}`, blockLink(p.created_height), closed],
+             { "data-proposal-id": p.id, "data-status": p.status });
+}
+
+async function refreshProposals(token) {
+  const [state, list] = await Promise.all([api("/governance/state"), api("/governance/proposals?limit=50")]);
+  if (token !== routeToken) return;
+  const pr = state.protocol;
+  $("gov-members").textContent = `${state.threshold} of ${state.members.length} members must approve a change: ` +
+    state.members.map((m) => m.name).join(", ") + `. Protocol version ${pr.active_version}` +
+    (pr.scheduled_version ? `; version ${pr.scheduled_version} from height ${pr.activation_height}.` : ".");
+  fillTable($("proposal-rows"), list.proposals.map(proposalRow));
+}
+
 async function showGovernance(params, token) {
   showView("governance");
+  await refreshProposals(token);
   await listPage("governance", `/governance?limit=${PAGE_ROWS}`, "txs", params.get("before"), "#/governance",
                  governanceRow, (b) => (b.complete ? "No governance transactions on this chain yet."
                    : "None in the blocks scanned for this page: try “Older”."), token);

@@ -361,8 +361,8 @@ def pages(p: Payments) -> list[tuple[str, str, str, list[str]]]:
         ("payments", "#/payments", f'#payments-rows tr[data-tx-id="{p.first}"]', [".table-wrap:has(#payments-rows)"]),
         ("blocks", "#/blocks", "#blocks-rows tr", [".table-wrap:has(#blocks-rows)", "#blocks-older"]),
         ("block", f"#/block/{p.first_height}", f'#block-txs tr[data-tx-id="{p.first}"]', ["#block-fields"]),
-        ("governance", "#/governance", f'#governance-rows tr[data-tx-id="{p.asset_create}"]',
-         [".table-wrap:has(#governance-rows)"]),
+        ("governance", "#/governance", f'#proposal-rows tr[data-proposal-id="{p.asset_create}"][data-status="executed"]',
+         [".table-wrap:has(#governance-rows)", ".table-wrap:has(#proposal-rows)", "#gov-members"]),
         ("assets", "#/assets", '#assets-rows tr[data-asset="EUR"]', [".table-wrap:has(#assets-rows)"]),
         ("search", "#/search/ffffffffffffffffffff", "#view-error:not([hidden])", ["#error-message"]),
     ]
