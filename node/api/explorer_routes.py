@@ -10,7 +10,6 @@ node/api/cursors.py (400 `bad_cursor`).
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -100,10 +99,9 @@ class ExplorerRoutes:
         return self.view.store
 
     @property
-    def stats(self) -> ExplorerStats | None:
-        """The node's commit-time recorder (node/timeseries.py), if this view has one."""
-        stats = getattr(self.view, "explorer_stats", None)
-        return stats if isinstance(stats, ExplorerStats) else None
+    def stats(self) -> ExplorerStats:
+        """The node's commit-time recorder (node/timeseries.py)."""
+        return self.view.explorer_stats
 
     def _decimals(self) -> Callable[[str], int | None]:
         state = self.store.state()
@@ -186,8 +184,8 @@ class ExplorerRoutes:
         if q.step not in SERIES_STEPS or q.step > q.window:
             raise ApiError(400, "bad_query", f"query parameter step must be one of {list(SERIES_STEPS)} and <= window")
         stats = self.stats
-        now = stats.clock() if stats is not None else time.time()
-        points = stats.series.points(now, q.window, q.step) if stats is not None else []
+        now = stats.clock()
+        points = stats.series.points(now, q.window, q.step)
         return respond(SeriesResponse(
             now_ms=int(now * 1000), step_s=q.step, window_s=q.window,
             points=points,
@@ -201,6 +199,5 @@ class ExplorerRoutes:
 
     def settlement(self, tx_id: bytes) -> dict[str, int | None]:
         """first_seen_ms / finality_ms of a committed tx this node admitted (null when unknown)."""
-        stats = self.stats
-        seen = stats.first_seen.get(tx_id) if stats is not None else None
+        seen = self.stats.first_seen.get(tx_id)
         return {"first_seen_ms": seen.first_seen_ms if seen else None, "finality_ms": seen.finality_ms if seen else None}

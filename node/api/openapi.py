@@ -180,7 +180,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         errors=(400, 429),
     ),
     RouteSpec("GET", "/genesis", "get_genesis", "The genesis document this node runs (an auditor checks its hash "
-              "against the one it trusts, then starts from its validator set and admins)", {200: Genesis},
+              "against the one it trusts, then starts from its validator set and governance members)", {200: Genesis},
               errors=(429,)),
     # before /blocks/{ref}: aiohttp matches routes in order, and "raw" would otherwise be taken for a ref
     RouteSpec(

@@ -47,7 +47,6 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     genesis = Genesis.model_validate({**make_genesis().model_dump(), "threshold": 1, "members": [
         {"name": "admin-1", "admin_key": ADMIN.public_key.hex()}, {"name": "admin-2", "admin_key": ADMIN2.public_key.hex()}]})
     node = TestNode(genesis=genesis, store=ChainStore.open(tmp_path / "chain", genesis))
-    node.explorer_stats = ExplorerStats()  # type: ignore[attr-defined]
     client = TestClient(TestServer(create_app(node, ApiConfig(ip_rate_per_s=0, account_rate_per_s=0))))
     await client.start_server()
     yield Api(node, client)
@@ -339,7 +338,7 @@ async def test_validator_activity_marks_a_silent_validator(api: Api) -> None:
 
 
 async def test_series_reports_committed_blocks(api: Api) -> None:
-    stats: ExplorerStats = api.node.explorer_stats  # type: ignore[attr-defined]
+    stats: ExplorerStats = api.node.explorer_stats
     stats.on_commit(1000, 5, [(b"x" * 32, 0.25)], 3)
     stats.on_commit(2000, 7, [], 1)
     status, body = await api.get("/stats/series?window=60&step=10")
