@@ -95,6 +95,15 @@ class Genesis(_Strict):
     balances: list[GenesisBalance] = Field(default_factory=list)
     network_ca_cert_pem: str = Field(default="", description="PEM of the network CA that signs node certificates")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_admins(cls, data: Any) -> Any:
+        """A pre-governance genesis file: say what replaced the field instead of 'extra input'."""
+        if isinstance(data, dict) and "admins" in data:
+            raise ValueError("genesis field 'admins' was replaced by 'members' ([{name, admin_key}]) and "
+                             "'threshold' (M-of-N governance, docs/protocol.md): such a file is another chain's")
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> "Genesis":
         keys = [v.pubkey for v in self.validators]

@@ -231,3 +231,8 @@ def test_genesis_member_rules() -> None:
     with pytest.raises(ValueError, match="duplicate member"):
         Genesis.model_validate(
             {**gov_genesis().model_dump(), "members": [{"name": "a", "admin_key": M1.public_key.hex()}] * 2})
+
+
+def test_a_pre_governance_genesis_is_refused_with_what_replaced_admins() -> None:
+    with pytest.raises(ValueError, match="replaced by 'members'"):
+        Genesis.model_validate({**make_genesis().model_dump(), "admins": [M1.public_key.hex()]})
