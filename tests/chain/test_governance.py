@@ -191,6 +191,23 @@ def test_threshold_counts_only_current_members() -> None:
     assert c.state.asset("JPY") is not None
 
 
+def _check_invariants(state: State, proposals: list[bytes]) -> None:
+    """The open index lists exactly open records within the bounds; an executed proposal had the threshold."""
+    open_ids = [o[0] for o in read_open(state)]
+    assert open_ids == sorted(set(open_ids)) and len(open_ids) <= 64
+    threshold = read_members(state).threshold
+    for pid in proposals:
+        p = read_proposal(state, pid)
+        if p is None:
+            continue  # refused at proposal time
+        assert (p.status is Status.OPEN) == (pid in open_ids)
+        assert len(set(p.approvals)) == len(p.approvals)
+        if p.status is Status.EXECUTED:
+            assert len(p.approvals) >= threshold and p.created <= p.closed <= p.expiry
+        if p.status is Status.OPEN:
+            assert len(p.approvals) < threshold
+
+
 gov_step = st.tuples(st.sampled_from(["propose-add", "propose-remove", "propose-rotate", "approve", "pay"]),
                      st.integers(0, 2), st.integers(0, 7))
 
@@ -217,6 +234,7 @@ def test_replay_derives_the_same_validator_set_as_execution(steps) -> None:  # t
         if isinstance(t.body.payload, GovPropose):
             proposals.append(t.tx_id)
         c.block(t)
+        _check_invariants(c.state, proposals)
     g = c.genesis
     replay = GovReplay(Members(g.threshold, g.member_list()), g.validator_set(), [a.id for a in g.assets])
     for b in c.blocks:
