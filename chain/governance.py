@@ -345,8 +345,9 @@ class GovWork:
                 raise Refused(TxCode.UNKNOWN_ASSET, f"unknown asset {action.asset}")
         elif isinstance(action, ScheduleUpgrade):
             up = self.upgrade.at(self.height)
-            if action.version <= max(up.active, up.next):
-                raise Refused(TxCode.BAD_PROPOSAL, f"version {action.version} is not above {max(up.active, up.next)}")
+            if action.version <= up.active or action.version < up.next:  # == next: move its height
+                raise Refused(TxCode.BAD_PROPOSAL, f"version {action.version} is below the active or scheduled one "
+                              f"({max(up.active, up.next)}); the scheduled one may only be moved")
             if action.height < self.height + MIN_UPGRADE_NOTICE:
                 raise Refused(TxCode.BAD_PROPOSAL,
                               f"upgrade height must be at least {self.height + MIN_UPGRADE_NOTICE} "
