@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from chain import crypto
 from chain.encoding import encode
-from chain.tx import ASSET_RE, MAX_AMOUNT, MAX_CHAIN_ID_BYTES, MAX_DECIMALS
+from chain.tx import ASSET_RE, MAX_AMOUNT, MAX_CHAIN_ID_BYTES, MAX_DECIMALS, MAX_MEMBER_NAME_BYTES, MAX_MEMBERS, Member
 from chain.validators import ValidatorSet
 
 
@@ -72,21 +72,37 @@ class GenesisBalance(_Strict):
         return v
 
 
+class GenesisMember(_Strict):
+    name: str = Field(min_length=1, max_length=MAX_MEMBER_NAME_BYTES, pattern=r"^[ -~]+$")
+    admin_key: str = Field(description="Ed25519 public key (hex) the member's admins sign governance txs with")
+
+    @field_validator("admin_key")
+    @classmethod
+    def _key(cls, v: str) -> str:
+        _hex_bytes(v, crypto.PUBKEY_SIZE, "member admin_key")
+        return v.lower()
+
+
 class Genesis(_Strict):
     chain_id: str = Field(min_length=1, max_length=MAX_CHAIN_ID_BYTES, pattern=r"^[a-zA-Z0-9._-]+$")
     genesis_time_ms: int = Field(ge=0)
     validators: list[GenesisValidator] = Field(min_length=1, max_length=300)
-    admins: list[str] = Field(default_factory=list, description="Ed25519 public keys (hex) of network admins")
+    members: list[GenesisMember] = Field(default_factory=list, max_length=MAX_MEMBERS,
+                                         description="consortium members who govern the network (none: the "
+                                         "validator set, assets and issuers can never change)")
+    threshold: int = Field(default=1, ge=1, le=MAX_MEMBERS, description="member approvals a governance action needs")
     assets: list[GenesisAsset] = Field(default_factory=list)
     balances: list[GenesisBalance] = Field(default_factory=list)
     network_ca_cert_pem: str = Field(default="", description="PEM of the network CA that signs node certificates")
 
-    @field_validator("admins")
+    @model_validator(mode="before")
     @classmethod
-    def _admins(cls, v: list[str]) -> list[str]:
-        for a in v:
-            _hex_bytes(a, crypto.PUBKEY_SIZE, "admin pubkey")
-        return [a.lower() for a in v]
+    def _no_admins(cls, data: Any) -> Any:
+        """A pre-governance genesis file: say what replaced the field instead of 'extra input'."""
+        if isinstance(data, dict) and "admins" in data:
+            raise ValueError("genesis field 'admins' was replaced by 'members' ([{name, admin_key}]) and "
+                             "'threshold' (M-of-N governance, docs/protocol.md): such a file is another chain's")
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> "Genesis":
@@ -95,6 +111,12 @@ class Genesis(_Strict):
             raise ValueError("duplicate validator pubkey")
         if len({v.name for v in self.validators}) != len(self.validators):
             raise ValueError("duplicate validator name")
+        if len({m.name for m in self.members}) != len(self.members):
+            raise ValueError("duplicate member name")
+        if len({m.admin_key for m in self.members}) != len(self.members):
+            raise ValueError("duplicate member admin_key")
+        if self.members and self.threshold > len(self.members):
+            raise ValueError(f"threshold {self.threshold} is above the {len(self.members)} members")
         ids = [a.id for a in self.assets]
         if len(set(ids)) != len(ids):
             raise ValueError("duplicate asset id")
@@ -117,15 +139,16 @@ class Genesis(_Strict):
     def validator_set(self) -> ValidatorSet:
         return ValidatorSet.from_pairs([(v.pubkey_bytes, v.power) for v in self.validators])
 
-    def admin_keys(self) -> frozenset[bytes]:
-        return frozenset(bytes.fromhex(a) for a in self.admins)
+    def member_list(self) -> tuple[Member, ...]:
+        """The members sorted by name: the order state and the genesis hash use."""
+        return tuple(sorted((Member(m.name, bytes.fromhex(m.admin_key)) for m in self.members), key=lambda m: m.name))
 
     def to_list(self) -> list[Any]:
         return [
             self.chain_id,
             self.genesis_time_ms,
             [[v.name, v.pubkey_bytes, v.power] for v in self.validators],
-            sorted(bytes.fromhex(a) for a in self.admins),
+            [self.threshold, [m.to_list() for m in self.member_list()]],
             [[a.id, crypto.parse_address(a.issuer), a.decimals] for a in self.assets],
             [[crypto.parse_address(b.address), b.asset, b.amount] for b in self.balances],
             self.network_ca_cert_pem,

@@ -24,11 +24,17 @@ class TxCode(IntEnum):
     INSUFFICIENT_FUNDS = 6
     UNKNOWN_ASSET = 7
     NOT_ISSUER = 8  # issue/burn by someone other than the asset's issuer
-    NOT_ADMIN = 9  # governance tx by a key that is not a genesis admin
+    NOT_ADMIN = 9  # governance tx by a key that is not a current governance member
     SUPPLY_OVERFLOW = 10  # issue would take supply above chain.tx.MAX_AMOUNT
     ASSET_EXISTS = 11
     SELF_TRANSFER = 12  # transfer to the sender's own address: always a client mistake
     INVALID_VALIDATOR_SET = 13  # update would leave the set empty, too concentrated, or too large
+    BAD_PROPOSAL = 14  # proposal expiry out of range, or an upgrade that is not newer / gives too little notice
+    TOO_MANY_PROPOSALS = 15  # the open-proposal bound (total or per member) is reached
+    UNKNOWN_PROPOSAL = 16  # approval of a proposal id that was never proposed
+    PROPOSAL_CLOSED = 17  # approval of a proposal that already executed
+    PROPOSAL_EXPIRED = 18  # approval of a proposal past its expiry height
+    ALREADY_APPROVED = 19  # a member approving the same proposal twice
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ State layout (keys are what the store persists; values are canonical msgpack):
     b"a" + address(20)  -> Account   [nonce, [[asset, balance], ...sorted by asset, no zeros]]
     b"s" + asset id     -> AssetInfo [issuer address, decimals, supply]
     b"v"                -> validator set (ValidatorSet.to_list())
-    b"m"                -> admin public keys, sorted
+    b"m", b"g..."       -> governance: members and threshold, proposals, protocol upgrade (chain/governance.py)
 
 State root: the root of a sparse Merkle tree over every entry above (chain/state_tree.py, which
 documents the exact hashing), versioned by height. Each State carries its tree (`State.tree`); the
@@ -33,26 +33,27 @@ from chain import crypto
 from chain.block import ZERO_HASH, Block, make_block, MAX_BLOCK_TXS
 from chain.encoding import DecodeError, decode, encode, want_bytes, want_int, want_list
 from chain.genesis import Genesis
+from chain.governance import MAX_VALIDATORS, MEMBERS_KEY, GovWork, Members, Refused, genesis_entries, run_gov_tx
+from chain.governance import validator_set_problem
 from chain.receipts import Receipt, TxCode
 from chain.state_tree import EmptyNodes, StateTree, TreeUpdate
 from chain.tx import (
     MAX_AMOUNT,
     MAX_DECIMALS,
     TX_VERSION,
-    AssetCreate,
     Burn,
+    GovApprove,
+    GovPropose,
     Issue,
-    SetIssuer,
     SignedTx,
     Transfer,
-    ValidatorUpdate,
     check_asset_id,
 )
 from chain.validators import ValidatorSet
 
 __all__ = [
     "ACCOUNT_PREFIX",
-    "ADMINS_KEY",
+    "MEMBERS_KEY",
     "ASSET_PREFIX",
     "Account",
     "AssetInfo",
@@ -82,9 +83,6 @@ __all__ = [
 ACCOUNT_PREFIX = b"a"
 ASSET_PREFIX = b"s"
 VALIDATORS_KEY = b"v"
-ADMINS_KEY = b"m"
-MAX_VALIDATORS = 300
-"""Same bound as the genesis file: vote traffic grows with the square of the set size."""
 
 ZERO_ADDRESS = bytes(crypto.ADDRESS_SIZE)
 _MISSING = object()
@@ -182,17 +180,6 @@ def asset_key(asset_id: str) -> bytes:
     return ASSET_PREFIX + asset_id.encode()
 
 
-def _encode_admins(admins: frozenset[bytes]) -> bytes:
-    return encode(sorted(admins))
-
-
-def _decode_admins(data: bytes) -> frozenset[bytes]:
-    obj = decode(data)
-    if not isinstance(obj, list):
-        raise DecodeError("admins: expected array")
-    return frozenset(want_bytes(a, "admin", crypto.PUBKEY_SIZE) for a in obj)
-
-
 def _decode_validators(data: bytes) -> ValidatorSet:
     try:
         return ValidatorSet.from_list(decode(data))
@@ -275,7 +262,6 @@ class State:
         "state_root",
         "time_ms",
         "validators",
-        "admins",
         "base_hash",
         "pending_height",
         "tree",
@@ -294,7 +280,6 @@ class State:
         state_root: bytes,
         time_ms: int,
         validators: ValidatorSet,
-        admins: frozenset[bytes],
         base: StateReader,
         changes: dict[bytes, bytes | None],
         base_hash: bytes,
@@ -308,7 +293,6 @@ class State:
         self.state_root = state_root
         self.time_ms = time_ms
         self.validators = validators
-        self.admins = admins
         self.base_hash = base_hash
         self.pending_height = pending_height
         self.tree = tree
@@ -372,12 +356,11 @@ def state_from_reader(
     time_ms: int,
     tree: StateTree,
 ) -> State:
-    """A committed State over `reader` (e.g. a LevelDB snapshot) and its tree; validators and admins come
-    from the reader."""
+    """A committed State over `reader` (e.g. a LevelDB snapshot) and its tree; the validators come from
+    the reader."""
     raw_v = reader.get(VALIDATORS_KEY)
-    raw_m = reader.get(ADMINS_KEY)
-    if raw_v is None or raw_m is None:
-        raise DecodeError("state has no validator set or admin entry")
+    if raw_v is None or reader.get(MEMBERS_KEY) is None:
+        raise DecodeError("state has no validator set or governance members entry")
     return State(
         chain_id=chain_id,
         height=height,
@@ -385,7 +368,6 @@ def state_from_reader(
         state_root=state_root,
         time_ms=time_ms,
         validators=_decode_validators(raw_v),
-        admins=_decode_admins(raw_m),
         base=reader,
         changes={},
         base_hash=block_hash,
@@ -410,7 +392,7 @@ def _genesis_changes(genesis: Genesis) -> dict[bytes, bytes | None]:
         info = AssetInfo(crypto.parse_address(a.issuer), a.decimals, supply.get(a.id, 0))
         changes[asset_key(a.id)] = info.encode()
     changes[VALIDATORS_KEY] = encode(genesis.validator_set().to_list())
-    changes[ADMINS_KEY] = _encode_admins(genesis.admin_keys())
+    changes.update(genesis_entries(Members(genesis.threshold, genesis.member_list())))
     return changes
 
 
@@ -439,7 +421,6 @@ def genesis_state(genesis: Genesis) -> State:
         state_root=update.root_hash,
         time_ms=genesis.genesis_time_ms,
         validators=genesis.validator_set(),
-        admins=genesis.admin_keys(),
         base=EmptyReader(),
         changes=changes,
         base_hash=ZERO_HASH,
@@ -479,7 +460,14 @@ class Executor:
         self.dirty_assets: set[str] = set()
         self.validators = state.validators
         self.validators_dirty = False
-        self.admins = state.admins
+        self._gov: GovWork | None = None
+
+    @property
+    def gov(self) -> GovWork:
+        """The governance working set, read only by blocks that carry a governance tx."""
+        if self._gov is None:
+            self._gov = GovWork(self.reader, self.height)
+        return self._gov
 
     def account(self, addr: bytes) -> list[Any]:
         acct = self.accounts.get(addr)
@@ -524,14 +512,13 @@ class Executor:
             return self._issue(tx_id, sender, acct, p)  # type: ignore[arg-type]
         if kind is Burn:
             return self._burn(tx_id, sender, acct, p)  # type: ignore[arg-type]
-        if kind in (ValidatorUpdate, AssetCreate, SetIssuer):
-            if body.sender not in self.admins:
-                return Receipt(tx_id, TxCode.NOT_ADMIN, "governance txs need a genesis admin key")
-            if kind is ValidatorUpdate:
-                return self._validator_update(tx_id, sender, acct, p)  # type: ignore[arg-type]
-            if kind is AssetCreate:
-                return self._asset_create(tx_id, sender, acct, p)  # type: ignore[arg-type]
-            return self._set_issuer(tx_id, sender, acct, p)  # type: ignore[arg-type]
+        if kind is GovPropose or kind is GovApprove:
+            try:
+                run_gov_tx(self.gov, tx_id, body.sender, p, self)  # type: ignore[arg-type]
+            except Refused as r:
+                return Receipt(tx_id, r.code, r.message)
+            self._bump(sender, acct)
+            return Receipt(tx_id, TxCode.OK)
         return Receipt(tx_id, TxCode.MALFORMED, f"unknown payload type {kind.__name__}")
 
     def _bump(self, sender: bytes, acct: list[Any]) -> None:
@@ -609,39 +596,6 @@ class Executor:
         self.dirty_assets.add(p.asset)
         return Receipt(tx_id, TxCode.OK)
 
-    def _validator_update(self, tx_id: bytes, sender: bytes, acct: list[Any], p: ValidatorUpdate) -> Receipt:
-        current = self.validators
-        if p.power == 0 and p.pubkey not in current:
-            return Receipt(tx_id, TxCode.INVALID_VALIDATOR_SET, "removing a key that is not a validator")
-        try:
-            new = current.with_power(p.pubkey, p.power)
-        except ValueError:
-            return Receipt(tx_id, TxCode.INVALID_VALIDATOR_SET, "the validator set would be empty")
-        problem = validator_set_problem(new)
-        if problem:
-            return Receipt(tx_id, TxCode.INVALID_VALIDATOR_SET, problem)
-        self._bump(sender, acct)
-        self.validators = new
-        self.validators_dirty = True
-        return Receipt(tx_id, TxCode.OK)
-
-    def _asset_create(self, tx_id: bytes, sender: bytes, acct: list[Any], p: AssetCreate) -> Receipt:
-        if self.asset(p.asset) is not None:
-            return Receipt(tx_id, TxCode.ASSET_EXISTS, f"asset {p.asset} already exists")
-        self._bump(sender, acct)
-        self.assets[p.asset] = [p.issuer, p.decimals, 0]
-        self.dirty_assets.add(p.asset)
-        return Receipt(tx_id, TxCode.OK)
-
-    def _set_issuer(self, tx_id: bytes, sender: bytes, acct: list[Any], p: SetIssuer) -> Receipt:
-        info = self.asset(p.asset)
-        if info is None:
-            return Receipt(tx_id, TxCode.UNKNOWN_ASSET, f"unknown asset {p.asset}")
-        self._bump(sender, acct)
-        info[0] = p.issuer
-        self.dirty_assets.add(p.asset)
-        return Receipt(tx_id, TxCode.OK)
-
     def changes(self) -> dict[bytes, bytes | None]:
         out: dict[bytes, bytes | None] = {}
         for addr in self.dirty_accounts:
@@ -654,23 +608,9 @@ class Executor:
             out[ASSET_PREFIX + asset_id.encode()] = encode(self.assets[asset_id])
         if self.validators_dirty:
             out[VALIDATORS_KEY] = encode(self.validators.to_list())
+        if self._gov is not None:
+            out.update(self._gov.changes())
         return out
-
-
-def validator_set_problem(vset: ValidatorSet) -> str | None:
-    """Why a proposed validator set is unsafe to adopt, or None.
-
-    Never empty (ValidatorSet itself refuses that); at most MAX_VALIDATORS; and once the set is large
-    enough to tolerate a fault (4+ validators), no single validator may hold a third of the power,
-    because that one validator alone could then halt the network.
-    """
-    if len(vset) > MAX_VALIDATORS:
-        return f"more than {MAX_VALIDATORS} validators"
-    if len(vset) >= 4:
-        top = max(v.power for v in vset.validators)
-        if 3 * top >= vset.total_power:
-            return "one validator would hold at least 1/3 of the voting power"
-    return None
 
 
 def check_tx(
@@ -717,7 +657,6 @@ def _pending(state: State, ex: Executor, height: int) -> State:
         state_root=state.state_root,
         time_ms=state.time_ms,
         validators=ex.validators,
-        admins=state.admins,
         base=state,
         changes=ex.changes(),
         base_hash=state.block_hash,
@@ -752,7 +691,6 @@ def seal(pending: State, block: Block) -> State:
         state_root=block.header.state_root,
         time_ms=block.header.time_ms,
         validators=pending.validators,
-        admins=pending.admins,
         base=pending._base,
         changes=pending._changes,
         base_hash=pending.base_hash,

@@ -61,7 +61,8 @@ from chain.state_tree import (
     prunable,
     stale_index_key,
 )
-from chain.tx import ValidatorUpdate
+from chain.governance import GovReplay, Members
+from chain.tx import GovApprove, GovPropose
 from chain.validators import ValidatorSet
 
 K_GENESIS = b"m:genesis"
@@ -816,13 +817,16 @@ class ChainStore:
     def _ensure_validator_history(self) -> None:
         """A store written before the history existed: rebuild it once from the headers and blocks.
 
-        Only blocks that changed the set (the next header's validators_hash differs) and blocks in the
-        window that carry evidence are decoded; every rebuilt set is checked against its header.
+        Every block is decoded once (a governance action may execute blocks after it was proposed, so the
+        proposals must be replayed too, with chain.governance's rules); every rebuilt set is checked
+        against the next header.
         """
         with self._db.iterator(prefix=P_VALSET, include_value=False) as it:
             if next(it, None) is not None:
                 return
         vset = self.genesis.validator_set()
+        replay = GovReplay(Members(self.genesis.threshold, self.genesis.member_list()), vset,
+                           (a.id for a in self.genesis.assets))
         sets = {0: vset}
         oldest = self.head_height + 1 - EVIDENCE_MAX_AGE_HEIGHTS
         with self._db.write_batch(transaction=True, sync=True) as wb:
@@ -832,19 +836,17 @@ class ChainStore:
                 next_hdr = self.get_header(hdr.height + 1)
                 next_hash = next_hdr.validators_hash if next_hdr else self.state().validators.hash
                 evidence_here = hdr.height >= oldest and hdr.evidence_hash != _NO_EVIDENCE
-                if next_hash == vset.hash and not evidence_here:
-                    continue
                 block = self.get_block(hdr.height)
                 assert block is not None
                 if evidence_here:
                     for raw in block.evidence:
                         wb.put(P_EVIDENCE + evidence_id(raw), _h(hdr.height))
-                for tx in block.txs:  # committed blocks hold only txs that applied
-                    if isinstance(tx.body.payload, ValidatorUpdate):
-                        vset = vset.with_power(tx.body.payload.pubkey, tx.body.payload.power)
+                vset = replay.block(hdr.height, ((tx.tx_id, tx.body.sender, tx.body.payload) for tx in block.txs
+                                                 if isinstance(tx.body.payload, (GovPropose, GovApprove))))
                 if next_hash != vset.hash:
                     raise CorruptStore(f"block {hdr.height}: replayed validator set differs from the next one")
-                sets[hdr.height + 1] = vset
+                if sets[max(sets)] is not vset:
+                    sets[hdr.height + 1] = vset
             keep = [h for h in sets if h > oldest]
             keep.append(max((h for h in sets if h <= oldest), default=0))
             for h in keep:

@@ -35,15 +35,31 @@ MAX_AMOUNT = 2**62
 MAX_CHAIN_ID_BYTES = 64
 ASSET_RE = re.compile(r"^[A-Z][A-Z0-9]{1,11}$")
 MAX_DECIMALS = 18
+MAX_MEMBERS = 10
+"""Member set bound: a SET_MEMBERS action carries the whole set and must fit in one MAX_TX_BYTES tx."""
+MAX_MEMBER_NAME_BYTES = 32
+MAX_PROTOCOL_VERSION = 1_000_000
 
 
 class TxKind(IntEnum):
     TRANSFER = 1
     ISSUE = 2
     BURN = 3
-    VALIDATOR_UPDATE = 4  # governance: set a validator's power (0 removes it); admin only
-    ASSET_CREATE = 5  # governance: define an asset and its issuer; admin only
-    SET_ISSUER = 6  # governance: hand an asset's issuing right to another account; admin only
+    # 4, 5, 6 were single-admin VALIDATOR_UPDATE / ASSET_CREATE / SET_ISSUER: retired (never reused), those
+    # changes are now governance actions that need the members' threshold (chain/governance.py).
+    GOV_PROPOSE = 7  # a member proposes one governance action; counts as its first approval
+    GOV_APPROVE = 8  # a member approves an open proposal; the action runs when approvals reach the threshold
+
+
+class ActionKind(IntEnum):
+    """What a governance proposal does once the members' threshold approves it."""
+
+    VALIDATOR_POWER = 1  # add, re-weight or (power 0) remove a validator
+    ASSET_CREATE = 2  # define a new asset and its issuer
+    SET_ISSUER = 3  # hand an asset's issuing right to another account
+    SET_MEMBERS = 4  # replace the member set and/or threshold (also how a member's admin key is rotated)
+    SCHEDULE_UPGRADE = 5  # protocol version V becomes active at height H
+    REPLACE_VALIDATOR_KEY = 6  # a validator's power moves from its old consensus key to a new one, atomically
 
 
 def check_asset_id(asset: Any) -> str:
@@ -155,15 +171,144 @@ class SetIssuer:
         return cls(check_asset_id(asset), _want_address(issuer, "issuer"))
 
 
-Payload = Transfer | Issue | Burn | ValidatorUpdate | AssetCreate | SetIssuer
+@dataclass(frozen=True, slots=True)
+class ReplaceValidatorKey:
+    """Move `old`'s whole voting power to `new` (a key not yet in the set) in one step."""
+
+    old: bytes
+    new: bytes
+
+    def to_list(self) -> list[Any]:
+        return [self.old, self.new]
+
+    @classmethod
+    def from_list(cls, obj: Any) -> "ReplaceValidatorKey":
+        old, new = want_list(obj, 2, "replace_validator_key")
+        return cls(want_bytes(old, "old pubkey", crypto.PUBKEY_SIZE), want_bytes(new, "new pubkey", crypto.PUBKEY_SIZE))
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A member organisation and the Ed25519 key its admins sign governance txs with."""
+
+    name: str
+    key: bytes
+
+    def to_list(self) -> list[Any]:
+        return [self.name, self.key]
+
+    @classmethod
+    def from_list(cls, obj: Any) -> "Member":
+        name, key = want_list(obj, 2, "member")
+        name = want_str(name, "member name", MAX_MEMBER_NAME_BYTES)
+        if not name:
+            raise DecodeError("member name is empty")
+        return cls(name, want_bytes(key, "member key", crypto.PUBKEY_SIZE))
+
+
+@dataclass(frozen=True, slots=True)
+class SetMembers:
+    """The whole new member set (sorted by name, unique names and keys) and its approval threshold."""
+
+    members: tuple[Member, ...]
+    threshold: int
+
+    def to_list(self) -> list[Any]:
+        return [[m.to_list() for m in self.members], self.threshold]
+
+    @classmethod
+    def from_list(cls, obj: Any) -> "SetMembers":
+        members, threshold = want_list(obj, 2, "set_members")
+        if not isinstance(members, list) or not 1 <= len(members) <= MAX_MEMBERS:
+            raise DecodeError(f"set_members: 1 to {MAX_MEMBERS} members")
+        ms = tuple(Member.from_list(m) for m in members)
+        if [m.name for m in ms] != sorted({m.name for m in ms}) or len({m.key for m in ms}) != len(ms):
+            raise DecodeError("set_members: members sorted by name, without duplicate names or keys")
+        return cls(ms, want_int(threshold, "threshold", 1, len(ms)))
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleUpgrade:
+    """Protocol `version` becomes active at block `height`; nodes without it halt there."""
+
+    version: int
+    height: int
+
+    def to_list(self) -> list[Any]:
+        return [self.version, self.height]
+
+    @classmethod
+    def from_list(cls, obj: Any) -> "ScheduleUpgrade":
+        version, height = want_list(obj, 2, "schedule_upgrade")
+        return cls(want_int(version, "version", 2, MAX_PROTOCOL_VERSION), want_int(height, "height", 1))
+
+
+Action = ValidatorUpdate | AssetCreate | SetIssuer | SetMembers | ScheduleUpgrade | ReplaceValidatorKey
+
+ACTION_TYPES: dict[ActionKind, type] = {
+    ActionKind.VALIDATOR_POWER: ValidatorUpdate,
+    ActionKind.ASSET_CREATE: AssetCreate,
+    ActionKind.SET_ISSUER: SetIssuer,
+    ActionKind.SET_MEMBERS: SetMembers,
+    ActionKind.SCHEDULE_UPGRADE: ScheduleUpgrade,
+    ActionKind.REPLACE_VALIDATOR_KEY: ReplaceValidatorKey,
+}
+KIND_OF_ACTION: dict[type, ActionKind] = {v: k for k, v in ACTION_TYPES.items()}
+
+
+def action_to_list(action: Action) -> list[Any]:
+    """[action kind, fields]: the form a proposal carries on the wire and in state."""
+    return [int(KIND_OF_ACTION[type(action)]), action.to_list()]
+
+
+def action_from_list(obj: Any) -> Action:
+    kind, fields = want_list(obj, 2, "action")
+    try:
+        kind_enum = ActionKind(want_int(kind, "action kind", 1, 255))
+    except ValueError:
+        raise DecodeError(f"unknown governance action kind {kind}") from None
+    return ACTION_TYPES[kind_enum].from_list(fields)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class GovPropose:
+    """Propose `action`; it runs when the members' approvals reach the threshold at a height <= `expiry`."""
+
+    action: Action
+    expiry: int
+
+    def to_list(self) -> list[Any]:
+        return [action_to_list(self.action), self.expiry]
+
+    @classmethod
+    def from_list(cls, obj: Any) -> "GovPropose":
+        action, expiry = want_list(obj, 2, "gov_propose")
+        return cls(action_from_list(action), want_int(expiry, "proposal expiry", 1))
+
+
+@dataclass(frozen=True, slots=True)
+class GovApprove:
+    """Approve the open proposal whose id (the proposing tx's id) is `proposal`."""
+
+    proposal: bytes
+
+    def to_list(self) -> list[Any]:
+        return [self.proposal]
+
+    @classmethod
+    def from_list(cls, obj: Any) -> "GovApprove":
+        (proposal,) = want_list(obj, 1, "gov_approve")
+        return cls(want_bytes(proposal, "proposal id", 32))
+
+
+Payload = Transfer | Issue | Burn | GovPropose | GovApprove
 
 PAYLOAD_TYPES: dict[TxKind, type] = {
     TxKind.TRANSFER: Transfer,
     TxKind.ISSUE: Issue,
     TxKind.BURN: Burn,
-    TxKind.VALIDATOR_UPDATE: ValidatorUpdate,
-    TxKind.ASSET_CREATE: AssetCreate,
-    TxKind.SET_ISSUER: SetIssuer,
+    TxKind.GOV_PROPOSE: GovPropose,
+    TxKind.GOV_APPROVE: GovApprove,
 }
 KIND_OF_PAYLOAD: dict[type, TxKind] = {v: k for k, v in PAYLOAD_TYPES.items()}
 

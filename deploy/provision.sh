@@ -58,7 +58,8 @@ done
 unset PAYNET_CA_PASSPHRASE
 
 admin=""
-if [ -n "${PAYNET_ADMIN_PUBKEY:-}" ]; then admin="--admin $PAYNET_ADMIN_PUBKEY"; fi
+# one governance member with threshold 1; a consortium passes --member NAME:KEY ... --threshold M in PAYNET_GENESIS_ARGS
+if [ -n "${PAYNET_ADMIN_PUBKEY:-}" ]; then admin="--member operator:$PAYNET_ADMIN_PUBKEY"; fi
 # shellcheck disable=SC2086
 paynet-node genesis --chain-id "$CHAIN_ID" --ca-cert /ca/ca.crt --out /ca/genesis.json \
     $validator_args $admin ${PAYNET_GENESIS_ARGS:-}

@@ -35,7 +35,9 @@ from consensus.wal import FileWAL
 from network import messages as netmsg
 from network.peers import PeerManager
 from network.sync import PENALTY_TIMEOUT, SyncPlanner
+from chain.governance import read_upgrade
 from node import __version__, byzantine, faults, halt
+from node.upgrade import supported_versions, upgrade_halt_reason
 from node import blocksync
 from node.api.app import create_app
 from node.clock import Clock
@@ -150,6 +152,10 @@ class Node:
         for warning in self.status_warnings():
             log.warning("%s", warning)
         await self.network.start()
+        reason = upgrade_halt_reason(read_upgrade(self.store.state()), self.store.head_height + 1,
+                                     supported_versions())
+        if reason is not None and self.halted_because is None:
+            self._on_halt(reason)  # restarted on a release that still lacks the active version
         if self.halted_because is None:
             self.driver.start()
         else:

@@ -195,12 +195,15 @@ def ca_issue(ca_dir: Path, pubkey: str, name: str, out: Path) -> None:
 @click.option("--chain-id", required=True)
 @click.option("--ca-cert", type=click.Path(path_type=Path, exists=True), required=True)
 @click.option("--validator", "validators", multiple=True, required=True, help="NAME:PUBKEY_HEX[:POWER]")
-@click.option("--admin", "admins", multiple=True, help="admin public key (hex)")
+@click.option("--member", "members", multiple=True,
+              help="governance member NAME:ADMIN_PUBKEY_HEX (repeat; changes need --threshold of them)")
+@click.option("--threshold", type=click.IntRange(1, 10), default=1, show_default=True,
+              help="member approvals every governance action needs")
 @click.option("--asset", "assets", multiple=True, help="ID:ISSUER_ADDRESS:DECIMALS")
 @click.option("--balance", "balances", multiple=True, help="ADDRESS:ASSET:AMOUNT (minor units)")
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 def genesis_cmd(
-    chain_id: str, ca_cert: Path, validators: tuple[str, ...], admins: tuple[str, ...],
+    chain_id: str, ca_cert: Path, validators: tuple[str, ...], members: tuple[str, ...], threshold: int,
     assets: tuple[str, ...], balances: tuple[str, ...], out: Path,
 ) -> None:
     """Write a genesis file."""
@@ -216,7 +219,8 @@ def genesis_cmd(
             genesis_time_ms=int(time.time() * 1000),
             validators=vals,
             ca_cert_pem=ca_cert.read_bytes(),
-            admins=[bytes.fromhex(a) for a in admins],
+            members=[(n, bytes.fromhex(k)) for n, k in (m.rsplit(":", 1) for m in members)],
+            threshold=threshold,
             assets=[(a, crypto.parse_address(i), int(d)) for a, i, d in (x.split(":") for x in assets)],
             balances=[(crypto.parse_address(a), s, int(n)) for a, s, n in (x.split(":") for x in balances)],
         )

@@ -45,6 +45,8 @@ from consensus.messages import Message, Verifier
 from consensus.runner import ConsensusRunner
 from consensus.signer import GuardedSigner
 from consensus.wal import FileWAL
+from chain.governance import read_upgrade
+from node.upgrade import UpgradeRequired, supported_versions, upgrade_halt_reason
 from node import faults
 from node.clock import Clock
 from node.config import ConsensusSection
@@ -271,6 +273,9 @@ class ConsensusDriver:
         self.last_commit_monotonic = time.monotonic()
         self.observe_certificate(commit.certificate)
         self._on_commit(done.block, done.state, commit.certificate)
+        reason = upgrade_halt_reason(read_upgrade(done.state), done.block.height + 1, supported_versions())
+        if reason is not None:  # raising halts consensus before this node builds or votes on the next block
+            raise UpgradeRequired(reason)
         return done.state.validators
 
     def record_evidence(self, evidence: DuplicateVoteEvidence) -> None:

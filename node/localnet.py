@@ -47,7 +47,13 @@ def issuer_key() -> crypto.PrivateKey:
 
 
 def admin_key() -> crypto.PrivateKey:
+    """The demo network's first governance member (publicly derivable: local testnets only)."""
     return crypto.PrivateKey(crypto.sha256(b"paynet-demo-admin"))
+
+
+def member_key(i: int) -> crypto.PrivateKey:
+    """Governance member i of a local network (member 0 is `admin_key()`); publicly derivable."""
+    return admin_key() if i == 0 else crypto.PrivateKey(crypto.sha256(f"paynet-demo-member-{i}".encode()))
 
 
 def _env() -> dict[str, str]:
@@ -115,9 +121,13 @@ class LocalNet:
         demo_accounts: int = 10,
         config_overrides: dict[str, dict[str, object]] | None = None,
         link_proxy: bool = False,
+        members: int = 1,
+        threshold: int = 1,
     ) -> "LocalNet":
         """Make keys, certificates, genesis and configs. `link_proxy` (test-only) routes every peer link
-        through node/linkproxy.py so tests and `testnet.py` can inject link faults at run time."""
+        through node/linkproxy.py so tests and `testnet.py` can inject link faults at run time.
+        Governance: `members` demo organisations (`member_key(i)`, named member-i), `threshold` of them
+        approve a change; the default (one member, threshold 1) keeps demo flows one tx long."""
         root.mkdir(parents=True, exist_ok=True)
         net = cls(root)
         for i in range(validators):
@@ -138,8 +148,10 @@ class LocalNet:
             _cli("ca", "issue", "--dir", str(ca_dir), "--pubkey", n.pubkey.hex(),
                  "--name", f"validator-{n.index}", "--out", str(n.home / "node.crt"))
         args = ["genesis", "--chain-id", CHAIN_ID, "--ca-cert", str(ca_dir / "ca.crt"),
-                "--out", str(root / "genesis.json"), "--admin", admin_key().public_key.hex(),
+                "--out", str(root / "genesis.json"), "--threshold", str(threshold),
                 "--asset", f"{DEMO_ASSET}:{crypto.format_address(issuer_key().address)}:{DEMO_DECIMALS}"]
+        for i in range(members):
+            args += ["--member", f"member-{i}:{member_key(i).public_key.hex()}"]
         for n in net.nodes:
             args += ["--validator", f"validator-{n.index}:{n.pubkey.hex()}:1"]
         for i in range(demo_accounts):
@@ -162,6 +174,29 @@ class LocalNet:
         for i, n in enumerate(meta["nodes"]):
             net.nodes.append(NodeProc(i, Path(n["home"]), n["p2p_port"], n["api_port"], bytes.fromhex(n["pubkey"])))
         return net
+
+    def provision_validator_home(self, index: int, home: Path | None = None) -> NodeProc:
+        """A validator home that is not in genesis, made the way an operator makes one (`paynet-node init`,
+        then `ca issue` with the network CA, then the network's genesis file): a validator added later by
+        governance (index = len(nodes), appended), or a new key for validator `index` (a fresh `home`, same
+        ports; replaces that node here once the caller has stopped the old one). It dials every other node."""
+        base = self.nodes[0].p2p_port
+        p2p, api = base + 2 * index, base + 2 * index + 1
+        home = home or self.root / f"node{index}"
+        name = f"validator-{index}"
+        args = ["init", "--home", str(home), "--name", name, "--p2p-port", str(p2p), "--api-port", str(api)]
+        for m in self.nodes:
+            if m.index != index:
+                args += ["--peer", f"127.0.0.1:{m.p2p_port}"]
+        pubkey = bytes.fromhex(json.loads(_cli(*args))["pubkey"])
+        _cli("ca", "issue", "--dir", str(self.root / "ca"), "--pubkey", pubkey.hex(), "--name", name,
+             "--out", str(home / "node.crt"))
+        (home / "genesis.json").write_bytes((self.root / "genesis.json").read_bytes())
+        _apply_overrides(home / "config.toml", _with_local_api_limits(None))
+        node = NodeProc(index, home, p2p, api, pubkey)
+        if index == len(self.nodes):
+            self.nodes.append(node)
+        return node
 
     # -- processes ---------------------------------------------------------------------------------
 

@@ -77,7 +77,7 @@ class _Overlay(Executor):
         super().__init__(base.reader, base.height, _TRUST_ALL)  # type: ignore[arg-type]
         self._base = base
         self.validators = base.validators
-        self.admins = base.admins
+        self._gov = None if base._gov is None else base._gov.copy()
 
     def account(self, addr: bytes) -> list[Any]:
         if addr not in self.accounts:

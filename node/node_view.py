@@ -20,6 +20,7 @@ from chain.validators import ValidatorSet
 
 if TYPE_CHECKING:  # pragma: no cover - import only for type checkers
     from node.metrics import Metrics
+    from node.timeseries import ExplorerStats
 
 
 class TxRejected(Exception):
@@ -121,11 +122,13 @@ class NodeView(Protocol):
       halt_reason() -> None while consensus runs; why it stopped once halted
       validator_last_signed() -> {validator pubkey: last height whose certificate it signed}
 
-    Optional (looked up with getattr; the API degrades gracefully without them):
       account_history(addr, limit) -> [(height, index, tx_id), ...] newest first
-      pending_nonce(addr) -> int | None     next nonce counting the sender's pending txs
+      pending_nonce(addr) -> int | None     next nonce counting the sender's pending txs (None: none pending)
+      queued_tx(tx_id) -> (tx, nonce it waits for) | None   a tx parked for a future nonce
+      status_warnings() -> [str]            conditions an operator should fix although the node runs
       explorer_stats: node.timeseries.ExplorerStats   (an attribute) the explorer's series and first-seen
                                             times, fed by the node's commit path
+    Every method is declared (and typed) here: the API never looks one up with getattr.
     """
 
     genesis: Genesis
@@ -155,3 +158,13 @@ class NodeView(Protocol):
         ...
 
     def validator_last_signed(self) -> dict[bytes, int]: ...
+
+    explorer_stats: "ExplorerStats"
+
+    def account_history(self, addr: bytes, limit: int) -> list[tuple[int, int, bytes]]: ...
+
+    def pending_nonce(self, addr: bytes) -> int | None: ...
+
+    def queued_tx(self, tx_id: bytes) -> tuple[SignedTx, int] | None: ...
+
+    def status_warnings(self) -> list[str]: ...

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from chain import crypto
-from chain.genesis import Genesis, GenesisAsset, GenesisBalance, GenesisValidator
+from chain.genesis import Genesis, GenesisAsset, GenesisBalance, GenesisMember, GenesisValidator
 from chain.keystore import (
     TEST_ONLY_KDF,
     VALIDATOR_KDF,
@@ -182,7 +182,8 @@ def make_genesis(
     genesis_time_ms: int,
     validators: list[tuple[str, bytes, int]],
     ca_cert_pem: bytes,
-    admins: list[bytes] = (),  # type: ignore[assignment]
+    members: list[tuple[str, bytes]] = (),  # type: ignore[assignment]
+    threshold: int = 1,
     assets: list[tuple[str, bytes, int]] = (),  # type: ignore[assignment]
     balances: list[tuple[bytes, str, int]] = (),  # type: ignore[assignment]
 ) -> Genesis:
@@ -190,7 +191,8 @@ def make_genesis(
         chain_id=chain_id,
         genesis_time_ms=genesis_time_ms,
         validators=[GenesisValidator(name=n, pubkey=pk.hex(), power=p) for n, pk, p in validators],
-        admins=[a.hex() for a in admins],
+        members=[GenesisMember(name=n, admin_key=k.hex()) for n, k in members],
+        threshold=threshold,
         assets=[GenesisAsset(id=a, issuer=crypto.format_address(i), decimals=d) for a, i, d in assets],
         balances=[GenesisBalance(address=crypto.format_address(a), asset=s, amount=v) for a, s, v in balances],
         network_ca_cert_pem=ca_cert_pem.decode(),

@@ -43,9 +43,15 @@ from chain.tx import (  # noqa: E402
     TX_DOMAIN,
     AssetCreate,
     Burn,
+    GovApprove,
+    GovPropose,
     Issue,
+    Member,
     Payload,
+    ReplaceValidatorKey,
+    ScheduleUpgrade,
     SetIssuer,
+    SetMembers,
     SignedTx,
     Transfer,
     TxBody,
@@ -111,6 +117,8 @@ def key_json(label: str) -> dict[str, str]:
 VALIDATOR_LABELS = tuple(f"validator-{i}" for i in range(len(GENESIS_POWERS)))
 NEWCOMER = "validator-5"
 ADMIN, ISSUER, ALICE, BOB = "admin", "issuer", "alice", "bob"
+PROPOSAL_EXPIRY = 500
+"""The vectors' genesis has one member with threshold 1: a proposal executes in the block that carries it."""
 
 
 def addr(label: str) -> bytes:
@@ -133,7 +141,8 @@ def full_genesis() -> Genesis:
             {"name": f"bank-{'abcde'[i]}", "pubkey": key(lbl).public_key.hex(), "power": GENESIS_POWERS[i]}
             for i, lbl in enumerate(VALIDATOR_LABELS)
         ],
-        admins=[key(ADMIN).public_key.hex()],
+        members=[{"name": "admin-org", "admin_key": key(ADMIN).public_key.hex()}],
+        threshold=1,
         assets=[
             {"id": "USD", "issuer": pn(ISSUER), "decimals": 2},
             {"id": "EUR", "issuer": pn(ISSUER), "decimals": 2},
@@ -177,17 +186,21 @@ class TxSpec:
 BLOCK_1_TXS = (
     TxSpec("transfer", ALICE, 0, Transfer(addr(BOB), "USD", 1250), "invoice 1"),
     TxSpec("issue", ISSUER, 0, Issue(addr(ISSUER), "USD", 5000)),
-    TxSpec("asset_create", ADMIN, 0, AssetCreate("GBP", addr(ISSUER), 2)),
-    TxSpec("validator_update (add)", ADMIN, 1, ValidatorUpdate(key(NEWCOMER).public_key, 1)),
+    TxSpec("asset_create", ADMIN, 0, GovPropose(AssetCreate("GBP", addr(ISSUER), 2), PROPOSAL_EXPIRY)),
+    TxSpec("validator_update (add)", ADMIN, 1, GovPropose(ValidatorUpdate(key(NEWCOMER).public_key, 1), PROPOSAL_EXPIRY)),
 )
 BLOCK_2_TXS = (
     TxSpec("burn", ISSUER, 1, Burn("USD", 100)),
-    TxSpec("set_issuer", ADMIN, 2, SetIssuer("GBP", addr(ALICE))),
+    TxSpec("set_issuer", ADMIN, 2, GovPropose(SetIssuer("GBP", addr(ALICE)), PROPOSAL_EXPIRY)),
     TxSpec("transfer with a UTF-8 memo", BOB, 0, Transfer(addr(ALICE), "USD", 250), "café ☕ 東京", expiry_height=2),
 )
 EXTRA_TXS = (
     TxSpec("memo of exactly 256 UTF-8 bytes", ALICE, 7, Transfer(addr(BOB), "EUR", MAX_AMOUNT), "é" * 128, 2**63 - 1),
-    TxSpec("validator_update (remove)", ADMIN, 9, ValidatorUpdate(key("validator-4").public_key, 0)),
+    TxSpec("gov_approve", ADMIN, 10, GovApprove(bytes(range(32)))),
+    TxSpec("gov_propose set_members", ADMIN, 11, GovPropose(SetMembers(
+        (Member("admin-org", key(ADMIN).public_key), Member("bank-b", key(BOB).public_key)), 2), PROPOSAL_EXPIRY)),
+    TxSpec("gov_propose schedule_upgrade", ADMIN, 12, GovPropose(ScheduleUpgrade(2, 900), PROPOSAL_EXPIRY)),
+    TxSpec("validator_update (remove)", ADMIN, 9, GovPropose(ValidatorUpdate(key("validator-4").public_key, 0), PROPOSAL_EXPIRY)),
 )
 
 
@@ -272,7 +285,7 @@ def tx_signing() -> dict[str, Any]:
     other = dataclasses.replace(BLOCK_1_TXS[0], chain_id=OTHER_CHAIN_ID).signed()
     long_memo = dataclasses.replace(BLOCK_1_TXS[0], memo="x" * 257).body().to_list()
     unknown_kind = base.body.to_list()
-    unknown_kind[2] = 7
+    unknown_kind[2] = 4  # the retired single-admin VALIDATOR_UPDATE kind
     ed_l = 2**252 + 27742317777372353535851937790883648493  # the order of the Ed25519 base point
     s_plus_l = base.signature[:32] + ((int.from_bytes(base.signature[32:], "little") + ed_l) % 2**256).to_bytes(32, "little")
     identity = bytes([1]) + bytes(31)  # the identity point: a small-order public key
@@ -290,7 +303,7 @@ def tx_signing() -> dict[str, Any]:
         {"name": "nonce 0 written as uint64 (non-canonical)", "signed_tx_hex": _non_canonical_nonce(base).hex(),
          "rejected_at": "decode"},
         {"name": "memo of 257 bytes", "signed_tx_hex": encode([long_memo, base.signature]).hex(), "rejected_at": "decode"},
-        {"name": "unknown kind 7", "signed_tx_hex": encode([unknown_kind, base.signature]).hex(), "rejected_at": "decode"},
+        {"name": "retired kind 4 (single-admin validator_update)", "signed_tx_hex": encode([unknown_kind, base.signature]).hex(), "rejected_at": "decode"},
         {"name": "signature of 63 bytes", "signed_tx_hex": encode([base.body.to_list(), base.signature[:63]]).hex(),
          "rejected_at": "decode"},
     ]
@@ -334,18 +347,24 @@ def tx_rules() -> dict[str, Any]:
         _rule_case("issue past the supply cap 2^62", TxSpec("t", ISSUER, 0, Issue(addr(BOB), "USD", MAX_AMOUNT)), 1),
         _rule_case("burn of more than the issuer holds", TxSpec("t", ISSUER, 0, Burn("EUR", 501)), 1),
         _rule_case("burn by a holder that is not the issuer", TxSpec("t", ALICE, 0, Burn("USD", 1)), 1),
-        _rule_case("governance tx from a non-admin key", TxSpec("t", ALICE, 0, AssetCreate("GBP", addr(ALICE), 2)), 1),
-        _rule_case("asset_create of an existing asset", TxSpec("t", ADMIN, 0, AssetCreate("USD", addr(ALICE), 2)), 1),
-        _rule_case("set_issuer of an unknown asset", TxSpec("t", ADMIN, 0, SetIssuer("JPY", addr(ALICE))), 1),
+        _rule_case("governance tx from a non-member key", TxSpec("t", ALICE, 0, GovPropose(
+            AssetCreate("GBP", addr(ALICE), 2), PROPOSAL_EXPIRY)), 1),
+        _rule_case("approval of a proposal that does not exist", TxSpec("t", ADMIN, 0, GovApprove(bytes(32))), 1),
+        _rule_case("proposal whose expiry is already past", TxSpec("t", ADMIN, 0, GovPropose(
+            AssetCreate("GBP", addr(ALICE), 2), 1)), 2),
+        _rule_case("replace_validator_key moving a validator's power to a new key", TxSpec("t", ADMIN, 0, GovPropose(
+            ReplaceValidatorKey(v0, key(NEWCOMER).public_key), PROPOSAL_EXPIRY)), 1),
+        _rule_case("asset_create of an existing asset", TxSpec("t", ADMIN, 0, GovPropose(AssetCreate("USD", addr(ALICE), 2), PROPOSAL_EXPIRY)), 1),
+        _rule_case("set_issuer of an unknown asset", TxSpec("t", ADMIN, 0, GovPropose(SetIssuer("JPY", addr(ALICE)), PROPOSAL_EXPIRY)), 1),
         _rule_case("validator_update raising one validator to a third of the power (4 of 11)",
-                   TxSpec("t", ADMIN, 0, ValidatorUpdate(v0, 4)), 1),
+                   TxSpec("t", ADMIN, 0, GovPropose(ValidatorUpdate(v0, 4), PROPOSAL_EXPIRY)), 1),
         _rule_case("validator_update raising one validator to just under a third (3 of 10)",
-                   TxSpec("t", ADMIN, 0, ValidatorUpdate(v0, 3)), 1),
+                   TxSpec("t", ADMIN, 0, GovPropose(ValidatorUpdate(v0, 3), PROPOSAL_EXPIRY)), 1),
         _rule_case("validator_update removing a key that is not a validator",
-                   TxSpec("t", ADMIN, 0, ValidatorUpdate(key(NEWCOMER).public_key, 0)), 1),
-        _rule_case("validator_update removing a member", TxSpec("t", ADMIN, 0, ValidatorUpdate(v0, 0)), 1),
+                   TxSpec("t", ADMIN, 0, GovPropose(ValidatorUpdate(key(NEWCOMER).public_key, 0), PROPOSAL_EXPIRY)), 1),
+        _rule_case("validator_update removing a member", TxSpec("t", ADMIN, 0, GovPropose(ValidatorUpdate(v0, 0), PROPOSAL_EXPIRY)), 1),
         _rule_case("asset id followed by a newline (not an asset id: the whole string must match)",
-                   TxSpec("t", ADMIN, 0, AssetCreate("USD\n", addr(ALICE), 2)), 1),
+                   TxSpec("t", ADMIN, 0, GovPropose(AssetCreate("USD\n", addr(ALICE), 2), PROPOSAL_EXPIRY)), 1),
     ]
     for case in cases:
         try:
@@ -450,7 +469,7 @@ def genesis_hash() -> dict[str, Any]:
         })
     return _doc(
         "Genesis hash = SHA-256 of the canonical array built from the genesis JSON file (validators in file order, "
-        "admins sorted by key bytes, assets and balances in file order, addresses as 20 raw bytes); block 0 and "
+        "governance as [threshold, [[name, admin key], ...members sorted by name]], assets and balances in file order, addresses as 20 raw bytes); block 0 and "
         "its state root follow from it.",
         "genesis", vectors,
     )

@@ -73,7 +73,12 @@ def cli() -> None:
 @click.option("--fresh/--reuse", default=False, help="delete an existing testnet home first")
 @click.option("--link-proxy", is_flag=True, help="TEST-ONLY: route every peer link through the link-fault proxy "
               "(enables `partition`, `link`, `heal`; takes effect when the network is provisioned)")
-def up(validators: int, base_port: int, home: Path, demo_accounts: int, fresh: bool, link_proxy: bool) -> None:
+@click.option("--members", default=1, show_default=True, type=click.IntRange(1, 10),
+              help="governance members (demo keys node.localnet.member_key(i), named member-i)")
+@click.option("--threshold", default=1, show_default=True, type=click.IntRange(1, 10),
+              help="member approvals a governance action needs")
+def up(validators: int, base_port: int, home: Path, demo_accounts: int, fresh: bool, link_proxy: bool,
+       members: int, threshold: int) -> None:
     """Create (if needed) and start the network, wait for blocks, print URLs."""
     if fresh and (home / "localnet.json").exists():
         net = LocalNet.load(home)
@@ -89,7 +94,7 @@ def up(validators: int, base_port: int, home: Path, demo_accounts: int, fresh: b
     else:
         with console.status(f"provisioning {validators} validators in {home} ..."):
             net = LocalNet.provision(home, validators=validators, base_port=base_port, demo_accounts=demo_accounts,
-                                     link_proxy=link_proxy)
+                                     link_proxy=link_proxy, members=members, threshold=threshold)
     if net.link_proxy_port is not None:
         net.start_proxy()  # also when every node still runs but the proxy was stopped
     started = [i for i in range(len(net.nodes)) if net.pid(i) is None]

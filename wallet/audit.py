@@ -4,9 +4,10 @@ An auditor trusts nothing a node says except what it can check: starting from th
 (a genesis file, or the set the wallet pinned), every block must decode canonically, chain to the block
 before it, carry the roots of its own body, hold only correctly signed txs in each sender's nonce order,
 carry valid evidence, and be made final by a commit certificate of the validator set of its height.
-That set is derived here, not read from a node: the genesis set, changed by each validator-update tx as
-chain.state's rules change it (an update in block h changes who signs block h+1), and every header's
-validators_hash must equal the hash of the derived set.
+That set is derived here, not read from a node: the genesis set, changed by each governance action that
+executes (replayed with chain.governance's own rules from the genesis members and threshold; an action
+executed in block h changes who signs block h+1), and every header's validators_hash must equal the hash of
+the derived set.
 
 What is not re-checked, on purpose: the state root. Recomputing it means re-executing every tx over the
 whole ledger state (balances, assets) -- a replica, not an audit of the record; a node does exactly that
@@ -31,8 +32,9 @@ from chain import crypto, merkle
 from chain.block import EVIDENCE_MAX_AGE_HEIGHTS, Block, evidence_hash, evidence_id
 from chain.encoding import DecodeError, decode, want_bytes, want_int, want_list
 from chain.genesis import Genesis
-from chain.state import genesis_block, genesis_state, validator_set_problem
-from chain.tx import ValidatorUpdate
+from chain.governance import GovReplay, Members, Refused
+from chain.state import genesis_block, genesis_state
+from chain.tx import GovApprove, GovPropose
 from chain.validate import EvidenceRejected, EvidenceRules, check_evidence
 from chain.validators import ValidatorSet
 from consensus.certificate import CertificateError, CommitCertificate, verify_commit_certificate
@@ -90,19 +92,21 @@ def iter_frames(data: bytes, expect_height: int) -> Iterator[RawFrame]:
 
 @dataclass(frozen=True)
 class TrustAnchor:
-    """What the audit starts from. A genesis file gives everything (block 0 is recomputed from it and the
-    admins who may change the validator set are known); a wallet's pinned set gives the chain id, the set
-    and the genesis hash, and then validator updates are followed without checking their sender."""
+    """What the audit starts from. A genesis file gives everything (block 0 is recomputed from it, and the
+    governance members and threshold who may change the validator set are known); a wallet's pinned set
+    gives the chain id, the set and the genesis hash, which is enough only while no governance tx appears
+    (without the members nothing says when an action executes)."""
 
     chain_id: str
     validators: ValidatorSet
     genesis_hash: bytes | None = None
-    admins: frozenset[bytes] | None = None
+    members: Members | None = None
     genesis: Genesis | None = None
 
     @classmethod
     def from_genesis(cls, genesis: Genesis) -> "TrustAnchor":
-        return cls(genesis.chain_id, genesis.validator_set(), genesis.hash, genesis.admin_keys(), genesis)
+        members = Members(genesis.threshold, genesis.member_list())
+        return cls(genesis.chain_id, genesis.validator_set(), genesis.hash, members, genesis)
 
 
 @dataclass
@@ -152,6 +156,8 @@ class ChainAuditor:
         self.nonces: dict[bytes, int] = {}  # sender address -> next nonce (every committed tx succeeded)
         self.evidence_at: dict[bytes, int] = {}  # evidence id -> height of the block that carried it
         self.report = AuditReport()
+        assets = [a.id for a in anchor.genesis.assets] if anchor.genesis else []
+        self.gov = None if anchor.members is None else GovReplay(anchor.members, anchor.validators, assets)
 
     def validators_at(self, height: int) -> ValidatorSet | None:
         """The derived set that signed block `height` (for judging evidence at its own height)."""
@@ -271,25 +277,19 @@ class ChainAuditor:
             raise AuditFailure(h, "certificate", str(e)) from None
 
     def _apply_validator_updates(self, h: int, block: Block) -> None:
-        """chain.state's validator-update rule: admin sender, a removed key must be a member, the new set
-        non-empty and safe (validator_set_problem). The result signs block h+1."""
-        vset = self.validators
-        for i, tx in enumerate(block.txs):
-            p = tx.body.payload
-            if not isinstance(p, ValidatorUpdate):
-                continue
-            admins = self.anchor.admins
-            if admins is not None and tx.body.sender not in admins:
-                raise AuditFailure(h, "validator update", f"tx {i} is not from a genesis admin")
-            if p.power == 0 and p.pubkey not in vset:
-                raise AuditFailure(h, "validator update", f"tx {i} removes a key that is not a validator")
-            try:
-                vset = vset.with_power(p.pubkey, p.power)
-            except ValueError:
-                raise AuditFailure(h, "validator update", f"tx {i} empties the validator set") from None
-            problem = validator_set_problem(vset)
-            if problem:
-                raise AuditFailure(h, "validator update", f"tx {i}: {problem}")
+        """Replay the block's governance txs with chain.governance's rules (member senders, threshold,
+        expiry, a safe validator set). A set changed by block h signs block h+1."""
+        gov_txs = [(tx.tx_id, tx.body.sender, tx.body.payload) for tx in block.txs
+                   if isinstance(tx.body.payload, (GovPropose, GovApprove))]
+        if not gov_txs:
+            return
+        if self.gov is None:
+            raise AuditFailure(h, "validator update", "governance txs can only be followed from the genesis "
+                               "document (members and threshold): audit with --genesis")
+        try:
+            vset = self.gov.block(h, gov_txs)  # type: ignore[arg-type]
+        except Refused as e:
+            raise AuditFailure(h, "validator update", f"a governance tx breaks the chain's rule: {e.message}") from None
         if vset is not self.validators:
             self.validators = vset
             self.proposers = {v.address for v in vset.validators}
@@ -366,13 +366,13 @@ async def anchor_from_node(url: str, chain_id: str, validators: ValidatorSet, ge
                            timeout_s: float = 10.0) -> tuple[TrustAnchor, str]:
     """The trust anchor for a wallet that pinned (chain id, genesis set, genesis hash) at init: the node's
     `GET /genesis`, accepted only if it hashes to the pinned genesis hash (or, for a wallet that pinned no
-    hash, carries the pinned chain id and set). Gives the admins, so validator updates' senders are
-    checked too. A node without the route: the pinned set alone. Returns (anchor, how it was obtained)."""
+    hash, carries the pinned chain id and set). Gives the members and threshold, so governance actions
+    are replayed with the chain's rules. A node without the route: the pinned set alone. Returns (anchor, how it was obtained)."""
     pinned = TrustAnchor(chain_id, validators, genesis_hash)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
         async with session.get(url.rstrip("/") + "/genesis") as resp:
             if resp.status == 404:
-                return pinned, "the pinned set (the node has no GET /genesis: validator-update senders not checked)"
+                return pinned, "the pinned set (the node has no GET /genesis: governance txs cannot be followed)"
             if resp.status != 200:
                 raise WalletError(f"GET /genesis answered HTTP {resp.status}")
             text = await resp.content.read(MAX_GENESIS_BYTES + 1)

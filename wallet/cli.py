@@ -619,5 +619,7 @@ def audit_cmd(obj: Ctx, from_height: int, to_height: int | None, genesis_file: P
     emit(obj, data, render)
 
 
+from wallet import gov_cli  # noqa: E402,F401  (registers `paynet-wallet gov` on main)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

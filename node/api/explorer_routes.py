@@ -10,7 +10,6 @@ node/api/cursors.py (400 `bad_cursor`).
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -18,6 +17,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chain import crypto
+from chain.governance import read_ever_members
 from node.api import feed, lookup, statement
 from node.api.chainscan import EmptyRuns
 from node.api.activity import DEFAULT_ACTIVITY_BLOCKS, MAX_ACTIVITY_BLOCKS, ActivityReader
@@ -99,10 +99,9 @@ class ExplorerRoutes:
         return self.view.store
 
     @property
-    def stats(self) -> ExplorerStats | None:
-        """The node's commit-time recorder (node/timeseries.py), if this view has one."""
-        stats = getattr(self.view, "explorer_stats", None)
-        return stats if isinstance(stats, ExplorerStats) else None
+    def stats(self) -> ExplorerStats:
+        """The node's commit-time recorder (node/timeseries.py)."""
+        return self.view.explorer_stats
 
     def _decimals(self) -> Callable[[str], int | None]:
         state = self.store.state()
@@ -122,7 +121,7 @@ class ExplorerRoutes:
         return self._feed_page(request, functools.partial(feed.tx_feed, self.store, runs=self.empty_runs))
 
     async def governance(self, request: web.Request) -> web.Response:
-        admins = [crypto.address_of(pk) for pk in self.view.genesis.admin_keys()]  # the only possible senders
+        admins = [crypto.address_of(pk) for pk in read_ever_members(self.store.state())]  # the only possible senders
         return self._feed_page(request, functools.partial(feed.governance, self.store, admins))
 
     def _feed_page(self, request: web.Request, page: FeedPage) -> web.Response:
@@ -185,8 +184,8 @@ class ExplorerRoutes:
         if q.step not in SERIES_STEPS or q.step > q.window:
             raise ApiError(400, "bad_query", f"query parameter step must be one of {list(SERIES_STEPS)} and <= window")
         stats = self.stats
-        now = stats.clock() if stats is not None else time.time()
-        points = stats.series.points(now, q.window, q.step) if stats is not None else []
+        now = stats.clock()
+        points = stats.series.points(now, q.window, q.step)
         return respond(SeriesResponse(
             now_ms=int(now * 1000), step_s=q.step, window_s=q.window,
             points=points,
@@ -200,6 +199,5 @@ class ExplorerRoutes:
 
     def settlement(self, tx_id: bytes) -> dict[str, int | None]:
         """first_seen_ms / finality_ms of a committed tx this node admitted (null when unknown)."""
-        stats = self.stats
-        seen = stats.first_seen.get(tx_id) if stats is not None else None
+        seen = self.stats.first_seen.get(tx_id)
         return {"first_seen_ms": seen.first_seen_ms if seen else None, "finality_ms": seen.finality_ms if seen else None}

@@ -2,7 +2,7 @@
 
 The feed comes from `chainscan.scan_back` (empty blocks skipped from their headers, bounded work per
 request), so a payment stays listed however many empty blocks follow it. Governance txs can only be
-sent by the genesis admins, so their history comes from the admins' entries in the account index
+sent by governance members (genesis members and any member added since), so their history comes from the members' entries in the account index
 (store prefix `x`), merged newest first: a page reads the admins' txs only, however long the chain,
 instead of walking every block back to the one that changed the validator set.
 """
@@ -14,17 +14,18 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from chain import crypto
-from chain.tx import AssetCreate, Issue, SetIssuer, SignedTx, Transfer, TxKind, ValidatorUpdate, Burn
+from chain.tx import Issue, SignedTx, Transfer, TxKind, Burn
 from node.api.chainscan import EmptyRuns, FoundTx, ScanResult, ScanStore, scan_back, tx_at
 from node.api.cursors import Position
 from node.api.statement import index_entries
 from node.api.models import FeedResponse, FeedTx
+from node.api.render import gov_fields
 
 FEED_SCAN_BLOCKS = 2000  # headers one feed request may examine
 GOVERNANCE_SCAN_ENTRIES = 2000  # admin index entries one governance request may examine
 MAX_FEED_PAGE = 100
 DEFAULT_FEED_PAGE = 20
-GOVERNANCE_KINDS = frozenset({int(TxKind.VALIDATOR_UPDATE), int(TxKind.ASSET_CREATE), int(TxKind.SET_ISSUER)})
+GOVERNANCE_KINDS = frozenset({int(TxKind.GOV_PROPOSE), int(TxKind.GOV_APPROVE)})
 
 Decimals = Callable[[str], int | None]  # asset id -> decimals (None: unknown asset)
 
@@ -38,12 +39,10 @@ def feed_tx(found_pos: Position, time_ms: int, tx: SignedTx, decimals: Decimals)
         fields.update(to=crypto.format_address(p.to), asset=p.asset, amount=p.amount, decimals=decimals(p.asset))
     elif isinstance(p, Burn):
         fields.update(asset=p.asset, amount=p.amount, decimals=decimals(p.asset))
-    elif isinstance(p, ValidatorUpdate):
-        fields.update(pubkey=p.pubkey.hex(), power=p.power)
-    elif isinstance(p, AssetCreate):
-        fields.update(asset=p.asset, issuer=crypto.format_address(p.issuer), decimals=p.decimals)
-    elif isinstance(p, SetIssuer):
-        fields.update(asset=p.asset, issuer=crypto.format_address(p.issuer), decimals=decimals(p.asset))
+    else:
+        fields.update(gov_fields(p))
+        if "asset" in fields and "decimals" not in fields:
+            fields["decimals"] = decimals(fields["asset"])
     return FeedTx(
         tx_id=tx.tx_id.hex(),
         height=found_pos.height,
@@ -79,8 +78,8 @@ def tx_feed(store: ScanStore, before: Position | None, limit: int, decimals: Dec
 
 def governance(store: ScanStore, admins: Iterable[bytes], before: Position | None, limit: int, decimals: Decimals,
                max_bytes: int) -> tuple[FeedResponse, int]:
-    """GET /governance: committed validator updates, asset creations and issuer changes, newest first;
-    (page, stored bytes read). `admins` are the genesis admins' addresses (the only possible senders)."""
+    """GET /governance: committed governance proposals and approvals, newest first; (page, stored bytes
+    read). `admins` are the addresses of every key that was ever a member (the only possible senders)."""
     head = store.head_height
     merged = heapq.merge(*(index_entries(store, a, before) for a in sorted(set(admins))), reverse=True)
     found: list[FoundTx] = []

@@ -30,6 +30,7 @@ from node.api.errors import ApiError
 from node.api.jsonbody import parse_json
 from node.api import lookup
 from node.api.explorer_routes import ExplorerRoutes
+from node.api.gov_routes import GovRoutes
 from node.api.proofs import ProofRoutes
 from node.api.rawblocks import RawBlocksRoutes
 from node.api.sigcheck import SignatureChecker, SignatureOverload
@@ -146,6 +147,9 @@ class Handlers:
         self._explorer = ExplorerRoutes(view, config, self._names, self._charge_read)  # node/api/explorer_routes.py
         for name in ExplorerRoutes.ROUTES:
             setattr(self, name, getattr(self._explorer, name))
+        self._gov = GovRoutes(view)  # node/api/gov_routes.py
+        for name in GovRoutes.ROUTES:
+            setattr(self, name, getattr(self._gov, name))
         self._proofs = ProofRoutes(lambda: self.view.store, view.genesis)  # node/api/proofs.py
         self.get_header = self._proofs.get_header
         self.get_account_proof = self._proofs.get_account_proof
@@ -430,7 +434,7 @@ class Handlers:
                 break
             waiting = None
             if result.status == "queued":  # a future nonce: say which nonce of the sender it waits for
-                waiting = getattr(self.view, "pending_nonce", lambda _a: None)(it.tx.body.sender_address)
+                waiting = self.view.pending_nonce(it.tx.body.sender_address)
             it.result = BatchItemResult(tx_id=result.tx_id.hex(), status=result.status, waiting_for_nonce=waiting)
 
     @staticmethod
@@ -485,8 +489,7 @@ class Handlers:
             return json_response(
                 TxResponse(tx_id=hex_id, status="pending", tx=render.tx_fields(pending), raw=pending.encode().hex())
             )
-        queued_tx = getattr(self.view, "queued_tx", None)  # optional NodeView method
-        queued = queued_tx(tx_id) if queued_tx is not None else None
+        queued = self.view.queued_tx(tx_id)
         if queued is not None:
             tx, waiting = queued
             return json_response(TxResponse(tx_id=hex_id, status="queued", waiting_for_nonce=waiting,
@@ -509,16 +512,11 @@ class Handlers:
         acct = state.account(addr)
         nonce = int(acct.nonce) if acct is not None else 0
         balances = {str(k): int(v) for k, v in dict(acct.balances).items() if v} if acct is not None else {}
-        pending_nonce_fn = getattr(self.view, "pending_nonce", None)
-        pending_nonce = pending_nonce_fn(addr) if callable(pending_nonce_fn) else None
+        pending_nonce = self.view.pending_nonce(addr)
         if nonce == 0 and not balances and (pending_nonce is None or pending_nonce == 0):
             raise ApiError(404, "account_not_found", f"account {text} has no transactions and no balance")
-        recent = None
-        history_fn = getattr(self.view, "account_history", None)
-        if callable(history_fn):
-            recent = []
-            for height, index, tx_id in history_fn(addr, ACCOUNT_HISTORY):
-                recent.append(AccountTxRef(tx_id=tx_id.hex(), height=height, index=index))
+        recent = [AccountTxRef(tx_id=tx_id.hex(), height=height, index=index)
+                  for height, index, tx_id in self.view.account_history(addr, ACCOUNT_HISTORY)]
         return json_response(
             AccountResponse(
                 address=crypto.format_address(addr),
@@ -669,7 +667,7 @@ class Handlers:
                 sync_state=self.view.sync_state(),
                 halted=self.view.halt_reason() is not None,
                 halt_reason=self.view.halt_reason(),
-                warnings=getattr(self.view, "status_warnings", list)(),  # optional NodeView method
+                warnings=self.view.status_warnings(),
             )
         )
 

@@ -86,10 +86,38 @@ class SubmitBatchResponse(_Model):
     )
 
 
-class TxFields(_Model):
+TxKindName = Literal["transfer", "issue", "burn", "gov_propose", "gov_approve"]
+ActionName = Literal["validator_power", "asset_create", "set_issuer", "set_members", "schedule_upgrade",
+                     "replace_validator_key"]
+
+
+class GovMember(_Model):
+    name: str
+    admin_key: str = Field(pattern=HEX32, description="Ed25519 public key the member signs governance txs with")
+
+
+class GovActionFields(_Model):
+    """The governance fields of a tx (null for payments): a proposal's action, or the approved proposal."""
+
+    action: ActionName | None = Field(default=None, description="gov_propose: what the proposal does")
+    proposal_id: str | None = Field(default=None, description="gov_approve: the approved proposal (its tx id)")
+    proposal_expiry: int | None = Field(default=None, description="gov_propose: last height it may execute")
+    pubkey: str | None = Field(default=None, description="validator_power / replace_validator_key (old key), hex")
+    power: int | None = None
+    new_pubkey: str | None = Field(default=None, description="replace_validator_key: the new key, hex")
+    issuer: str | None = Field(default=None, description="asset_create / set_issuer: issuer address")
+    asset: str | None = Field(default=None, description="asset_create / set_issuer: the asset")
+    decimals: int | None = Field(default=None, description="asset_create: display decimals")
+    members: list[GovMember] | None = Field(default=None, description="set_members: the whole new member set")
+    threshold: int | None = None
+    version: int | None = Field(default=None, description="schedule_upgrade: protocol version")
+    upgrade_height: int | None = Field(default=None, description="schedule_upgrade: activation height")
+
+
+class TxFields(GovActionFields):
     """A decoded transaction; payload fields not used by its kind are null."""
 
-    kind: Literal["transfer", "issue", "burn", "validator_update", "asset_create", "set_issuer"]
+    kind: TxKindName
     chain_id: str
     sender: str = Field(description="sender Ed25519 public key, hex")
     sender_address: str = Field(pattern=ADDRESS_PATTERN)
@@ -99,9 +127,6 @@ class TxFields(_Model):
     to: str | None = None
     asset: str | None = None
     amount: int | None = None
-    pubkey: str | None = Field(default=None, description="validator_update: validator public key, hex")
-    power: int | None = None
-    issuer: str | None = None
     decimals: int | None = None
     signature: str
 
@@ -372,7 +397,7 @@ class AmbiguousErrorResponse(_Model):
     error: AmbiguousErrorDetail
 
 
-class FeedTx(_Model):
+class FeedTx(GovActionFields):
     """A committed tx as the explorer lists it; fields a kind does not have are null."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
@@ -381,16 +406,13 @@ class FeedTx(_Model):
     height: int
     index: int
     time_ms: int = Field(description="block time: when the tx settled")
-    kind: Literal["transfer", "issue", "burn", "validator_update", "asset_create", "set_issuer"]
+    kind: TxKindName
     from_: str = Field(alias="from", description="sender address")
     to: str | None = None
     asset: str | None = None
     amount: int | None = Field(default=None, description="minor units; divide by 10**decimals")
     decimals: int | None = None
     memo: str
-    pubkey: str | None = Field(default=None, description="validator_update: validator public key, hex")
-    power: int | None = None
-    issuer: str | None = Field(default=None, description="asset_create / set_issuer: issuer address")
 
 
 class FeedResponse(_Model):

@@ -14,6 +14,7 @@ from pydantic.json_schema import models_json_schema
 
 from chain.genesis import Genesis
 from node.api import models as m
+from node.api import gov_models as gm
 
 REF = "#/components/schemas/{model}"
 JSON = "application/json"
@@ -55,8 +56,22 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("GET", "/txs", "tx_feed", "Committed txs, newest first, empty blocks skipped; paged with ?before=",
               {200: m.FeedResponse}, params=(PAGE_LIMIT, CURSOR), errors=(400, 429)),
     RouteSpec("GET", "/governance", "governance",
-              "Committed governance txs (validator updates, asset creations, issuer changes), newest first",
+              "Committed governance txs (proposals and approvals), newest first",
               {200: m.FeedResponse}, params=(PAGE_LIMIT, CURSOR), errors=(400, 429)),
+    RouteSpec("GET", "/governance/state", "get_gov_state",
+              "Governance members and threshold, open proposals, active/scheduled protocol version",
+              {200: gm.GovStateResponse}, errors=(429,)),
+    RouteSpec("GET", "/governance/proposals", "get_proposals",
+              "Governance proposals (open, executed, expired) with their approvals, newest first",
+              {200: gm.ProposalsResponse}, params=(
+                  Param("status", "query", {"type": "string", "enum": ["open", "executed", "expired", "all"],
+                                            "default": "all"}),
+                  Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50})),
+              errors=(400, 429)),
+    RouteSpec("GET", "/governance/proposals/{proposal_id}", "get_proposal", "One governance proposal",
+              {200: gm.ProposalModel}, params=(
+                  Param("proposal_id", "path", {"type": "string"}, "proposal id (the proposing tx id), 64 hex"),),
+              errors=(400, 404, 429)),
     RouteSpec("GET", "/accounts/{address}/statement", "account_statement",
               "An account's txs in one asset, newest first, with the exact running balance after each",
               {200: m.StatementResponse},
@@ -165,7 +180,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         errors=(400, 429),
     ),
     RouteSpec("GET", "/genesis", "get_genesis", "The genesis document this node runs (an auditor checks its hash "
-              "against the one it trusts, then starts from its validator set and admins)", {200: Genesis},
+              "against the one it trusts, then starts from its validator set and governance members)", {200: Genesis},
               errors=(429,)),
     # before /blocks/{ref}: aiohttp matches routes in order, and "raw" would otherwise be taken for a ref
     RouteSpec(

@@ -151,7 +151,7 @@ class RawBlocksRoutes:
     async def get_genesis(self, request: web.Request) -> web.Response:
         """The genesis document, byte for byte what `Genesis.save` writes minus whitespace: its hash is the
         chain's root of trust (block 0's prev_hash), so an auditor that knows the hash can take the rest
-        (validator set, admins) from any node."""
+        (validator set, governance members) from any node."""
         return web.Response(text=self.genesis().model_dump_json(), content_type="application/json")
 
     async def get_block_raw(self, request: web.Request) -> web.StreamResponse:

@@ -9,7 +9,22 @@ from typing import Any, Protocol
 from chain import crypto, merkle
 from chain.block import BlockHeader
 from chain.encoding import DecodeError, decode
-from chain.tx import AssetCreate, Burn, Issue, SetIssuer, SignedTx, Transfer, ValidatorUpdate
+from chain.tx import (
+    KIND_OF_ACTION,
+    Action,
+    AssetCreate,
+    Burn,
+    GovApprove,
+    GovPropose,
+    Issue,
+    ReplaceValidatorKey,
+    ScheduleUpgrade,
+    SetIssuer,
+    SetMembers,
+    SignedTx,
+    Transfer,
+    ValidatorUpdate,
+)
 from consensus.certificate import CommitCertificate
 
 from node.api.models import HeaderFields, Receipt, TxFields, TxSummary
@@ -34,13 +49,36 @@ def tx_fields(tx: SignedTx) -> TxFields:
         out.update(to=crypto.format_address(p.to), asset=p.asset, amount=p.amount)
     elif isinstance(p, Burn):
         out.update(asset=p.asset, amount=p.amount)
-    elif isinstance(p, ValidatorUpdate):
-        out.update(pubkey=p.pubkey.hex(), power=p.power)
-    elif isinstance(p, AssetCreate):
-        out.update(asset=p.asset, issuer=crypto.format_address(p.issuer), decimals=p.decimals)
-    elif isinstance(p, SetIssuer):
-        out.update(asset=p.asset, issuer=crypto.format_address(p.issuer))
+    else:
+        out.update(gov_fields(p))
     return TxFields(**out)
+
+
+def action_fields(a: Action) -> dict[str, Any]:
+    """A governance action as API fields (one flat shape for every action kind; unused fields null)."""
+    out: dict[str, Any] = {"action": KIND_OF_ACTION[type(a)].name.lower()}
+    if isinstance(a, ValidatorUpdate):
+        out.update(pubkey=a.pubkey.hex(), power=a.power)
+    elif isinstance(a, ReplaceValidatorKey):
+        out.update(pubkey=a.old.hex(), new_pubkey=a.new.hex())
+    elif isinstance(a, AssetCreate):
+        out.update(asset=a.asset, issuer=crypto.format_address(a.issuer), decimals=a.decimals)
+    elif isinstance(a, SetIssuer):
+        out.update(asset=a.asset, issuer=crypto.format_address(a.issuer))
+    elif isinstance(a, SetMembers):
+        out.update(members=[{"name": m.name, "admin_key": m.key.hex()} for m in a.members], threshold=a.threshold)
+    elif isinstance(a, ScheduleUpgrade):
+        out.update(version=a.version, upgrade_height=a.height)
+    return out
+
+
+def gov_fields(p: object) -> dict[str, Any]:
+    """The fields of a governance payload (empty for any other payload)."""
+    if isinstance(p, GovPropose):
+        return {**action_fields(p.action), "proposal_expiry": p.expiry}
+    if isinstance(p, GovApprove):
+        return {"proposal_id": p.proposal.hex()}
+    return {}
 
 
 def tx_summary(tx: SignedTx) -> TxSummary:

@@ -146,11 +146,16 @@ function blockRow(b) {
 }
 
 function governanceChange(t) {
-  if (t.kind === "validator_update") {
+  if (t.kind === "gov_approve") return `approve proposal ${short(t.proposal_id)}`;
+  const a = t.action;
+  if (a === "validator_power") {
     return t.power === 0 ? `remove validator ${short(t.pubkey)}` : `validator ${short(t.pubkey)} power ${t.power}`;
   }
-  if (t.kind === "asset_create") return `create ${t.asset} (${t.decimals} decimals), issuer ${short(t.issuer)}`;
-  if (t.kind === "set_issuer") return `${t.asset} issuer → ${short(t.issuer)}`;
+  if (a === "replace_validator_key") return `validator key ${short(t.pubkey)} → ${short(t.new_pubkey)}`;
+  if (a === "asset_create") return `create ${t.asset} (${t.decimals} decimals), issuer ${short(t.issuer)}`;
+  if (a === "set_issuer") return `${t.asset} issuer → ${short(t.issuer)}`;
+  if (a === "set_members") return `members ${(t.members || []).map((m) => m.name).join(", ")}, threshold ${t.threshold}`;
+  if (a === "schedule_upgrade") return `protocol version ${t.version} from height ${t.upgrade_height}`;
   return t.kind;
 }
 
@@ -252,8 +257,27 @@ function showBlocks(params, token) {
   return before ? load() : every(FAST_MS, () => token === routeToken, load);
 }
 
+function proposalRow(p) {
+  const who = p.approvals.map((a) => a.name || short(a.admin_key)).join(", ");
+  const closed = p.closed_height === null ? `expires ${p.expiry_height}` : blockLink(p.closed_height);
+  return row([[short(p.id), "mono"], p.status, governanceChange({ kind: "gov_propose", ...p.action }),
+              `${p.approvals.length}/${p.threshold}: ${who}`, blockLink(p.created_height), closed],
+             { "data-proposal-id": p.id, "data-status": p.status });
+}
+
+async function refreshProposals(token) {
+  const [state, list] = await Promise.all([api("/governance/state"), api("/governance/proposals?limit=50")]);
+  if (token !== routeToken) return;
+  const pr = state.protocol;
+  $("gov-members").textContent = `${state.threshold} of ${state.members.length} members must approve a change: ` +
+    state.members.map((m) => m.name).join(", ") + `. Protocol version ${pr.active_version}` +
+    (pr.scheduled_version ? `; version ${pr.scheduled_version} from height ${pr.activation_height}.` : ".");
+  fillTable($("proposal-rows"), list.proposals.map(proposalRow));
+}
+
 async function showGovernance(params, token) {
   showView("governance");
+  await refreshProposals(token);
   await listPage("governance", `/governance?limit=${PAGE_ROWS}`, "txs", params.get("before"), "#/governance",
                  governanceRow, (b) => (b.complete ? "No governance transactions on this chain yet."
                    : "None in the blocks scanned for this page: try “Older”."), token);

@@ -9,7 +9,7 @@ from __future__ import annotations
 from chain.block import Block
 from chain.crypto import PrivateKey, format_address
 from chain.genesis import Genesis
-from chain.tx import SignedTx, TxBody
+from chain.tx import Action, GovPropose, SignedTx, TxBody
 
 CHAIN_ID = "paynet-test"
 
@@ -33,7 +33,8 @@ def make_genesis(chain_id: str = CHAIN_ID, *, user_usd: int = 1_000_000, validat
         validators=[
             {"name": f"v{i}", "pubkey": k.public_key.hex(), "power": 10} for i, k in enumerate(VALIDATORS[:validators])
         ],
-        admins=[ADMIN.public_key.hex()],
+        members=[{"name": "admin", "admin_key": ADMIN.public_key.hex()}],
+        threshold=1,
         assets=[
             {"id": "USD", "issuer": issuer, "decimals": 2},
             {"id": "EUR", "issuer": issuer, "decimals": 2},
@@ -46,6 +47,12 @@ def make_genesis(chain_id: str = CHAIN_ID, *, user_usd: int = 1_000_000, validat
 def tx(sender: PrivateKey, nonce: int, payload: object, *, chain_id: str = CHAIN_ID, expiry: int = 1_000_000,
        memo: str = "") -> SignedTx:
     return TxBody(chain_id, sender.public_key, nonce, expiry, payload, memo).sign(sender)  # type: ignore[arg-type]
+
+
+def propose(action: Action, expiry: int = 90_000) -> GovPropose:
+    """A governance proposal; the testkit genesis has one member (ADMIN) and threshold 1, so it executes in
+    the block that carries it, as a single admin's tx did before governance."""
+    return GovPropose(action, expiry)
 
 
 def proposer_of(height: int) -> bytes:

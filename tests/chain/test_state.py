@@ -23,8 +23,9 @@ from chain.state import (
     pending_state_root,
     seal,
 )
-from chain.tx import MAX_AMOUNT, AssetCreate, Burn, Issue, SetIssuer, Transfer, ValidatorUpdate
-from ledger_testkit import ADMIN, CHAIN_ID, ISSUER, OUTSIDER, USERS, VALIDATORS, key, make_genesis, proposer_of, tx
+from chain.governance import Members, read_members
+from chain.tx import Member, MAX_AMOUNT, AssetCreate, Burn, Issue, SetIssuer, Transfer, ValidatorUpdate
+from ledger_testkit import propose, ADMIN, CHAIN_ID, ISSUER, OUTSIDER, USERS, VALIDATORS, key, make_genesis, proposer_of, tx
 
 A, B, C = USERS[0], USERS[1], USERS[2]
 
@@ -50,7 +51,7 @@ def test_genesis_state_and_block(g0: State) -> None:
     assert g0.asset("EUR") == AssetInfo(ISSUER.address, 2, 500_000)
     assert g0.asset("JPY") is None
     assert g0.account(OUTSIDER.address) == Account(0, {})
-    assert g0.admins == frozenset({ADMIN.public_key})
+    assert read_members(g0) == Members(1, (Member("admin", ADMIN.public_key),))
     block = genesis_block(genesis, g0)
     assert block.hash == g0.block_hash and block.height == 0 and block.txs == ()
     assert block.header.prev_hash == genesis.hash and block.header.proposer == bytes(20)
@@ -199,18 +200,18 @@ def test_governance_needs_admin(g0: State) -> None:
         AssetCreate("JPY", A.address, 0),
         SetIssuer("USD", A.address),
     ):
-        assert check_tx(g0, tx(ISSUER, 0, payload), 1).code is TxCode.NOT_ADMIN
+        assert check_tx(g0, tx(ISSUER, 0, propose(payload)), 1).code is TxCode.NOT_ADMIN
 
 
 def test_asset_create_and_set_issuer(g0: State) -> None:
     s, receipts = execute_txs(
         g0,
         [
-            tx(ADMIN, 0, AssetCreate("JPY", A.address, 0)),
-            tx(ADMIN, 1, AssetCreate("USD", A.address, 0)),
+            tx(ADMIN, 0, propose(AssetCreate("JPY", A.address, 0))),
+            tx(ADMIN, 1, propose(AssetCreate("USD", A.address, 0))),
             tx(A, 0, Issue(B.address, "JPY", 1000)),
-            tx(ADMIN, 1, SetIssuer("USD", B.address)),
-            tx(ADMIN, 2, SetIssuer("GBP", B.address)),
+            tx(ADMIN, 1, propose(SetIssuer("USD", B.address))),
+            tx(ADMIN, 2, propose(SetIssuer("GBP", B.address))),
             tx(ISSUER, 0, Issue(A.address, "USD", 1)),
             tx(B, 0, Issue(A.address, "USD", 1)),
         ],
@@ -238,7 +239,7 @@ def _chain(state: State, txs, height: int):  # type: ignore[no-untyped-def]
 
 def test_validator_update_takes_effect_from_next_block(g0: State) -> None:
     newcomer = key(5)
-    b1, s1, rej = _chain(g0, [tx(ADMIN, 0, ValidatorUpdate(newcomer.public_key, 10))], 1)
+    b1, s1, rej = _chain(g0, [tx(ADMIN, 0, propose(ValidatorUpdate(newcomer.public_key, 10)))], 1)
     assert rej == []
     assert b1.header.validators_hash == g0.validators.hash  # block 1 signed by the old set
     assert newcomer.public_key in s1.validators and len(s1.validators) == 5
@@ -264,13 +265,13 @@ def test_validator_update_refusals() -> None:
         (ValidatorUpdate(VALIDATORS[0].public_key, 40), "1/3"),  # 40 of 70 power
     ]
     for payload, why in cases:
-        r = check_tx(g4, tx(ADMIN, 0, payload), 1)
+        r = check_tx(g4, tx(ADMIN, 0, propose(payload)), 1)
         assert r.code is TxCode.INVALID_VALIDATOR_SET and why in r.message
     g1 = genesis_state(make_genesis(validators=1))
-    r = check_tx(g1, tx(ADMIN, 0, ValidatorUpdate(VALIDATORS[0].public_key, 0)), 1)
+    r = check_tx(g1, tx(ADMIN, 0, propose(ValidatorUpdate(VALIDATORS[0].public_key, 0))), 1)
     assert r.code is TxCode.INVALID_VALIDATOR_SET and "empty" in r.message
     # removing one of four leaves three equal validators: allowed
-    assert check_tx(g4, tx(ADMIN, 0, ValidatorUpdate(VALIDATORS[3].public_key, 0)), 1).code is TxCode.OK
+    assert check_tx(g4, tx(ADMIN, 0, propose(ValidatorUpdate(VALIDATORS[3].public_key, 0))), 1).code is TxCode.OK
 
 
 # -- blocks --------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from chain.block import Block
 from chain.encoding import DecodeError, decode, encode
 from chain.state import Account, AssetInfo, State, TxCode, apply_block, build_block, check_tx, execute_txs, genesis_state
 from chain.tx import MAX_AMOUNT, AssetCreate, Burn, Issue, SetIssuer, SignedTx, Transfer, ValidatorUpdate
-from ledger_testkit import ADMIN, ISSUER, OUTSIDER, USERS, VALIDATORS, key, make_genesis, tx
+from ledger_testkit import propose, ADMIN, ISSUER, OUTSIDER, USERS, VALIDATORS, key, make_genesis, tx
 
 HOLDERS = [*USERS, ISSUER, OUTSIDER, ADMIN]
 ASSETS = ["USD", "EUR", "JPY", "GBP"]  # JPY only exists once an admin creates it; GBP never
@@ -79,10 +79,10 @@ def _payload(kind: str, target, asset, amount):  # type: ignore[no-untyped-def]
     if kind == "burn":
         return Burn(asset, amount)
     if kind == "create":
-        return AssetCreate(asset, target.address, amount)
+        return propose(AssetCreate(asset, target.address, amount))
     if kind == "set_issuer":
-        return SetIssuer(asset, target.address)
-    return ValidatorUpdate(target.public_key, amount)
+        return propose(SetIssuer(asset, target.address))
+    return propose(ValidatorUpdate(target.public_key, amount))
 
 
 def _make_tx(running: State, height: int, spec) -> tuple[SignedTx, str]:  # type: ignore[no-untyped-def]
@@ -192,9 +192,9 @@ SAMPLE_TXS = [
     tx(USERS[0], 0, Transfer(USERS[1].address, "USD", 12345), memo="invoice 7"),
     tx(ISSUER, 3, Issue(USERS[2].address, "EUR", 1)),
     tx(ISSUER, 4, Burn("EUR", 2**40)),
-    tx(ADMIN, 0, ValidatorUpdate(key(5).public_key, 7)),
-    tx(ADMIN, 1, AssetCreate("JPY", USERS[0].address, 0)),
-    tx(ADMIN, 2, SetIssuer("USD", USERS[3].address)),
+    tx(ADMIN, 0, propose(ValidatorUpdate(key(5).public_key, 7))),
+    tx(ADMIN, 1, propose(AssetCreate("JPY", USERS[0].address, 0))),
+    tx(ADMIN, 2, propose(SetIssuer("USD", USERS[3].address))),
 ]
 
 

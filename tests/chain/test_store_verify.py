@@ -17,7 +17,7 @@ from chain.state import ACCOUNT_PREFIX, Account, build_block
 from chain.tx import Transfer, ValidatorUpdate
 from consensus.certificate import CommitCertificate
 from consensus.messages import VOTE_DOMAIN, VoteType, vote_sign_bytes
-from ledger_testkit import ADMIN, CHAIN_ID, ISSUER, USERS, VALIDATORS, make_genesis, proposer_of, tx
+from ledger_testkit import propose, ADMIN, CHAIN_ID, ISSUER, USERS, VALIDATORS, make_genesis, proposer_of, tx
 from node.verify_store import VerifyFailed, verify_store
 
 GENESIS = make_genesis()
@@ -78,7 +78,7 @@ def test_validator_set_change_is_followed_by_certificates(tmp_path: Path) -> Non
     with ChainStore.open(path, GENESIS) as store:
         _grow(store, 1)
         state = store.state()
-        gov = tx(ADMIN, state.account(ADMIN.address).nonce, ValidatorUpdate(new_val.public_key, 10))
+        gov = tx(ADMIN, state.account(ADMIN.address).nonce, propose(ValidatorUpdate(new_val.public_key, 10)))
         block, new_state, rejected = build_block(
             state, [gov], height=2, time_ms=state.time_ms + 1000, proposer=proposer_of(2), max_txs=10
         )

@@ -21,7 +21,7 @@ from chain.tx import Transfer, ValidatorUpdate
 from chain.validate import MAX_FUTURE_DRIFT_MS, EvidenceRejected, EvidenceRules, check_evidence, validate_block
 from consensus.evidence import DuplicateVoteEvidence
 from consensus.messages import Vote, VoteType
-from ledger_testkit import ADMIN, CHAIN_ID, USERS, VALIDATORS, fake_certificate, key, make_genesis, proposer_of, tx
+from ledger_testkit import propose, ADMIN, CHAIN_ID, USERS, VALIDATORS, fake_certificate, key, make_genesis, proposer_of, tx
 
 GENESIS = make_genesis()
 NEWCOMER = key(5)
@@ -63,7 +63,7 @@ def _rules(store: ChainStore) -> EvidenceRules:
 
 def _governance(store: ChainStore, pubkey: bytes, power: int) -> Block:
     nonce = store.state().account(ADMIN.address).nonce
-    return _commit(store, [tx(ADMIN, nonce, ValidatorUpdate(pubkey, power))])
+    return _commit(store, [tx(ADMIN, nonce, propose(ValidatorUpdate(pubkey, power)))])
 
 
 @pytest.fixture

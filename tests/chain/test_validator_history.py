@@ -15,7 +15,7 @@ from chain.state import State, build_block
 from chain.store import P_EVIDENCE, P_VALSET, ChainStore
 from chain.tx import Transfer, ValidatorUpdate
 from chain.validators import ValidatorSet
-from ledger_testkit import ADMIN, USERS, VALIDATORS, fake_certificate, key, make_genesis, proposer_of, tx
+from ledger_testkit import propose, ADMIN, USERS, VALIDATORS, fake_certificate, key, make_genesis, proposer_of, tx
 
 GENESIS = make_genesis()
 NEWCOMER = key(5)
@@ -41,7 +41,7 @@ def _empty_blocks(store: ChainStore, n: int) -> None:
 
 def _governance(store: ChainStore, pubkey: bytes, power: int) -> Block:
     nonce = store.state().account(ADMIN.address).nonce
-    return _commit(store, [tx(ADMIN, nonce, ValidatorUpdate(pubkey, power))])
+    return _commit(store, [tx(ADMIN, nonce, propose(ValidatorUpdate(pubkey, power)))])
 
 
 def _valset_keys(path: Path) -> list[bytes]:

@@ -2,7 +2,7 @@
 
 Five real validators; validator-4 double-signs every vote (PAYNET_UNSAFE_BYZANTINE_TEST_MODE=equivocate),
 so honest nodes keep recording equivocation evidence. The admin then removes validator-4 with a governance
-ValidatorUpdate (power 0). Evidence recorded at or before the removal height names a validator that is no
+proposal (validator power 0, threshold 1). Evidence recorded at or before the removal height names a validator that is no
 longer in the *current* set; it must be judged against the set at the evidence's own height (where the
 signer was a member), so it is committed, or dropped by rule, and never blocks a proposal. Before the fix
 every honest proposal after the removal was refused ("bad evidence: signer is not in the validator set")
@@ -18,7 +18,7 @@ import pytest
 from chain.block import EVIDENCE_MAX_AGE_HEIGHTS
 from chain.genesis import Genesis
 from chain.store import ChainStore
-from chain.tx import TxBody, ValidatorUpdate
+from chain.tx import GovPropose, TxBody, ValidatorUpdate
 from consensus.evidence import DuplicateVoteEvidence
 from node.byzantine import ENV_VAR
 from node.localnet import CHAIN_ID, LocalNet, admin_key
@@ -33,7 +33,8 @@ HEIGHTS_AFTER_REMOVAL = 6
 
 
 def _remove_validator(pubkey: bytes, nonce: int = 0) -> bytes:
-    body = TxBody(CHAIN_ID, admin_key().public_key, nonce, 10_000, ValidatorUpdate(pubkey, 0), "remove double-signer")
+    body = TxBody(CHAIN_ID, admin_key().public_key, nonce, 10_000, GovPropose(ValidatorUpdate(pubkey, 0), 5_000),
+                  "remove double-signer")
     return body.sign(admin_key()).encode()
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from chain import crypto
-from chain.tx import AssetCreate, SignedTx, Transfer, TxBody
+from chain.tx import AssetCreate, GovPropose, SignedTx, Transfer, TxBody
 from node.localnet import CHAIN_ID, DEMO_ASSET, DEMO_BALANCE, LocalNet, admin_key, demo_key, issuer_key
 from tests.integration.idcollide import colliding_memos
 from tests.integration.netutil import post_json, submit, transfer
@@ -171,7 +171,7 @@ def test_id_prefixes_and_search(net: LocalNet) -> None:
 
 def test_asset_created_after_genesis_is_listed_and_in_governance(net: LocalNet) -> None:
     admin = admin_key()
-    create = TxBody(CHAIN_ID, admin.public_key, 0, 10_000, AssetCreate("EUR", issuer_key().address, 2), "euro")
+    create = TxBody(CHAIN_ID, admin.public_key, 0, 10_000, GovPropose(AssetCreate("EUR", issuer_key().address, 2), 5_000), "euro")
     tx_id = submit(net, 1, create.sign(admin).encode())
     wait_final(net, tx_id, 1)
     _, assets = get(net, "/assets", 3)
@@ -179,7 +179,8 @@ def test_asset_created_after_genesis_is_listed_and_in_governance(net: LocalNet) 
     assert by_id["EUR"] == {"id": "EUR", "issuer": addr(issuer_key()), "decimals": 2, "supply": 0}
     assert DEMO_ASSET in by_id
     status, gov = get(net, "/governance", 3)
-    assert status == 200 and gov["txs"][0]["tx_id"] == tx_id and gov["txs"][0]["kind"] == "asset_create"
+    assert status == 200 and gov["txs"][0]["tx_id"] == tx_id and gov["txs"][0]["kind"] == "gov_propose"
+    assert gov["txs"][0]["action"] == "asset_create"
 
 
 def test_series_has_data_after_load(net: LocalNet) -> None:

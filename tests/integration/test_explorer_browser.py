@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from chain import crypto
-from chain.tx import AssetCreate, TxBody
+from chain.tx import AssetCreate, GovPropose, TxBody
 from node.localnet import CHAIN_ID, LocalNet, admin_key, demo_key, issuer_key
 from tests.integration.netutil import submit, transfer, tx_status
 
@@ -105,7 +105,7 @@ def wait_final(net: LocalNet, tx_id: str) -> int:
 def payments(net: LocalNet) -> Payments:
     receiver_key = crypto.PrivateKey(crypto.sha256(b"explorer-browser-test-receiver"))
     create = TxBody(CHAIN_ID, admin_key().public_key, 0, 10_000,
-                    AssetCreate("EUR", issuer_key().address, 2), "euro").sign(admin_key()).encode()
+                    GovPropose(AssetCreate("EUR", issuer_key().address, 2), 5_000), "euro").sign(admin_key()).encode()
     asset_create = submit(net, 0, create)
     first = submit(net, 0, transfer(demo_key(1), receiver_key.address, 12_345, nonce=0, memo="explorer test"))
     first_height = wait_final(net, first)
@@ -361,8 +361,8 @@ def pages(p: Payments) -> list[tuple[str, str, str, list[str]]]:
         ("payments", "#/payments", f'#payments-rows tr[data-tx-id="{p.first}"]', [".table-wrap:has(#payments-rows)"]),
         ("blocks", "#/blocks", "#blocks-rows tr", [".table-wrap:has(#blocks-rows)", "#blocks-older"]),
         ("block", f"#/block/{p.first_height}", f'#block-txs tr[data-tx-id="{p.first}"]', ["#block-fields"]),
-        ("governance", "#/governance", f'#governance-rows tr[data-tx-id="{p.asset_create}"]',
-         [".table-wrap:has(#governance-rows)"]),
+        ("governance", "#/governance", f'#proposal-rows tr[data-proposal-id="{p.asset_create}"][data-status="executed"]',
+         [".table-wrap:has(#governance-rows)", ".table-wrap:has(#proposal-rows)", "#gov-members"]),
         ("assets", "#/assets", '#assets-rows tr[data-asset="EUR"]', [".table-wrap:has(#assets-rows)"]),
         ("search", "#/search/ffffffffffffffffffff", "#view-error:not([hidden])", ["#error-message"]),
     ]

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from chain.genesis import Genesis
-from chain.tx import TxBody, ValidatorUpdate
+from chain.tx import GovPropose, TxBody, ValidatorUpdate
 from node.localnet import CHAIN_ID, LocalNet, admin_key, demo_key
 from tests.integration.netutil import post_json, transfer, tx_status
 from wallet.audit import (
@@ -84,7 +84,7 @@ def chain(net: LocalNet) -> dict[str, object]:
     """Commit the payments and the validator update; return what the tests check against."""
     half = TXS_PER_SENDER // 2
     first = _pay(net, 0, half)
-    body = TxBody(CHAIN_ID, admin_key().public_key, 0, 10_000, ValidatorUpdate(net.nodes[REMOVED].pubkey, 0),
+    body = TxBody(CHAIN_ID, admin_key().public_key, 0, 10_000, GovPropose(ValidatorUpdate(net.nodes[REMOVED].pubkey, 0), 5_000),
                   "issue 18 audit test")
     status, res = post_json(net.nodes[0].api_url + "/txs", {"tx": body.sign(admin_key()).encode().hex()})
     assert status == 202, res

@@ -414,7 +414,8 @@ async def test_openapi_documents_every_route(api: Api) -> None:
         "/validators", "/mempool", "/status", "/health", "/metrics",
         "/governance", "/accounts/{address}/statement", "/accounts/{address}/statement.csv", "/search",
         "/stats/series", "/validators/activity",
-        "/headers/{height}", "/accounts/{address}/proof", "/assets/{asset_id}/proof"}
+        "/headers/{height}", "/accounts/{address}/proof", "/assets/{asset_id}/proof",
+        "/governance/state", "/governance/proposals", "/governance/proposals/{proposal_id}"}
     assert doc["paths"]["/txs"]["post"]["responses"]["429"]
     refs = set()
 

@@ -22,6 +22,7 @@ from chain.store import ChainStore
 from chain.tx import SignedTx, Transfer, TxBody
 from consensus.certificate import CommitCertificate
 from consensus.messages import VOTE_DOMAIN, VoteType, vote_sign_bytes
+from node.timeseries import ExplorerStats
 from node.metrics import Metrics
 from node.node_view import MempoolFull, SubmitResult, TxRejected
 
@@ -75,6 +76,7 @@ class TestNode:
     rejected: OrderedDict[bytes, tuple[str, str]] = field(default_factory=OrderedDict)
     last_signed: dict[bytes, int] = field(default_factory=dict)
     halted: str | None = None
+    explorer_stats: ExplorerStats = field(default_factory=ExplorerStats)
     time_ms: int = 1_700_000_000_000
     __test__ = False  # not a pytest test class
 
@@ -143,6 +145,17 @@ class TestNode:
 
     def account_history(self, addr: bytes, limit: int) -> list[tuple[int, int, bytes]]:
         return self.store.account_history(addr, limit)
+
+    def pending_nonce(self, addr: bytes) -> int | None:
+        """Next nonce counting this harness's pending txs from `addr` (None: none pending)."""
+        nonces = [t.body.nonce for t in self.pending.values() if t.body.sender_address == addr]
+        return max(nonces) + 1 if nonces else None
+
+    def queued_tx(self, tx_id: bytes) -> tuple[SignedTx, int] | None:
+        return None  # the harness admits future nonces into `pending` directly; it parks nothing
+
+    def status_warnings(self) -> list[str]:
+        return []
 
     # -- driving the chain ------------------------------------------------------------------------
 

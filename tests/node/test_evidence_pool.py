@@ -21,7 +21,7 @@ from chain.crypto import PrivateKey
 from chain.genesis import Genesis
 from chain.state import State, build_block
 from chain.store import ChainStore
-from chain.tx import TxBody, ValidatorUpdate
+from chain.tx import GovPropose, TxBody, ValidatorUpdate
 from chain.validate import EvidenceRules, check_evidence, validate_block
 from chain.validators import ValidatorSet
 from consensus.evidence import DuplicateVoteEvidence
@@ -48,7 +48,8 @@ def _genesis() -> Genesis:
         chain_id=CHAIN_ID,
         genesis_time_ms=1_700_000_000_000,
         validators=[{"name": f"v{i}", "pubkey": k.public_key.hex(), "power": 1} for i, k in enumerate(KEYS[:5])],
-        admins=[ADMIN.public_key.hex()],
+        members=[{"name": "admin", "admin_key": ADMIN.public_key.hex()}],
+        threshold=1,
         assets=[],
         balances=[],
     )
@@ -68,7 +69,7 @@ def _commit(store: ChainStore, txs: list | None = None, evidence: tuple[bytes, .
 
 def _remove(store: ChainStore, key: PrivateKey) -> Block:
     nonce = store.state().account(ADMIN.address).nonce
-    body = TxBody(CHAIN_ID, ADMIN.public_key, nonce, 10_000, ValidatorUpdate(key.public_key, 0), "")
+    body = TxBody(CHAIN_ID, ADMIN.public_key, nonce, 10_000, GovPropose(ValidatorUpdate(key.public_key, 0), 10_000), "")
     return _commit(store, [body.sign(ADMIN)])
 
 

@@ -18,7 +18,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from chain import crypto
 from chain.store import ChainStore
-from chain.tx import AssetCreate, Burn, Issue, SetIssuer, SignedTx, Transfer, TxBody
+from chain.genesis import Genesis
+from chain.tx import AssetCreate, Burn, GovPropose, Issue, SetIssuer, SignedTx, Transfer, TxBody
 from node.api import ApiConfig, create_app, feed, lookup, statement
 from node.timeseries import ExplorerStats
 from tests.integration.idcollide import colliding_memos
@@ -43,9 +44,9 @@ class Api:
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    genesis = make_genesis().model_copy(update={"admins": [ADMIN.public_key.hex(), ADMIN2.public_key.hex()]})
+    genesis = Genesis.model_validate({**make_genesis().model_dump(), "threshold": 1, "members": [
+        {"name": "admin-1", "admin_key": ADMIN.public_key.hex()}, {"name": "admin-2", "admin_key": ADMIN2.public_key.hex()}]})
     node = TestNode(genesis=genesis, store=ChainStore.open(tmp_path / "chain", genesis))
-    node.explorer_stats = ExplorerStats()  # type: ignore[attr-defined]
     client = TestClient(TestServer(create_app(node, ApiConfig(ip_rate_per_s=0, account_rate_per_s=0))))
     await client.start_server()
     yield Api(node, client)
@@ -111,22 +112,23 @@ async def test_feed_refuses_bad_queries(api: Api, query: str) -> None:
 
 
 async def test_governance_lists_admin_txs_newest_first_and_assets_lists_new_assets(api: Api) -> None:
-    create = signed(ADMIN, AssetCreate("GBP", ISSUER.address, 3), 0, memo="new asset")
+    create = signed(ADMIN, GovPropose(AssetCreate("GBP", ISSUER.address, 3), 10_000), 0, memo="new asset")
     api.send(create)
     api.node.commit_block()
-    hand_over = signed(ADMIN2, SetIssuer("EUR", CAROL.address), 0)
+    hand_over = signed(ADMIN2, GovPropose(SetIssuer("EUR", CAROL.address), 10_000), 0)
     api.send(transfer(ALICE, BOB.address, 5, 0), signed(ISSUER, Issue(ADMIN.address, "USD", 10), 0), hand_over)
     api.node.commit_block()
     api.node.commit_block()
-    jpy = signed(ADMIN, AssetCreate("JPY", ISSUER.address, 0), 1)
+    jpy = signed(ADMIN, GovPropose(AssetCreate("JPY", ISSUER.address, 0), 10_000), 1)
     api.send(jpy, signed(ADMIN, Transfer(BOB.address, "USD", 4), 2))  # an admin's payment is not governance
     api.node.commit_block()
     want = [jpy.tx_id.hex(), hand_over.tx_id.hex(), create.tx_id.hex()]
     status, body = await api.get("/governance")
     assert status == 200 and [t["tx_id"] for t in body["txs"]] == want and body["next_before"] is None
     g = body["txs"][-1]
-    assert (g["kind"], g["asset"], g["issuer"], g["decimals"], g["height"]) == ("asset_create", "GBP", addr(ISSUER), 3, 1)
-    assert body["txs"][1]["kind"] == "set_issuer" and body["txs"][1]["issuer"] == addr(CAROL)
+    assert (g["kind"], g["action"], g["asset"], g["issuer"], g["decimals"], g["height"]) == (
+        "gov_propose", "asset_create", "GBP", addr(ISSUER), 3, 1)
+    assert body["txs"][1]["action"] == "set_issuer" and body["txs"][1]["issuer"] == addr(CAROL)
     paged, before = [], ""
     while True:
         status, page = await api.get(f"/governance?limit=1{before}")
@@ -142,7 +144,7 @@ async def test_governance_lists_admin_txs_newest_first_and_assets_lists_new_asse
 
 async def test_governance_pages_stop_at_their_entry_bound(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(feed, "GOVERNANCE_SCAN_ENTRIES", 1)
-    txs = [signed(ADMIN, AssetCreate(a, ISSUER.address, 2), n) for n, a in enumerate(["AAA", "BBB", "CCC"])]
+    txs = [signed(ADMIN, GovPropose(AssetCreate(a, ISSUER.address, 2), 10_000), n) for n, a in enumerate(["AAA", "BBB", "CCC"])]
     for tx in txs:
         api.send(tx)
         api.node.commit_block()
@@ -336,7 +338,7 @@ async def test_validator_activity_marks_a_silent_validator(api: Api) -> None:
 
 
 async def test_series_reports_committed_blocks(api: Api) -> None:
-    stats: ExplorerStats = api.node.explorer_stats  # type: ignore[attr-defined]
+    stats: ExplorerStats = api.node.explorer_stats
     stats.on_commit(1000, 5, [(b"x" * 32, 0.25)], 3)
     stats.on_commit(2000, 7, [], 1)
     status, body = await api.get("/stats/series?window=60&step=10")

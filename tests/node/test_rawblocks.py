@@ -17,7 +17,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from chain.block import Block
 from chain.genesis import Genesis
-from chain.tx import TxBody, ValidatorUpdate
+from chain.governance import Members
+from chain.tx import GovPropose, TxBody, ValidatorUpdate
 from node.api import ApiConfig, create_app
 from chain.store import ChainStore
 from node.api.app import HANDLERS_KEY
@@ -191,12 +192,13 @@ def _split(stream: bytes) -> list[bytes]:
 
 async def test_auditor_follows_a_validator_removal(tmp_path: Path) -> None:
     """The set changes by governance mid-chain: blocks after it verify only against the derived set."""
-    genesis = make_genesis().model_copy(update={"admins": [ISSUER.public_key.hex()]})
+    genesis = Genesis.model_validate({**make_genesis().model_dump(), "threshold": 1,
+                                      "members": [{"name": "issuer-org", "admin_key": ISSUER.public_key.hex()}]})
     node = TestNode(genesis=genesis, store=ChainStore.open(tmp_path / "chain", genesis))
     node.commit_block()
     node.commit_block()
     gone = VALIDATOR_KEYS[3].public_key  # the harness signs with validators 0..2, proposers rotate by height
-    upd = TxBody(CHAIN_ID, ISSUER.public_key, 0, 10_000, ValidatorUpdate(gone, 0), "").sign(ISSUER)
+    upd = TxBody(CHAIN_ID, ISSUER.public_key, 0, 10_000, GovPropose(ValidatorUpdate(gone, 0), 10_000), "").sign(ISSUER)
     node.submit_tx(upd, upd.encode())
     assert node.commit_block().txs == (upd,)  # height 3: validator 3 signs no block after it
     node.commit_block()
@@ -212,8 +214,8 @@ async def test_auditor_follows_a_validator_removal(tmp_path: Path) -> None:
     with pytest.raises(AuditFailure) as err:
         audit_bytes(stale, stream)
     assert (err.value.height, err.value.check) == (4, "validators_hash")
-    # a trust anchor whose admins do not include the sender: the update breaks the chain's rule there
-    stranger = TrustAnchor(CHAIN_ID, genesis.validator_set(), genesis.hash, frozenset())
+    # a trust anchor whose members do not include the sender: the update breaks the chain's rule there
+    stranger = TrustAnchor(CHAIN_ID, genesis.validator_set(), genesis.hash, Members(1, ()))
     with pytest.raises(AuditFailure) as err:
         audit_bytes(ChainAuditor(stranger), stream)
     assert (err.value.height, err.value.check) == (3, "validator update")

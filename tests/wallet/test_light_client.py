@@ -27,8 +27,8 @@ from chain import crypto
 from chain.block import BlockHeader
 from chain.state import Account
 from chain.state_tree import StateProof
-from chain.tx import TxBody, ValidatorUpdate
-from node.localnet import CHAIN_ID, DEMO_ASSET, LocalNet, NodeProc, _apply_overrides, _cli, _with_local_api_limits, admin_key
+from chain.tx import GovPropose, TxBody, ValidatorUpdate
+from node.localnet import CHAIN_ID, DEMO_ASSET, LocalNet, admin_key
 from tests.integration.netutil import submit, tx_status
 from tests.wallet.test_wallet_testnet import Wallet, import_demo, make_wallet
 from wallet.lightclient import LightBlock, check_light_block
@@ -46,30 +46,12 @@ STATE_VERSIONS_KEPT = 8  # small, so a pruned height is reachable within the tes
 # -- network: 4 validators, a fifth provisioned now and started once governance adds it ----------------------
 
 
-def provision_extra_validator(net: LocalNet, index: int) -> NodeProc:
-    """Keys, CA certificate, genesis and config for a validator that is not in genesis, the way an
-    operator would (paynet-node init + ca issue); it dials the four genesis validators."""
-    p2p, api = BASE_PORT + 2 * index, BASE_PORT + 2 * index + 1
-    home = net.root / f"node{index}"
-    args = ["init", "--home", str(home), "--name", f"validator-{index}", "--p2p-port", str(p2p), "--api-port", str(api)]
-    for m in net.nodes:
-        args += ["--peer", f"127.0.0.1:{m.p2p_port}"]
-    pubkey = bytes.fromhex(json.loads(_cli(*args))["pubkey"])
-    _cli("ca", "issue", "--dir", str(net.root / "ca"), "--pubkey", pubkey.hex(), "--name", f"validator-{index}",
-         "--out", str(home / "node.crt"))
-    (home / "genesis.json").write_bytes((net.root / "genesis.json").read_bytes())
-    _apply_overrides(home / "config.toml", _with_local_api_limits(None))
-    node = NodeProc(index, home, p2p, api, pubkey)
-    net.nodes.append(node)
-    return node
-
-
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
     root = tmp_path_factory.mktemp("lightclient-net")
     network = LocalNet.provision(root, validators=4, base_port=BASE_PORT, demo_accounts=3,
                                  config_overrides={"storage": {"state_versions_kept": STATE_VERSIONS_KEPT}})
-    provision_extra_validator(network, NEW_VALIDATOR)
+    network.provision_validator_home(NEW_VALIDATOR)
     genesis_nodes = list(range(4))
     for i in genesis_nodes:
         network.start(i)
@@ -81,8 +63,10 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
 
 
 def governance(net: LocalNet, pubkey: bytes, power: int, nonce: int) -> int:
-    """Submit an admin VALIDATOR_UPDATE, wait until it is final on node 0, return its height."""
-    body = TxBody(CHAIN_ID, admin_key().public_key, nonce, 10_000, ValidatorUpdate(pubkey, power), "governance")
+    """Propose a validator-power change from the demo network's only member (threshold 1: it executes in the
+    block that carries it), wait until it is final on node 0, return its height."""
+    body = TxBody(CHAIN_ID, admin_key().public_key, nonce, 10_000, GovPropose(ValidatorUpdate(pubkey, power), 5_000),
+                  "governance")
     tx = submit(net, 0, body.sign(admin_key()).encode())
     net.wait_for(lambda: tx_status(net, 0, tx) == "final", 30, f"validator update (power {power}) final")
     return int(net.get(0, f"/txs/{tx}")["receipt"]["height"])
