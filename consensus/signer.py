@@ -144,6 +144,16 @@ class Signer(Protocol):
     ) -> Proposal: ...
 
 
+class GuardSigner(Signer, Protocol):
+    """A signer with the guard's record as the node driver uses it: a local `GuardedSigner` or the
+    remote signer's client (custody/remote.py), whose guard lives in the `paynet-signer` process."""
+
+    @property
+    def last(self) -> LastSigned | None: ...
+
+    def raise_floor(self, height: int) -> None: ...
+
+
 class GuardedSigner:
     """A key plus a persisted last-signed record; refuses conflicting signatures (module docstring)."""
 

@@ -185,13 +185,21 @@ def tls_pubkey_of(cert_pem: bytes) -> bytes:
     return _raw_ed25519(load_cert(cert_pem))
 
 
-def peer_pubkey_from_der(der: bytes) -> bytes:
-    """The validator identity (`node_identity`) of a (TLS-verified) peer certificate in DER form."""
+def _from_der(der: bytes) -> x509.Certificate:
     try:
-        cert = x509.load_der_x509_certificate(der)
+        return x509.load_der_x509_certificate(der)
     except ValueError as exc:
         raise PkiError(f"not a DER certificate: {exc}") from None
-    return node_identity(cert)
+
+
+def peer_pubkey_from_der(der: bytes) -> bytes:
+    """The validator identity (`node_identity`) of a (TLS-verified) peer certificate in DER form."""
+    return node_identity(_from_der(der))
+
+
+def tls_pubkey_from_der(der: bytes) -> bytes:
+    """The raw TLS key of a (TLS-verified) certificate in DER form (the remote signer's allow-list)."""
+    return _raw_ed25519(_from_der(der))
 
 
 def verify_node_cert(cert_pem: bytes, ca_cert_pem: bytes, at: _dt.datetime | None = None) -> bytes:

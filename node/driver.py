@@ -43,7 +43,7 @@ from consensus.events import (
 from consensus.evidence import DuplicateVoteEvidence
 from consensus.messages import Message, Verifier
 from consensus.runner import ConsensusRunner
-from consensus.signer import GuardedSigner
+from consensus.signer import GuardSigner
 from consensus.wal import FileWAL
 from node import faults
 from node.clock import Clock
@@ -70,7 +70,7 @@ class ConsensusDriver:
         self,
         *,
         chain_id: str,
-        signer: GuardedSigner,
+        signer: GuardSigner,
         store: ChainStore,
         mempool: Mempool,
         wal: FileWAL,
