@@ -64,15 +64,17 @@ def check_consensus_wal(path: Path, chain_id: str, key: "crypto.PrivateKey | Sig
         ) from None
 
 
-FOREIGN_SECRETS = ("PAYNET_CA_PASSPHRASE", "PAYNET_WALLET_PASSPHRASE")
+FOREIGN_SECRETS = ("PAYNET_CA_PASSPHRASE", "PAYNET_WALLET_PASSPHRASE", "PAYNET_SIGNER_PASSPHRASE")
 """Secrets a validator process never needs; if its environment has them (a shared shell, a local testnet),
-they are removed at start so they are not readable in /proc/PID/environ nor inherited by children."""
+they are removed at start so they are not readable in /proc/PID/environ nor inherited by children. The
+token PIN's variable joins them when the node does not sign in a token itself ([signer] backend)."""
 
 
-def _drop_foreign_secrets() -> None:
+def _drop_foreign_secrets(config: NodeConfig) -> None:
     from chain.keystore import take_env_secret
 
-    for name in FOREIGN_SECRETS:
+    unused_pin = (config.signer.pin_env,) if config.signer.backend != "pkcs11" else ()
+    for name in FOREIGN_SECRETS + unused_pin:
         if take_env_secret(name) is not None:
             logging.getLogger("paynet.node").warning("%s was set in the node's environment; removed (never needed)", name)
 
@@ -270,7 +272,7 @@ def run(home: Path) -> None:
             level=config.node.log_level,
             format=f"%(asctime)s %(levelname)s [{config.node.name}] %(name)s: %(message)s",
         )
-        _drop_foreign_secrets()
+        _drop_foreign_secrets(config)
         genesis = Genesis.load(config.path(config.node.genesis_file))
         key = unlock_node_key(config)
         cert = load_cert(config)

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -115,9 +115,15 @@ class LocalNet:
         demo_accounts: int = 10,
         config_overrides: dict[str, dict[str, object]] | None = None,
         link_proxy: bool = False,
+        split: dict[int, Callable[["NodeProc"], Path]] | None = None,
     ) -> "LocalNet":
         """Make keys, certificates, genesis and configs. `link_proxy` (test-only) routes every peer link
-        through node/linkproxy.py so tests and `testnet.py` can inject link faults at run time."""
+        through node/linkproxy.py so tests and `testnet.py` can inject link faults at run time.
+
+        `split` maps node index -> a function that gives that node an HSM or remote consensus key: it gets
+        the initialised node (its key file is then the TLS key, `n.pubkey`), sets up `[signer]` and returns
+        the `bind-tls` JSON; the node's certificate is issued with that binding and the genesis lists the
+        consensus key (docs/operations.md, "Keys in an HSM or a remote signer")."""
         root.mkdir(parents=True, exist_ok=True)
         net = cls(root)
         for i in range(validators):
@@ -135,8 +141,11 @@ class LocalNet:
         ca_dir = root / "ca"
         _cli("ca", "create", "--dir", str(ca_dir))
         for n in net.nodes:
+            bind = ["--binding", str(split[n.index](n))] if split and n.index in split else []
             _cli("ca", "issue", "--dir", str(ca_dir), "--pubkey", n.pubkey.hex(),
-                 "--name", f"validator-{n.index}", "--out", str(n.home / "node.crt"))
+                 "--name", f"validator-{n.index}", "--out", str(n.home / "node.crt"), *bind)
+            if bind:
+                n.pubkey = bytes.fromhex(json.loads(Path(bind[1]).read_text())["consensus_pubkey"])
         args = ["genesis", "--chain-id", CHAIN_ID, "--ca-cert", str(ca_dir / "ca.crt"),
                 "--out", str(root / "genesis.json"), "--admin", admin_key().public_key.hex(),
                 "--asset", f"{DEMO_ASSET}:{crypto.format_address(issuer_key().address)}:{DEMO_DECIMALS}"]

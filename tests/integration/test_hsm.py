@@ -1,0 +1,217 @@
+"""Key custody end to end: a 4-validator network where validators 1 and 2 sign in SoftHSM2 tokens
+(PKCS#11), validator 3 through a `paynet-signer` process, validator 0 with its key file.
+
+Shown here, on real processes, TLS, LevelDB and a real PKCS#11 library:
+- payments commit, with the HSM and remote-signer validators' precommits in the certificates;
+- validator 3's consensus key is in neither its home nor its process memory (the signer holds it);
+- killing the signer stops validator 3's votes without stopping the node, and it votes again when
+  the signer is back; the signer's double-sign guard still refuses a conflicting vote after that restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chain import crypto
+from chain.keystore import load_key
+from consensus.messages import VoteType
+from consensus.signer import SignRefused
+from custody.protocol import StateRequest
+from custody.remote import RemoteSigner
+from network.pki import build_tls_context
+from node.localnet import PASSPHRASE, LocalNet, NodeProc, _apply_overrides, _env, demo_key
+from tests.custody.softhsm import USER_PIN, make_softhsm, needs_softhsm
+from tests.integration.netutil import submit, transfer, tx_status
+
+pytestmark = [pytest.mark.integration, needs_softhsm, pytest.mark.timeout(240)]
+
+BASE_PORT = 26400
+SIGNER_PORT = 26490
+HSM_NODES = (1, 2)
+REMOTE_NODE = 3
+
+
+def _run(*argv: str) -> str:
+    out = subprocess.run([sys.executable, "-m", *argv], env=_env(), capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, f"{argv}: {out.stderr}"
+    return out.stdout.strip()
+
+
+class Custody:
+    """Sets up the split validators while LocalNet provisions (its `split` hook)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.signer_home = root / "signer"
+        self.signer_proc: subprocess.Popen[bytes] | None = None
+
+    def hsm_node(self, n: NodeProc) -> Path:
+        _apply_overrides(n.home / "config.toml", {"signer": {
+            "backend": "pkcs11", "token_label": f"val{n.index}", "key_label": "consensus", "pin_env": "PAYNET_HSM_PIN"}})
+        _run("node.cli", "hsm-keygen", "--home", str(n.home))
+        out = n.home / "binding.json"
+        _run("node.cli", "bind-tls", "--home", str(n.home), "--out", str(out))
+        return out
+
+    def remote_node(self, n: NodeProc) -> Path:
+        h = str(self.signer_home)
+        init = json.loads(_run("custody.cli", "init", "--home", h, "--listen", f"127.0.0.1:{SIGNER_PORT}", "--backend", "file",
+                    "--allow-node", n.pubkey.hex(), "--ca-cert", str(self.root / "ca" / "ca.crt")))
+        _run("custody.cli", "keygen", "--home", h)
+        _run("node.cli", "ca", "issue", "--dir", str(self.root / "ca"), "--pubkey", init["tls_pubkey"], "--name", "signer",
+             "--out", str(self.signer_home / "signer.crt"))
+        out = n.home / "binding.json"
+        _run("custody.cli", "bind-tls", "--home", h, "--tls-pubkey", n.pubkey.hex(), "--out", str(out))
+        _apply_overrides(n.home / "config.toml", {"signer": {
+            "backend": "remote", "remote_address": f"127.0.0.1:{SIGNER_PORT}", "remote_retry_ms": 200}})
+        return out
+
+    def start_signer(self) -> None:
+        log = open(self.signer_home / "signer.log", "ab")
+        self.signer_proc = subprocess.Popen([sys.executable, "-m", "custody.cli", "run", "--home", str(self.signer_home)],
+                                            env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill_signer(self) -> None:
+        assert self.signer_proc is not None
+        self.signer_proc.send_signal(signal.SIGKILL)
+        self.signer_proc.wait(10)
+
+
+def _last_signed(net: LocalNet, observer: int, validator: int) -> int:
+    me = net.nodes[validator].pubkey.hex()
+    return next(v["last_signed_height"] or 0 for v in net.get(observer, "/validators")["validators"] if v["pubkey"] == me)
+
+
+def _height(net: LocalNet, i: int) -> int:
+    return int(net.get(i, "/status")["height"])
+
+
+def _memory_contains(pid: int, needle: bytes) -> bool:
+    """Whether any readable writable private mapping of process `pid` holds `needle` (heap, stacks, anon)."""
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+        for line in maps:
+            m = re.match(r"([0-9a-f]+)-([0-9a-f]+) rw-p", line)
+            if not m:
+                continue
+            start, end = int(m.group(1), 16), int(m.group(2), 16)
+            try:
+                mem.seek(start)
+                if needle in mem.read(end - start):
+                    return True
+            except (OSError, ValueError, OverflowError):
+                continue
+    return False
+
+
+@pytest.fixture(scope="module")
+def hsm_net(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("hsmnet")
+    hsm = make_softhsm(root / "softhsm")
+    for i in HSM_NODES:
+        hsm.init_token(f"val{i}")
+    os.environ["PAYNET_HSM_PIN"] = USER_PIN  # inherited by the node processes (_env copies os.environ)
+    os.environ["PAYNET_SIGNER_PASSPHRASE"] = PASSPHRASE
+    custody = Custody(root)
+    split = {i: custody.hsm_node for i in HSM_NODES} | {REMOTE_NODE: custody.remote_node}
+    net = LocalNet.provision(root, validators=4, base_port=BASE_PORT, demo_accounts=2, split=split)
+    custody.start_signer()
+    try:
+        net.start_all()
+        net.wait_height(2, timeout=60)
+        yield net, custody
+    finally:
+        net.stop_all()
+        if custody.signer_proc is not None and custody.signer_proc.poll() is None:
+            custody.kill_signer()
+        os.environ.pop("PAYNET_HSM_PIN", None)
+        os.environ.pop("PAYNET_SIGNER_PASSPHRASE", None)
+
+
+def test_payments_commit_with_hsm_and_remote_signer_votes(hsm_net) -> None:
+    net, _ = hsm_net
+    sender, to = demo_key(0), demo_key(1)
+    ids = [submit(net, i % 4, transfer(sender, to.address, 100 + i, nonce=i)) for i in range(4)]
+    net.wait_for(lambda: all(tx_status(net, 0, t) == "final" for t in ids), 60, "payments final")
+    head = _height(net, 0)
+    # Every split validator has precommits in recent certificates: they sign through token and signer.
+    net.wait_for(lambda: all(_last_signed(net, 0, v) >= head for v in (*HSM_NODES, REMOTE_NODE)), 30,
+                 "HSM and remote-signer validators precommit")
+    for v in (*HSM_NODES, REMOTE_NODE):  # and their TLS keys are not their consensus keys
+        tls = json.loads((net.nodes[v].home / "binding.json").read_text())["tls_pubkey"]
+        assert tls != net.nodes[v].pubkey.hex()
+
+
+def test_remote_signed_key_is_not_on_the_node_host(hsm_net) -> None:
+    net, custody = hsm_net
+    seed = load_key(custody.signer_home / "consensus_key.json", PASSPHRASE).seed
+    node = net.nodes[REMOTE_NODE]
+    for path in node.home.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert seed not in data and seed.hex().encode() not in data, path
+    pid = net.pid(REMOTE_NODE)
+    assert pid is not None
+    assert not _memory_contains(pid, seed)
+    tls_seed = load_key(node.home / "node_key.json", PASSPHRASE).seed
+    assert _memory_contains(pid, tls_seed)  # control: the scan does find the key the node does hold (TLS)
+    assert not (node.home / "signer_state.json").exists()  # the guard's record is the signer's, not the node's
+    for i in (*HSM_NODES, REMOTE_NODE):  # the PIN: read once and removed, or dropped as not needed
+        pid = net.pid(i)
+        assert pid is not None
+        with open(f"/proc/{pid}/environ", "rb") as env:
+            assert USER_PIN.encode() not in env.read(), i
+        assert USER_PIN not in (net.nodes[i].home / "config.toml").read_text()
+
+
+def _node_client(net: LocalNet) -> RemoteSigner:
+    """A second client with validator 3's own TLS identity: what a compromised node host could send."""
+    node = net.nodes[REMOTE_NODE]
+    tls = load_key(node.home / "node_key.json", PASSPHRASE)
+    ctx = build_tls_context(tls.seed, (node.home / "node.crt").read_bytes(), (net.root / "ca" / "ca.crt").read_bytes(),
+                            server=False)
+    return RemoteSigner(("127.0.0.1", SIGNER_PORT), ctx, node.pubkey, timeout=2, retry=0.1)
+
+
+def test_signer_down_stops_votes_then_resumes_and_guard_survives_restart(hsm_net) -> None:
+    net, custody = hsm_net
+    custody.kill_signer()
+    stopped_at = _height(net, 0)
+    # The other three keep committing; validator 3 keeps running but its precommits stop.
+    net.wait_height(stopped_at + 3, nodes=[0, 1, 2], timeout=60)
+    silent_from = _last_signed(net, 0, REMOTE_NODE)
+    net.wait_height(_height(net, 0) + 3, nodes=[0, 1, 2], timeout=60)
+    assert _last_signed(net, 0, REMOTE_NODE) == silent_from
+    assert net.pid(REMOTE_NODE) is not None
+    assert "unavailable" in (net.nodes[REMOTE_NODE].log_path.read_text())
+
+    custody.start_signer()
+    net.wait_for(lambda: _last_signed(net, 0, REMOTE_NODE) > silent_from, 60, "validator 3 votes again")
+    net.wait_height(_height(net, 0) + 1, nodes=[REMOTE_NODE], timeout=60)
+    assert "reachable again" in net.nodes[REMOTE_NODE].log_path.read_text()
+
+    # The guard lives in the restarted signer: it refuses a conflicting copy of its last signature.
+    client = _node_client(net)
+    try:
+        last = net.wait_for(lambda: client.request(StateRequest(op="state")).last, 10, "signer state")
+        other = bytes(32) if last.block_hash != bytes(32) else b"\x01" * 32
+        chain = net.get(0, "/status")["chain_id"]
+        with pytest.raises(SignRefused) as refused:
+            if last.step == 1:
+                client.sign_proposal(chain, last.height, last.round, -1, other, b"")
+            else:
+                vt = VoteType.PREVOTE if last.step == 2 else VoteType.PRECOMMIT
+                client.sign_vote(chain, vt, last.height, last.round, other)
+        assert "conflicting" in str(refused.value) or "below" in str(refused.value)
+        with pytest.raises(SignRefused, match="below"):
+            client.sign_vote(chain, VoteType.PREVOTE, max(1, last.height - 1), 0, other)
+    finally:
+        client.close()
+    assert crypto.verify  # the node's own votes kept verifying: the chain advanced with them above
