@@ -25,7 +25,7 @@ from chain.block import BlockHeader
 from chain.genesis import Genesis
 from chain.keystore import take_env_secret
 
-from wallet import ops
+from wallet import hsm_cli, ops
 from wallet.amounts import describe_shortfall, format_amount
 from wallet.client import NodeClient
 from wallet.errors import UsageError, WalletError
@@ -496,7 +496,7 @@ def _transact(obj: Ctx, kind: str, from_name: str, to: str | None, amount: str, 
               no_wait: bool, timeout: float, expiry_margin: int) -> None:
     cfg = obj.config()
     to_addr = obj.home.resolve_address(to) if to is not None else None
-    key = obj.home.unlock(from_name, passphrase())  # fail fast on a wrong passphrase, before any network I/O
+    key = obj.home.signing_key(from_name, passphrase)  # fail fast (passphrase, token), before any network I/O
 
     async def submit_and_wait(client: NodeClient, signed: ops.Signed) -> dict[str, Any]:
         sub = await ops.submit(client, signed)
@@ -636,6 +636,8 @@ def audit_cmd(obj: Ctx, from_height: int, to_height: int | None, genesis_file: P
 
     emit(obj, data, render)
 
+
+hsm_cli.register(main, json_option, emit)  # `import-hsm` (wallet/hsm_cli.py)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

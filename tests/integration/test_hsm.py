@@ -4,6 +4,7 @@
 Shown here, on real processes, TLS, LevelDB and a real PKCS#11 library:
 - payments commit, with the HSM and remote-signer validators' precommits in the certificates;
 - validator 3's consensus key is in neither its home nor its process memory (the signer holds it);
+- a wallet account whose key is in a token (`paynet-wallet import-hsm`) pays, and the payment is final;
 - killing the signer stops validator 3's votes without stopping the node, and it votes again when
   the signer is back; the signer's double-sign guard still refuses a conflicting vote after that restart.
 """
@@ -117,6 +118,7 @@ def hsm_net(tmp_path_factory: pytest.TempPathFactory):
     hsm = make_softhsm(root / "softhsm")
     for i in HSM_NODES:
         hsm.init_token(f"val{i}")
+    hsm.init_token("wallet")
     os.environ["PAYNET_HSM_PIN"] = USER_PIN  # inherited by the node processes (_env copies os.environ)
     os.environ["PAYNET_SIGNER_PASSPHRASE"] = PASSPHRASE
     custody = Custody(root)
@@ -215,3 +217,30 @@ def test_signer_down_stops_votes_then_resumes_and_guard_survives_restart(hsm_net
     finally:
         client.close()
     assert crypto.verify  # the node's own votes kept verifying: the chain advanced with them above
+
+
+def _wallet(home: Path, *args: str) -> dict:
+    return json.loads(_run("wallet.cli", "--home", str(home), "--json", *args))
+
+
+def test_wallet_payment_signed_in_the_token_is_final_on_chain(hsm_net) -> None:
+    net, _ = hsm_net
+    home = net.root / "wallet"
+    _wallet(home, "init", "--node", net.nodes[0].api_url, "--genesis", str(net.root / "genesis.json"))
+    acct = _wallet(home, "import-hsm", "treasury", "--token", "wallet", "--label", "treasury", "--generate")
+    ref = json.loads((home / "keys" / "treasury.json").read_text())
+    assert ref["kind"] == "pkcs11" and USER_PIN not in json.dumps(ref) and "seed" not in ref  # a reference only
+    hsm_addr = crypto.parse_address(acct["address"])
+    funding = submit(net, 0, transfer(demo_key(1), hsm_addr, 5_000, nonce=0))
+    net.wait_for(lambda: tx_status(net, 0, funding) == "final", 60, "funding final")
+
+    to = demo_key(0).address
+    before = int(net.get(2, f"/accounts/{crypto.format_address(to)}")["balances"]["USD"])
+    paid = _wallet(home, "send", "--from", "treasury", "--to", crypto.format_address(to), "--amount", "12.34",
+                   "--asset", "USD", "--timeout", "60")
+    assert paid["status"] == "final"  # the wallet verified the receipt against the validator set
+    for i in range(4):
+        net.wait_for(lambda: tx_status(net, i, paid["tx_id"]) == "final", 30, f"payment final on node {i}")
+    tx = net.get(3, f"/txs/{paid['tx_id']}")["tx"]
+    assert tx["sender"] == acct["public_key"]  # signed by the token key, accepted by every validator
+    assert int(net.get(2, f"/accounts/{crypto.format_address(to)}")["balances"]["USD"]) == before + 1234
