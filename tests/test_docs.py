@@ -199,6 +199,10 @@ def cli_parser(name: str) -> Parser:
         from node.cli import main as node_main
 
         return from_click(node_main)
+    if name == "paynet-signer":
+        from custody.cli import main as signer_main
+
+        return from_click(signer_main)
     from wallet.cli import main as wallet_main
 
     return from_click(wallet_main)
@@ -207,7 +211,7 @@ def cli_parser(name: str) -> Parser:
 def resolve(argv: list[str]) -> tuple[Parser, list[str], str] | None:
     """(parser, its arguments, what it is) for a paynet command line; None for anything else."""
     head = Path(argv[0]).name
-    if head in ("paynet-node", "paynet-wallet"):
+    if head in ("paynet-node", "paynet-wallet", "paynet-signer"):
         return cli_parser(head), argv[1:], head
     if re.fullmatch(r"python3?(\.\d+)?", head) and len(argv) > 1:
         if argv[1] == "-m" and len(argv) > 2 and argv[2] in ("node.cli", "wallet.cli"):
