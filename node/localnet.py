@@ -54,6 +54,7 @@ def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PAYNET_NODE_PASSPHRASE"] = PASSPHRASE
     env["PAYNET_CA_PASSPHRASE"] = PASSPHRASE
+    env["PAYNET_SIGNER_PASSPHRASE"] = PASSPHRASE  # a local paynet-signer's keys (node/localsigner.py)
     env.setdefault("PYTHONUNBUFFERED", "1")
     # A local network on one machine is for testing and demos: cheap key derivation (the node logs it
     # CRITICAL) instead of 1 GiB and ~4.5 s per key, four times over. Production keys never use it.

@@ -15,8 +15,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -28,7 +26,8 @@ from consensus.signer import SignRefused
 from custody.protocol import StateRequest
 from custody.remote import RemoteSigner
 from network.pki import build_tls_context
-from node.localnet import PASSPHRASE, LocalNet, NodeProc, _apply_overrides, _env, demo_key
+from node.localnet import PASSPHRASE, LocalNet, NodeProc, _apply_overrides, demo_key
+from node.localsigner import LocalSigner, run_module
 from tests.custody.softhsm import USER_PIN, make_softhsm, needs_softhsm
 from tests.integration.netutil import submit, transfer, tx_status
 
@@ -40,50 +39,21 @@ HSM_NODES = (1, 2)
 REMOTE_NODE = 3
 
 
-def _run(*argv: str) -> str:
-    out = subprocess.run([sys.executable, "-m", *argv], env=_env(), capture_output=True, text=True, timeout=120, check=False)
-    assert out.returncode == 0, f"{argv}: {out.stderr}"
-    return out.stdout.strip()
-
-
 class Custody:
     """Sets up the split validators while LocalNet provisions (its `split` hook)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.signer_home = root / "signer"
-        self.signer_proc: subprocess.Popen[bytes] | None = None
+        self.signer = LocalSigner(root / "signer", SIGNER_PORT, root / "ca")
+        self.signer_home = self.signer.home
 
     def hsm_node(self, n: NodeProc) -> Path:
         _apply_overrides(n.home / "config.toml", {"signer": {
             "backend": "pkcs11", "token_label": f"val{n.index}", "key_label": "consensus", "pin_env": "PAYNET_HSM_PIN"}})
-        _run("node.cli", "hsm-keygen", "--home", str(n.home))
+        run_module("node.cli", "hsm-keygen", "--home", str(n.home))
         out = n.home / "binding.json"
-        _run("node.cli", "bind-tls", "--home", str(n.home), "--out", str(out))
+        run_module("node.cli", "bind-tls", "--home", str(n.home), "--out", str(out))
         return out
-
-    def remote_node(self, n: NodeProc) -> Path:
-        h = str(self.signer_home)
-        init = json.loads(_run("custody.cli", "init", "--home", h, "--listen", f"127.0.0.1:{SIGNER_PORT}", "--backend", "file",
-                    "--allow-node", n.pubkey.hex(), "--ca-cert", str(self.root / "ca" / "ca.crt")))
-        _run("custody.cli", "keygen", "--home", h)
-        _run("node.cli", "ca", "issue", "--dir", str(self.root / "ca"), "--pubkey", init["tls_pubkey"], "--name", "signer",
-             "--out", str(self.signer_home / "signer.crt"))
-        out = n.home / "binding.json"
-        _run("custody.cli", "bind-tls", "--home", h, "--tls-pubkey", n.pubkey.hex(), "--out", str(out))
-        _apply_overrides(n.home / "config.toml", {"signer": {
-            "backend": "remote", "remote_address": f"127.0.0.1:{SIGNER_PORT}", "remote_retry_ms": 200}})
-        return out
-
-    def start_signer(self) -> None:
-        log = open(self.signer_home / "signer.log", "ab")
-        self.signer_proc = subprocess.Popen([sys.executable, "-m", "custody.cli", "run", "--home", str(self.signer_home)],
-                                            env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def kill_signer(self) -> None:
-        assert self.signer_proc is not None
-        self.signer_proc.send_signal(signal.SIGKILL)
-        self.signer_proc.wait(10)
 
 
 def _last_signed(net: LocalNet, observer: int, validator: int) -> int:
@@ -120,21 +90,18 @@ def hsm_net(tmp_path_factory: pytest.TempPathFactory):
         hsm.init_token(f"val{i}")
     hsm.init_token("wallet")
     os.environ["PAYNET_HSM_PIN"] = USER_PIN  # inherited by the node processes (_env copies os.environ)
-    os.environ["PAYNET_SIGNER_PASSPHRASE"] = PASSPHRASE
     custody = Custody(root)
-    split = {i: custody.hsm_node for i in HSM_NODES} | {REMOTE_NODE: custody.remote_node}
+    split = {i: custody.hsm_node for i in HSM_NODES} | {REMOTE_NODE: custody.signer.provision}
     net = LocalNet.provision(root, validators=4, base_port=BASE_PORT, demo_accounts=2, split=split)
-    custody.start_signer()
+    custody.signer.start()
     try:
         net.start_all()
         net.wait_height(2, timeout=60)
         yield net, custody
     finally:
         net.stop_all()
-        if custody.signer_proc is not None and custody.signer_proc.poll() is None:
-            custody.kill_signer()
+        custody.signer.stop(signal.SIGKILL)
         os.environ.pop("PAYNET_HSM_PIN", None)
-        os.environ.pop("PAYNET_SIGNER_PASSPHRASE", None)
 
 
 def test_payments_commit_with_hsm_and_remote_signer_votes(hsm_net) -> None:
@@ -184,7 +151,7 @@ def _node_client(net: LocalNet) -> RemoteSigner:
 
 def test_signer_down_stops_votes_then_resumes_and_guard_survives_restart(hsm_net) -> None:
     net, custody = hsm_net
-    custody.kill_signer()
+    custody.signer.stop(signal.SIGKILL)
     stopped_at = _height(net, 0)
     # The other three keep committing; validator 3 keeps running but its precommits stop.
     net.wait_height(stopped_at + 3, nodes=[0, 1, 2], timeout=60)
@@ -194,7 +161,7 @@ def test_signer_down_stops_votes_then_resumes_and_guard_survives_restart(hsm_net
     assert net.pid(REMOTE_NODE) is not None
     assert "unavailable" in (net.nodes[REMOTE_NODE].log_path.read_text())
 
-    custody.start_signer()
+    custody.signer.start()
     net.wait_for(lambda: _last_signed(net, 0, REMOTE_NODE) > silent_from, 60, "validator 3 votes again")
     net.wait_height(_height(net, 0) + 1, nodes=[REMOTE_NODE], timeout=60)
     assert "reachable again" in net.nodes[REMOTE_NODE].log_path.read_text()
@@ -220,7 +187,7 @@ def test_signer_down_stops_votes_then_resumes_and_guard_survives_restart(hsm_net
 
 
 def _wallet(home: Path, *args: str) -> dict:
-    return json.loads(_run("wallet.cli", "--home", str(home), "--json", *args))
+    return json.loads(run_module("wallet.cli", "--home", str(home), "--json", *args))
 
 
 def test_wallet_payment_signed_in_the_token_is_final_on_chain(hsm_net) -> None:
