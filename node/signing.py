@@ -54,6 +54,7 @@ def build_signer(config: NodeConfig, tls_key: crypto.PrivateKey, cert_pem: bytes
     if sc.backend == "pkcs11":
         key = open_pkcs11(sc, config.path)
         if key.public_key != identity:
+            key.close()
             raise PkiError(f"token key {sc.key_label!r} is {key.public_key.hex()[:16]}..., but the node certificate "
                            f"names consensus key {identity.hex()[:16]}...")
         return GuardedSigner(key, _state_store(config))

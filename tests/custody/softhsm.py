@@ -34,17 +34,34 @@ class SoftHsm:
         return {**os.environ, "SOFTHSM2_CONF": str(self.conf)}
 
     def init_token(self, label: str) -> None:
+        """Create a token; a library this process already loaded re-reads the token directory (SoftHSM
+        sees new tokens only at C_Initialize; no session of an earlier test may still be open)."""
         subprocess.run(
             ["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", USER_PIN, "--so-pin", SO_PIN],
             env=self.env(), check=True, capture_output=True, timeout=30,
         )
+        import pkcs11
+
+        lib = pkcs11.lib(self.library)
+        if lib.initialized:
+            lib.reinitialize()
+
+
+_shared: SoftHsm | None = None
 
 
 def make_softhsm(directory: Path) -> SoftHsm:
-    """Write a SoftHSM config whose token dir is inside `directory`, and point this process at it."""
-    tokens = directory / "tokens"
-    tokens.mkdir(parents=True, exist_ok=True)
-    conf = directory / "softhsm2.conf"
-    conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n")
-    os.environ["SOFTHSM2_CONF"] = str(conf)
-    return SoftHsm(conf)
+    """A SoftHSM config whose token dir is inside `directory`, with this process pointed at it.
+
+    One per test process: SoftHSM reads SOFTHSM2_CONF once, when the library is first loaded, and
+    python-pkcs11 keeps that library loaded for the life of the process. So the first caller's directory
+    holds every token of the process, and token labels must be unique across tests."""
+    global _shared
+    if _shared is None:
+        tokens = directory / "tokens"
+        tokens.mkdir(parents=True, exist_ok=True)
+        conf = directory / "softhsm2.conf"
+        conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n")
+        _shared = SoftHsm(conf)
+    os.environ["SOFTHSM2_CONF"] = str(_shared.conf)
+    return _shared
