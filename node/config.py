@@ -17,7 +17,7 @@ from network.peers import NetworkConfig
 from network.sync import SyncConfig
 from network.transport import LinkConfig
 
-from custody.config import NodeSignerSection
+from custody.config import NodeSignerSection, host_port
 from node.api.config import ApiConfig
 
 
@@ -30,13 +30,6 @@ class _Section(BaseModel):
     (`listen_port = "27810"` is refused rather than converted: TOML has integers, a quoted one is a mistake)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-
-
-def _host_port(value: str) -> str:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"expected host:port, got {value!r}")
-    return value
 
 
 class NodeSection(_Section):
@@ -85,7 +78,7 @@ class P2PSection(_Section):
     @field_validator("peers")
     @classmethod
     def _peers(cls, v: list[str]) -> list[str]:
-        return [_host_port(p) for p in v]
+        return [host_port(p) for p in v]
 
     def network_config(self) -> NetworkConfig:
         """The peer manager's settings from this section (one place maps config names to network ones)."""
