@@ -42,7 +42,7 @@ class StateRequest(_Msg):
 class VoteRequest(_Msg):
     op: Literal["sign_vote"]
     chain_id: str = Field(min_length=1, max_length=MAX_CHAIN_ID_BYTES)
-    vote_type: Literal[1, 2]
+    vote_type: int = Field(ge=1, le=2)  # 1 prevote, 2 precommit; an int field, so `true` is refused (Literal[1] takes it)
     height: int = Field(ge=1, le=MAX_HEIGHT)
     round: int = Field(ge=0, le=2**31)
     block_hash: str | None = Field(pattern=HEX32)

@@ -76,7 +76,7 @@ class RemoteSigner:
     def sign_vote(
         self, chain_id: str, vote_type: VoteType, height: int, round: int, block_hash: bytes | None
     ) -> Vote:
-        req = p.VoteRequest(op="sign_vote", chain_id=chain_id, vote_type=int(vote_type), height=height,  # type: ignore[arg-type]
+        req = p.VoteRequest(op="sign_vote", chain_id=chain_id, vote_type=int(vote_type), height=height,
                             round=round, block_hash=None if block_hash is None else block_hash.hex())
         sig = self._signature(req, VOTE_DOMAIN, chain_id, vote_sign_bytes(vote_type, height, round, block_hash))
         return Vote(VoteType(vote_type), height, round, block_hash, self.public_key, sig)
