@@ -46,7 +46,11 @@ class NodeSignerSection(Pkcs11Source):
         "in signer_state_file; remote: a paynet-signer process holds key and guard"
     )
     remote_address: str = Field("", description="host:port of the paynet-signer (remote backend)")
-    remote_timeout_ms: int = Field(2000, ge=50, le=60_000, description="a signer that does not answer within this is down")
+    remote_timeout_ms: int = Field(
+        1000, ge=50, le=60_000,
+        description="a signer that does not answer within this is down; the wait blocks the node's event loop, so "
+        "keep it short (a signature takes milliseconds)",
+    )
     remote_retry_ms: int = Field(
         500, ge=50, le=60_000,
         description="after a failure no request is sent for this long (doubling to 8x while it stays down)",

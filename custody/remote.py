@@ -52,7 +52,7 @@ class RemoteSigner:
         address: tuple[str, int],
         ctx: ssl.SSLContext,
         public_key: bytes,
-        timeout: float = 2.0,
+        timeout: float = 1.0,
         retry: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
