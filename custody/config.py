@@ -48,12 +48,13 @@ class NodeSignerSection(Pkcs11Source):
     remote_address: str = Field("", description="host:port of the paynet-signer (remote backend)")
     remote_timeout_ms: int = Field(
         1000, ge=50, le=60_000,
-        description="a signer that does not answer within this is down; the wait blocks the node's event loop, so "
-        "keep it short (a signature takes milliseconds)",
+        description="a signer that does not answer within this on an open connection is down (that one wait "
+        "blocks the node's event loop; connecting never does): keep it short, a signature takes milliseconds",
     )
     remote_retry_ms: int = Field(
         500, ge=50, le=60_000,
-        description="after a failure no request is sent for this long (doubling to 8x while it stays down)",
+        description="while the signer is unreachable, a background thread tries to reconnect this often "
+        "(doubling to 8x while it stays down)",
     )
 
     @field_validator("remote_address")

@@ -3,12 +3,13 @@
 
 The consensus core signs synchronously from the event loop, so a request is a blocking round trip on
 one kept-open TLS socket, bounded by `timeout` (a localhost round trip plus the signer's fsync is a
-few milliseconds, and there are a handful of signatures per block). When the signer is unreachable
-or fails, the request raises `SignRefused` -- to the core that means "say nothing this step", exactly
-like a guard refusal -- and the node logs it once (not per vote). No new attempt is made for a retry
-delay that doubles while the signer stays down (up to 8x `retry`), so a dead signer costs the event
-loop at most one connection attempt per delay; the first request after it is back reconnects, and the
-validator votes again from the next step on.
+few milliseconds, and there are a handful of signatures per block). Connecting and the TLS handshake
+never happen on the event loop: without a connection a request fails at once and a background thread
+reconnects, every `retry` seconds doubling up to 8x, so a dead or stopped signer costs the loop
+nothing; only a signer that stops answering mid-connection costs one wait of up to `timeout`. A
+failed request raises `SignRefused` -- to the core that means "say nothing this step", exactly like a
+guard refusal -- and the node logs the failure and, later, `reachable again`; from then on the
+validator votes again.
 
 Every returned signature is checked against the consensus key the node's certificate names, so
 neither a wrong signer behind the address nor a corrupted answer can put a bad vote on the wire.
@@ -19,8 +20,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-import time
-from collections.abc import Callable
+import threading
 
 from chain import crypto
 from consensus.messages import (
@@ -54,13 +54,14 @@ class RemoteSigner:
         public_key: bytes,
         timeout: float = 1.0,
         retry: float = 0.5,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.address, self._ctx, self.public_key = address, ctx, public_key
-        self.timeout, self.retry, self._clock = timeout, retry, clock
+        self.timeout, self.retry = timeout, retry
         self._sock: ssl.SSLSocket | None = None
-        self._down_until = 0.0
-        self._failures = 0
+        self._lock = threading.Lock()
+        self._reconnecting: threading.Thread | None = None
+        self._closed = False
+        self._wake = threading.Event()
         self.last: LastSigned | None = None
         self.unavailable = 0  # requests not sent or not answered: votes this validator did not cast
 
@@ -112,17 +113,16 @@ class RemoteSigner:
         return sig
 
     def request(self, req: p.StateRequest | p.VoteRequest | p.ProposalRequest | p.FloorRequest) -> p.Response:
-        """One round trip; `SignerUnavailable` if the signer cannot be asked now (see the module docstring)."""
-        now = self._clock()
-        if self._sock is None and now < self._down_until:
+        """One round trip on the open connection; `SignerUnavailable` at once when there is none (a
+        background thread is reconnecting: see the module docstring)."""
+        sock = self._sock
+        if sock is None:
             self.unavailable += 1
-            raise SignerUnavailable("remote signer unavailable (waiting before the next attempt)")
+            self._reconnect_in_background()
+            raise SignerUnavailable("remote signer not connected (reconnecting in the background)")
         try:
-            if self._sock is None:
-                self._connect()
-            assert self._sock is not None
-            self._sock.sendall(p.encode(req))
-            resp = p.decode_response(self._recv_frame())
+            sock.sendall(p.encode(req))
+            resp = p.decode_response(self._recv_frame(sock))
         except (OSError, p.ProtocolError) as exc:  # ssl.SSLError and socket.timeout are OSErrors
             self._fail(f"{type(exc).__name__}: {exc}")
             raise SignerUnavailable(f"remote signer unavailable: {exc}") from None
@@ -137,28 +137,61 @@ class RemoteSigner:
             self.last = resp.last.to_last()
         return resp
 
-    def _connect(self) -> None:
+    def connect(self) -> bool:
+        """Connect now, blocking (at start, before the event loop runs); on failure reconnect in the background."""
+        try:
+            self._sock = self._open()
+            return True
+        except OSError as exc:
+            self._fail(f"{type(exc).__name__}: {exc}")
+            return False
+
+    def _open(self) -> ssl.SSLSocket:
         raw = socket.create_connection(self.address, timeout=self.timeout)
         try:
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._sock = self._ctx.wrap_socket(raw, server_side=False)
+            sock = self._ctx.wrap_socket(raw, server_side=False)  # the handshake, bounded by the timeout
         except BaseException:
             raw.close()
             raise
-        self._sock.settimeout(self.timeout)
-        if self._failures:
-            log.warning("remote signer at %s:%d reachable again: this validator signs again", *self.address)
-        self._failures = 0
+        sock.settimeout(self.timeout)
+        return sock
 
-    def _recv_frame(self) -> bytes:
-        header = self._recv_exactly(p.HEADER.size)
-        return self._recv_exactly(p.frame_length(header))
+    def _reconnect_in_background(self) -> None:
+        """Connect and handshake off the event loop: a signer that accepts TCP but never answers (stopped,
+        overloaded) then costs the loop nothing. Retries every `retry`, doubling to 8x, until connected."""
+        with self._lock:
+            if self._reconnecting is not None or self._closed:
+                return
+            self._reconnecting = threading.Thread(target=self._reconnect_loop, name="remote-signer-connect", daemon=True)
+            self._reconnecting.start()
 
-    def _recv_exactly(self, n: int) -> bytes:
-        assert self._sock is not None
+    def _reconnect_loop(self) -> None:
+        delay = self.retry
+        try:
+            while not self._closed:
+                try:
+                    sock = self._open()
+                except OSError:
+                    self._sleep(delay)
+                    delay = min(delay * 2, self.retry * MAX_BACKOFF_FACTOR)
+                    continue
+                self._sock = sock
+                log.warning("remote signer at %s:%d reachable again: this validator signs again", *self.address)
+                return
+        finally:
+            with self._lock:
+                self._reconnecting = None
+
+    def _recv_frame(self, sock: ssl.SSLSocket) -> bytes:
+        header = self._recv_exactly(sock, p.HEADER.size)
+        return self._recv_exactly(sock, p.frame_length(header))
+
+    @staticmethod
+    def _recv_exactly(sock: ssl.SSLSocket, n: int) -> bytes:
         buf = bytearray()
         while len(buf) < n:
-            chunk = self._sock.recv(n - len(buf))
+            chunk = sock.recv(n - len(buf))
             if not chunk:
                 raise ConnectionError("remote signer closed the connection")
             buf += chunk
@@ -166,17 +199,24 @@ class RemoteSigner:
 
     def _fail(self, why: str) -> None:
         self.unavailable += 1
-        self.close()
-        if self._failures == 0:
-            log.error("remote signer at %s:%d unavailable (%s): this validator does not vote until it is back",
-                      self.address[0], self.address[1], why)
-        self._failures += 1
-        self._down_until = self._clock() + self.retry * min(2 ** (self._failures - 1), MAX_BACKOFF_FACTOR)
+        self._drop()
+        log.error("remote signer at %s:%d unavailable (%s): this validator does not vote until it is back",
+                  self.address[0], self.address[1], why)
+        self._reconnect_in_background()
 
-    def close(self) -> None:
-        if self._sock is not None:
+    def _drop(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
             try:
-                self._sock.close()
+                sock.close()
             except OSError:
                 pass
-            self._sock = None
+
+    def close(self) -> None:
+        """Close the connection and stop reconnecting (the node is stopping)."""
+        self._closed = True
+        self._wake.set()
+        self._drop()
+
+    def _sleep(self, seconds: float) -> None:
+        self._wake.wait(seconds)

@@ -62,8 +62,9 @@ def build_signer(config: NodeConfig, tls_key: crypto.PrivateKey, cert_pem: bytes
     ctx = build_tls_context(tls_key.seed, cert_pem, ca_cert_pem, server=False)
     remote = RemoteSigner((host, int(port)), ctx, identity, sc.remote_timeout_ms / 1000, sc.remote_retry_ms / 1000)
     try:
-        remote.request(StateRequest(op="state"))
-        log.info("remote signer at %s holds this node's consensus key %s...", sc.remote_address, identity.hex()[:16])
+        if remote.connect():
+            remote.request(StateRequest(op="state"))
+            log.info("remote signer at %s holds this node's consensus key %s...", sc.remote_address, identity.hex()[:16])
     except SignerUnavailable as exc:
         log.error("remote signer at %s not usable at start (%s): the node runs and votes once it is", sc.remote_address, exc)
     return remote

@@ -6,8 +6,10 @@ client makes the blocking round trips the consensus core makes."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -55,6 +57,7 @@ class ServerThread:
             ready.set()
             await self._stop.wait()
             await self.server.close()
+            await asyncio.sleep(0.1)  # let aborted transports run their connection_lost before the loop closes
 
         self.thread = threading.Thread(target=lambda: self.loop.run_until_complete(main()), daemon=True)
         self.thread.start()
@@ -72,6 +75,7 @@ def setup(tmp_path: Path):
     srv = ServerThread(pki, consensus, tmp_path / "signer_state.json", {node_tls.public_key})
     srv.start()
     client = RemoteSigner(("127.0.0.1", srv.port), pki.ctx(node_tls, False), consensus.public_key, timeout=2, retry=0.05)
+    assert client.connect()
     yield pki, consensus, srv, client
     client.close()
     if srv.thread.is_alive():
@@ -110,24 +114,54 @@ def test_the_signer_refuses_equivocation_even_across_its_restart(setup) -> None:
     assert client.sign_vote(CHAIN, VoteType.PREVOTE, 6, 0, H1).verify(CHAIN)
 
 
-def test_a_down_signer_costs_one_attempt_per_retry_delay(setup) -> None:
+def _wait(cond, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_a_down_signer_costs_the_caller_nothing_and_is_reconnected_in_the_background(setup) -> None:
     _pki, _c, srv, client = setup
     srv.stop()
-    client.retry = 30.0
     with pytest.raises(SignerUnavailable):
-        client.sign_vote(CHAIN, VoteType.PREVOTE, 7, 0, H1)
+        client.sign_vote(CHAIN, VoteType.PREVOTE, 7, 0, H1)  # the connection was open: this one notices
+    for _ in range(20):  # from now on no request waits for the network
+        t = time.monotonic()
+        with pytest.raises(SignerUnavailable, match="not connected"):
+            client.sign_vote(CHAIN, VoteType.PREVOTE, 7, 0, H1)
+        assert time.monotonic() - t < 0.05
     srv.start()
-    with pytest.raises(SignerUnavailable, match="waiting"):  # no connection attempt inside the delay
-        client.sign_vote(CHAIN, VoteType.PREVOTE, 7, 0, H1)
-    client._down_until = 0.0  # the delay has passed
+    _wait(lambda: client.connected)  # the background thread found it back
     assert client.sign_vote(CHAIN, VoteType.PREVOTE, 7, 0, H1).verify(CHAIN)
+
+
+def test_a_stalled_signer_never_blocks_the_caller(tmp_path: Path) -> None:
+    """A listener that accepts TCP but never speaks TLS (a stopped signer process looks like this)."""
+    pki, consensus = Pki(), PrivateKey.generate()
+    stalled = socket.socket()
+    stalled.bind(("127.0.0.1", 0))
+    stalled.listen(8)
+    client = RemoteSigner(stalled.getsockname(), pki.ctx(PrivateKey.generate(), False), consensus.public_key,
+                          timeout=2, retry=0.05)
+    try:
+        for _ in range(20):
+            t = time.monotonic()
+            with pytest.raises(SignerUnavailable):
+                client.sign_vote(CHAIN, VoteType.PREVOTE, 1, 0, H1)
+            assert time.monotonic() - t < 0.05  # the 2 s handshake timeout is spent in the background
+    finally:
+        client.close()
+        stalled.close()
 
 
 def test_a_node_not_on_the_allow_list_gets_nothing(setup) -> None:
     pki, consensus, srv, _client = setup
     stranger = RemoteSigner(("127.0.0.1", srv.port), pki.ctx(PrivateKey.generate(), False), consensus.public_key, 2, 0.05)
+    stranger.connect()  # TLS succeeds (a CA-issued certificate), then the allow-list closes the link
     with pytest.raises(SignerUnavailable):
         stranger.sign_vote(CHAIN, VoteType.PREVOTE, 9, 0, H1)
+    stranger.close()
     assert srv.service is not None and srv.service.signed == 0
 
 
@@ -137,8 +171,10 @@ def test_a_signer_with_another_key_is_not_trusted(tmp_path: Path) -> None:
     srv.start()
     try:
         client = RemoteSigner(("127.0.0.1", srv.port), pki.ctx(node_tls, False), PrivateKey.generate().public_key, 2, 0.05)
-        with pytest.raises(SignerUnavailable):
+        assert client.connect()
+        with pytest.raises(SignerUnavailable, match="another key"):
             client.sign_vote(CHAIN, VoteType.PREVOTE, 1, 0, H1)
+        client.close()
     finally:
         srv.stop()
 
