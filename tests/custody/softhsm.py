@@ -65,3 +65,10 @@ def make_softhsm(directory: Path) -> SoftHsm:
         _shared = SoftHsm(conf)
     os.environ["SOFTHSM2_CONF"] = str(_shared.conf)
     return _shared
+
+
+def token_library(tmp_path_factory: pytest.TempPathFactory, label: str) -> str:
+    """A fresh token `label` (user PIN `USER_PIN`) in this process's SoftHSM; the library path to open it."""
+    hsm = make_softhsm(tmp_path_factory.mktemp("softhsm"))
+    hsm.init_token(label)
+    return hsm.library

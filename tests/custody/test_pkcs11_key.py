@@ -10,16 +10,14 @@ from chain import crypto
 from consensus.messages import VoteType
 from consensus.signer import GuardedSigner, MemorySignerState, SignRefused
 from custody.pkcs11_key import HsmError, Pkcs11Key, generate_key, pin_from, raw_public_key
-from tests.custody.softhsm import USER_PIN, make_softhsm, needs_softhsm
+from tests.custody.softhsm import USER_PIN, needs_softhsm, token_library
 
 pytestmark = needs_softhsm
 
 
 @pytest.fixture(scope="module")
 def token(tmp_path_factory: pytest.TempPathFactory) -> str:
-    hsm = make_softhsm(tmp_path_factory.mktemp("softhsm"))
-    hsm.init_token("unit")
-    return hsm.library
+    return token_library(tmp_path_factory, "unit")
 
 
 def test_generated_key_signs_like_a_file_key(token: str) -> None:

@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 from chain import crypto
 from chain.tx import TX_DOMAIN
 from custody.pkcs11_key import generate_key
-from tests.custody.softhsm import USER_PIN, make_softhsm, needs_softhsm
+from tests.custody.softhsm import USER_PIN, needs_softhsm, token_library
 from wallet.cli import main
 from wallet.store import WalletHome
 
@@ -22,9 +22,7 @@ pytestmark = needs_softhsm
 
 @pytest.fixture(scope="module")
 def token(tmp_path_factory: pytest.TempPathFactory) -> str:
-    hsm = make_softhsm(tmp_path_factory.mktemp("wallet-hsm"))
-    hsm.init_token("wallet-unit")
-    return hsm.library
+    return token_library(tmp_path_factory, "wallet-unit")
 
 
 def cli(home: Path, *args: str, pin: str | None = USER_PIN) -> Result:
