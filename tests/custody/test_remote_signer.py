@@ -57,7 +57,11 @@ class ServerThread:
             ready.set()
             await self._stop.wait()
             await self.server.close()
-            await asyncio.sleep(0.1)  # let aborted transports run their connection_lost before the loop closes
+            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in rest:  # connections still being handled (e.g. one accepted while stopping)
+                t.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+            await asyncio.sleep(0.05)  # aborted transports run their connection_lost before the loop closes
 
         self.thread = threading.Thread(target=lambda: self.loop.run_until_complete(main()), daemon=True)
         self.thread.start()
