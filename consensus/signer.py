@@ -120,6 +120,16 @@ class SignerStateStore(Protocol):
     def save(self, state: SignerState) -> None: ...
 
 
+class SigningKey(Protocol):
+    """What the guard signs with: a file key (`crypto.PrivateKey`) or a token-held one
+    (`custody.pkcs11_key.Pkcs11Key`). Both sign `crypto.signing_message(domain, chain_id, payload)`."""
+
+    @property
+    def public_key(self) -> bytes: ...
+
+    def sign(self, domain: bytes, chain_id: str, payload: bytes) -> bytes: ...
+
+
 class Signer(Protocol):
     """Every signature the consensus core makes (votes and proposals) goes through this."""
 
@@ -134,10 +144,20 @@ class Signer(Protocol):
     ) -> Proposal: ...
 
 
+class GuardSigner(Signer, Protocol):
+    """A signer with the guard's record as the node driver uses it: a local `GuardedSigner` or the
+    remote signer's client (custody/remote.py), whose guard lives in the `paynet-signer` process."""
+
+    @property
+    def last(self) -> LastSigned | None: ...
+
+    def raise_floor(self, height: int) -> None: ...
+
+
 class GuardedSigner:
     """A key plus a persisted last-signed record; refuses conflicting signatures (module docstring)."""
 
-    def __init__(self, key: crypto.PrivateKey, state: SignerStateStore) -> None:
+    def __init__(self, key: SigningKey, state: SignerStateStore) -> None:
         self._key = key
         self._store = state
         self.public_key = key.public_key

@@ -25,7 +25,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Collection, Iterable
 
-from chain.crypto import PrivateKey
 from chain.encoding import DecodeError
 from network.backoff import Backoff
 from network.framing import encode_frame
@@ -40,7 +39,7 @@ from network.messages import (
     decode_message,
     encode_message,
 )
-from network.pki import PkiError, build_tls_context
+from network.pki import PkiError, build_tls_context, load_cert, node_identity
 from network.scoring import PeerScores
 from network.slots import HandshakePool, KnownAddresses
 from network.stats import NetworkStats
@@ -118,7 +117,7 @@ class PeerManager:
     def __init__(
         self,
         *,
-        identity_seed: bytes,
+        identity_seed: bytes,  # the TLS key (the validator key unless the certificate splits them)
         cert_pem: bytes,
         ca_cert_pem: bytes,
         chain_id: str,
@@ -131,7 +130,8 @@ class PeerManager:
         rng: random.Random | None = None,
     ) -> None:
         self.config = config or NetworkConfig()
-        self.pubkey = PrivateKey(identity_seed).public_key
+        # The validator identity: the certificate's consensus key (split identity) or the TLS key itself.
+        self.pubkey = node_identity(load_cert(cert_pem))
         # Contexts are built (and the key file deleted) right here: a bad cert fails at construction.
         self._server_ctx = build_tls_context(identity_seed, cert_pem, ca_cert_pem, server=True)
         self._client_ctx = build_tls_context(identity_seed, cert_pem, ca_cert_pem, server=False)

@@ -1,8 +1,10 @@
 """Network PKI: the network CA, node certificates, and TLS 1.3 contexts built from an in-memory seed.
 
-A node's TLS key IS its validator Ed25519 identity key, so a certificate from the network CA binds
-"this TLS peer" to "this validator": after the handshake the peer's public key is read straight out of
-its certificate and checked against the validator set. There is no second key to keep in sync.
+By default a node's TLS key IS its validator Ed25519 identity key, so a certificate from the network CA
+binds "this TLS peer" to "this validator": after the handshake the peer's public key is read straight
+out of its certificate and checked against the validator set. A validator whose consensus key is in an
+HSM or a remote signer has a separate file TLS key instead, and its certificate carries the consensus
+key with a proof of possession (network/binding.py); `node_identity` returns the consensus key then.
 
 Python's `ssl` only loads private keys from files. To keep the rule "private keys are never written
 unencrypted", the key goes to disk as an encrypted PKCS#8 PEM under a random one-time password that
@@ -21,6 +23,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from network.binding import CONSENSUS_KEY_OID_DOTTED, BindingError, encode_binding, verify_binding
+
+CONSENSUS_KEY_OID = x509.ObjectIdentifier(CONSENSUS_KEY_OID_DOTTED)
 
 CA_VALIDITY_DAYS = 20 * 365
 NODE_VALIDITY_DAYS = 10 * 365
@@ -91,20 +97,30 @@ def issue_node_cert(
     node_pubkey: bytes,
     name: str,
     validity_days: int = NODE_VALIDITY_DAYS,
+    consensus_binding: tuple[bytes, bytes] | None = None,
 ) -> bytes:
-    """Issue a node certificate (PEM) for the raw 32-byte Ed25519 identity key `node_pubkey`.
+    """Issue a node certificate (PEM) for the raw 32-byte Ed25519 TLS key `node_pubkey`.
 
-    The certificate is valid for both TLS server and client auth, since every link is mutual.
+    The certificate is valid for both TLS server and client auth, since every link is mutual. With
+    `consensus_binding` = (consensus public key, binding signature) the certificate names that consensus
+    key as the node's identity; the proof of possession is checked here, before anything is signed.
     """
     if len(node_pubkey) != 32:
         raise PkiError("node public key must be 32 raw Ed25519 bytes")
+    binding_ext: bytes | None = None
+    if consensus_binding is not None:
+        try:
+            binding_ext = encode_binding(*consensus_binding)
+            verify_binding(binding_ext, node_pubkey)
+        except BindingError as exc:
+            raise PkiError(f"refusing to issue: {exc}") from None
     ca_cert = load_cert(ca_cert_pem)
     pub = Ed25519PublicKey.from_public_bytes(node_pubkey)
     ca_pub = ca_key.public_key()
     if ca_cert.public_key() != ca_pub:
         raise PkiError("CA key does not match the CA certificate")
     start = _now() - CLOCK_SKEW
-    cert = (
+    cert: x509.CertificateBuilder = (
         x509.CertificateBuilder()
         .subject_name(_name(name))
         .issuer_name(ca_cert.subject)
@@ -133,9 +149,11 @@ def issue_node_cert(
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_pub), critical=False)
-        .sign(ca_key, algorithm=None)
     )
-    return cert.public_bytes(serialization.Encoding.PEM)
+    if binding_ext is not None:
+        # Non-critical: OpenSSL rejects certificates with unknown critical extensions during the handshake.
+        cert = cert.add_extension(x509.UnrecognizedExtension(CONSENSUS_KEY_OID, binding_ext), critical=False)
+    return cert.sign(ca_key, algorithm=None).public_bytes(serialization.Encoding.PEM)
 
 
 def _raw_ed25519(cert: x509.Certificate) -> bytes:
@@ -145,17 +163,48 @@ def _raw_ed25519(cert: x509.Certificate) -> bytes:
     return pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
-def peer_pubkey_from_der(der: bytes) -> bytes:
-    """Raw 32-byte Ed25519 key of a (TLS-verified) peer certificate in DER form."""
+def node_identity(cert: x509.Certificate) -> bytes:
+    """The validator identity a node certificate stands for: its consensus-key extension's key (proof of
+    possession checked) when it has one, else the certificate's own key (TLS key == consensus key)."""
+    tls_key = _raw_ed25519(cert)
     try:
-        cert = x509.load_der_x509_certificate(der)
+        ext = cert.extensions.get_extension_for_oid(CONSENSUS_KEY_OID)
+    except x509.ExtensionNotFound:
+        return tls_key
+    value = ext.value
+    if not isinstance(value, x509.UnrecognizedExtension):
+        raise PkiError("consensus-key extension not readable")
+    try:
+        return verify_binding(value.value, tls_key)
+    except BindingError as exc:
+        raise PkiError(str(exc)) from None
+
+
+def tls_pubkey_of(cert_pem: bytes) -> bytes:
+    """The raw TLS key of a node certificate (what the node's key file must hold)."""
+    return _raw_ed25519(load_cert(cert_pem))
+
+
+def _from_der(der: bytes) -> x509.Certificate:
+    try:
+        return x509.load_der_x509_certificate(der)
     except ValueError as exc:
         raise PkiError(f"not a DER certificate: {exc}") from None
-    return _raw_ed25519(cert)
+
+
+def peer_pubkey_from_der(der: bytes) -> bytes:
+    """The validator identity (`node_identity`) of a (TLS-verified) peer certificate in DER form."""
+    return node_identity(_from_der(der))
+
+
+def tls_pubkey_from_der(der: bytes) -> bytes:
+    """The raw TLS key of a (TLS-verified) certificate in DER form (the remote signer's allow-list)."""
+    return _raw_ed25519(_from_der(der))
 
 
 def verify_node_cert(cert_pem: bytes, ca_cert_pem: bytes, at: _dt.datetime | None = None) -> bytes:
-    """Check offline that `cert_pem` is a current node certificate from this CA; return its raw key.
+    """Check offline that `cert_pem` is a current node certificate from this CA; return its identity
+    (`node_identity`: the consensus key, which is the certificate key unless the identity is split).
 
     Used when loading a node's configuration, so a wrong or expired certificate fails at startup with a
     clear message instead of as an anonymous handshake failure with every peer.
@@ -174,7 +223,7 @@ def verify_node_cert(cert_pem: bytes, ca_cert_pem: bytes, at: _dt.datetime | Non
     bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
     if bc.ca:
         raise PkiError("a CA certificate cannot be a node certificate")
-    return _raw_ed25519(cert)
+    return node_identity(cert)
 
 
 def encrypt_private_key(key: Ed25519PrivateKey, password: bytes) -> bytes:

@@ -30,7 +30,7 @@ from consensus.certificate import CommitCertificate
 from consensus.events import ProposalReceived, VoteReceived
 from consensus.messages import Message as ConsensusMessage
 from consensus.messages import Vote, encode_message
-from consensus.signer import FileSignerState, GuardedSigner, MemorySignerState
+from consensus.signer import GuardSigner
 from consensus.wal import FileWAL
 from network import messages as netmsg
 from network.peers import PeerManager
@@ -46,6 +46,7 @@ from node.consensus_gate import ConsensusGate, Verdict, VerifiedSignatures
 from node.driver import ConsensusDriver
 from node.mempool import Mempool
 from node.nonce_queue import NonceQueue
+from node.signing import build_signer
 from node.metrics import Metrics
 from node.node_view import MempoolFull, SubmitResult, TxRejected
 from node.timeseries import ExplorerStats
@@ -61,7 +62,10 @@ UNFUNDED_BATCH_MIN = 10  # unfunded txs in one gossip batch before the batch cou
 class Node:
     """One validator. `await start()`, then `await wait_stopped()`; `await stop()` to shut down."""
 
-    def __init__(self, config: NodeConfig, key: PrivateKey, genesis: Genesis, cert_pem: bytes) -> None:
+    def __init__(
+        self, config: NodeConfig, key: PrivateKey, genesis: Genesis, cert_pem: bytes, signer: GuardSigner | None = None
+    ) -> None:
+        """`key` is the TLS key (and the consensus key when `signer` is None or a file-key signer)."""
         self.config = config
         self.key = key
         self.genesis = genesis
@@ -86,12 +90,7 @@ class Node:
         self.wal = FileWAL(data / "consensus.wal")
         faults.load()
         self.clock = Clock.from_env()
-        # The double-sign guard's state lives beside the key, outside data/ (which a restore replaces).
-        signer_state = (
-            MemorySignerState() if faults.signer_amnesia()
-            else FileSignerState(config.path(config.node.signer_state_file))
-        )
-        self.signer = GuardedSigner(key, signer_state)
+        self.signer = signer or build_signer(config, key, cert_pem, genesis.network_ca_cert_pem.encode())
         recorded = halt.read(data)
         self.halted_because: str | None = recorded.describe() if recorded else None
         self.metrics.halted.set(1 if recorded else 0)
@@ -141,10 +140,10 @@ class Node:
 
     def status_warnings(self) -> list[str]:
         """Conditions an operator should fix although the node runs (shown in /status and logged at start)."""
-        if self.key.public_key in self._validators:
+        if self.signer.public_key in self._validators:
             return []
         return [
-            f"this node's key {self.key.public_key.hex()[:16]}... is not in the validator set at height "
+            f"this node's key {self.signer.public_key.hex()[:16]}... is not in the validator set at height "
             f"{self.store.head_height}: it follows the chain but never votes (check key_file and the genesis file)"
         ]
 
@@ -337,7 +336,7 @@ class Node:
     def sync_state(self) -> str:
         """"synced", "catching_up" or "no_peers": never "synced" without a connected peer (unless this
         validator is the whole network) or while behind a height a peer proved."""
-        alone = not (self._allowed_peer_keys() - {self.key.public_key})
+        alone = not (self._allowed_peer_keys() - {self.signer.public_key})
         return self._sync.state(self.store.head_height, set(self.network.connected_peers()), alone)
 
     def _maybe_sync(self) -> None:

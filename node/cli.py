@@ -8,6 +8,7 @@ import logging
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -21,7 +22,11 @@ from node.cli_key import key as key_group
 from node.cli_common import passphrase as _passphrase
 from node.config import ConfigError, NodeConfig
 
-def check_consensus_wal(path: Path, chain_id: str, key: crypto.PrivateKey) -> None:
+if TYPE_CHECKING:
+    from consensus.signer import Signer
+
+
+def check_consensus_wal(path: Path, chain_id: str, key: "crypto.PrivateKey | Signer") -> None:
     """Open and decode the consensus WAL before the node does, so damage is one line, not a traceback.
 
     Framing damage raises WalCorruptError from FileWAL (a torn or zero-filled tail is cut there, which is
@@ -46,15 +51,17 @@ def check_consensus_wal(path: Path, chain_id: str, key: crypto.PrivateKey) -> No
         ) from None
 
 
-FOREIGN_SECRETS = ("PAYNET_CA_PASSPHRASE", "PAYNET_WALLET_PASSPHRASE")
+FOREIGN_SECRETS = ("PAYNET_CA_PASSPHRASE", "PAYNET_WALLET_PASSPHRASE", "PAYNET_SIGNER_PASSPHRASE")
 """Secrets a validator process never needs; if its environment has them (a shared shell, a local testnet),
-they are removed at start so they are not readable in /proc/PID/environ nor inherited by children."""
+they are removed at start so they are not readable in /proc/PID/environ nor inherited by children. The
+token PIN's variable joins them when the node does not sign in a token itself ([signer] backend)."""
 
 
-def _drop_foreign_secrets() -> None:
+def _drop_foreign_secrets(config: NodeConfig) -> None:
     from chain.keystore import take_env_secret
 
-    for name in FOREIGN_SECRETS:
+    unused_pin = (config.signer.pin_env,) if config.signer.backend != "pkcs11" else ()
+    for name in FOREIGN_SECRETS + unused_pin:
         if take_env_secret(name) is not None:
             logging.getLogger("paynet.node").warning("%s was set in the node's environment; removed (never needed)", name)
 
@@ -175,17 +182,22 @@ def ca_rekey(ca_dir: Path) -> None:
 
 @ca.command("issue", epilog=CA_PASSPHRASE_HELP)
 @click.option("--dir", "ca_dir", type=click.Path(path_type=Path), required=True)
-@click.option("--pubkey", required=True, help="node identity public key (hex)")
+@click.option("--pubkey", required=True, help="node identity public key (hex); its TLS key with --binding")
 @click.option("--name", required=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True)
-def ca_issue(ca_dir: Path, pubkey: str, name: str, out: Path) -> None:
-    """Issue a TLS certificate for a node's identity key."""
+@click.option("--binding", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="JSON from `paynet-node bind-tls` or `paynet-signer bind-tls`: bind the TLS key --pubkey to an "
+              "HSM/remote consensus key (its signature over the TLS key is checked first)")
+def ca_issue(ca_dir: Path, pubkey: str, name: str, out: Path, binding: Path | None) -> None:
+    """Issue a TLS certificate for a node's identity key (or, with --binding, its split TLS key)."""
     from network.pki import PkiError
-    from node.provision import issue_cert
+    from node.provision import issue_cert, read_binding
 
     passphrase = _passphrase("PAYNET_CA_PASSPHRASE", "CA passphrase")
     try:
-        out.write_bytes(issue_cert(ca_dir, passphrase, bytes.fromhex(pubkey), name))
+        tls = bytes.fromhex(pubkey)
+        bound = None if binding is None else read_binding(binding, tls)
+        out.write_bytes(issue_cert(ca_dir, passphrase, tls, name, bound))
     except (PkiError, KeystoreError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(str(out))
@@ -238,9 +250,11 @@ def run(home: Path) -> None:
     from consensus.signer import SignerStateError
     from consensus.wal import WalCorruptError
     from network.pki import PkiError
+    from custody.pkcs11_key import HsmError
     from node.app import Node, load_cert
     from node.backup import start_control_server
     from node.provision import unlock_node_key
+    from node.signing import build_signer
 
     try:
         config = NodeConfig.load(home)
@@ -248,16 +262,20 @@ def run(home: Path) -> None:
             level=config.node.log_level,
             format=f"%(asctime)s %(levelname)s [{config.node.name}] %(name)s: %(message)s",
         )
-        _drop_foreign_secrets()
+        _drop_foreign_secrets(config)
         genesis = Genesis.load(config.path(config.node.genesis_file))
         key = unlock_node_key(config)
         cert = load_cert(config)
-        check_consensus_wal(config.path(config.node.data_dir) / "consensus.wal", genesis.chain_id, key)
-    except (ConfigError, KeystoreError, FileNotFoundError, ValueError, WalCorruptError) as exc:
+        from node import faults
+
+        faults.load()
+        signer = build_signer(config, key, cert, genesis.network_ca_cert_pem.encode())
+        check_consensus_wal(config.path(config.node.data_dir) / "consensus.wal", genesis.chain_id, signer)
+    except (ConfigError, KeystoreError, FileNotFoundError, ValueError, WalCorruptError, HsmError) as exc:
         raise click.ClickException(str(exc)) from None
 
     async def main_async() -> None:
-        node = Node(config, key, genesis, cert)
+        node = Node(config, key, genesis, cert, signer)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: loop.create_task(node.stop()))
@@ -359,6 +377,15 @@ main.add_command(key_group)  # node/cli_key.py
 for _command in (backup, restore, backup_key):  # node/cli_backup.py
     main.add_command(_command)
 
+
+def _register_custody_commands() -> None:
+    from node.custody_cli import bind_tls, hsm_keygen
+
+    main.add_command(hsm_keygen)
+    main.add_command(bind_tls)
+
+
+_register_custody_commands()
 
 if __name__ == "__main__":
     main()

@@ -17,6 +17,7 @@ from network.peers import NetworkConfig
 from network.sync import SyncConfig
 from network.transport import LinkConfig
 
+from custody.config import NodeSignerSection, host_port
 from node.api.config import ApiConfig
 
 
@@ -31,17 +32,14 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-def _host_port(value: str) -> str:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"expected host:port, got {value!r}")
-    return value
-
-
 class NodeSection(_Section):
     name: str = Field("node", min_length=1, max_length=64, description="human name shown to peers and in the explorer")
     genesis_file: str = Field("genesis.json", description="the network's genesis document")
-    key_file: str = Field("node_key.json", description="encrypted identity keystore (Argon2id + SecretBox), mode 0600")
+    key_file: str = Field(
+        "node_key.json",
+        description="encrypted identity keystore (Argon2id + SecretBox), mode 0600; the consensus key too unless "
+        "[signer] backend is pkcs11 or remote, then the TLS key only",
+    )
     cert_file: str = Field("node.crt", description="this node's TLS certificate, issued by the network CA")
     data_dir: str = Field("data", description="LevelDB chain store and consensus WAL")
     signer_state_file: str = Field(
@@ -80,7 +78,7 @@ class P2PSection(_Section):
     @field_validator("peers")
     @classmethod
     def _peers(cls, v: list[str]) -> list[str]:
-        return [_host_port(p) for p in v]
+        return [host_port(p) for p in v]
 
     def network_config(self) -> NetworkConfig:
         """The peer manager's settings from this section (one place maps config names to network ones)."""
@@ -143,6 +141,7 @@ class NodeConfig(_Section):
     mempool: MempoolSection = Field(default_factory=MempoolSection)
     consensus: ConsensusSection = Field(default_factory=ConsensusSection)
     storage: StorageSection = Field(default_factory=StorageSection)
+    signer: NodeSignerSection = Field(default_factory=NodeSignerSection)
 
     home: Path = Field(Path("."), exclude=True)
 

@@ -43,7 +43,7 @@ from consensus.events import (
 from consensus.evidence import DuplicateVoteEvidence
 from consensus.messages import Message, Verifier
 from consensus.runner import ConsensusRunner
-from consensus.signer import GuardedSigner
+from consensus.signer import GuardSigner
 from consensus.wal import FileWAL
 from chain.governance import read_upgrade
 from node.upgrade import UpgradeRequired, supported_versions, upgrade_halt_reason
@@ -72,7 +72,7 @@ class ConsensusDriver:
         self,
         *,
         chain_id: str,
-        signer: GuardedSigner,
+        signer: GuardSigner,
         store: ChainStore,
         mempool: Mempool,
         wal: FileWAL,

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -60,6 +60,7 @@ def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PAYNET_NODE_PASSPHRASE"] = PASSPHRASE
     env["PAYNET_CA_PASSPHRASE"] = PASSPHRASE
+    env["PAYNET_SIGNER_PASSPHRASE"] = PASSPHRASE  # a local paynet-signer's keys (node/localsigner.py)
     env.setdefault("PYTHONUNBUFFERED", "1")
     # A local network on one machine is for testing and demos: cheap key derivation (the node logs it
     # CRITICAL) instead of 1 GiB and ~4.5 s per key, four times over. Production keys never use it.
@@ -123,11 +124,17 @@ class LocalNet:
         link_proxy: bool = False,
         members: int = 1,
         threshold: int = 1,
+        split: dict[int, Callable[["NodeProc"], Path]] | None = None,
     ) -> "LocalNet":
         """Make keys, certificates, genesis and configs. `link_proxy` (test-only) routes every peer link
         through node/linkproxy.py so tests and `testnet.py` can inject link faults at run time.
         Governance: `members` demo organisations (`member_key(i)`, named member-i), `threshold` of them
-        approve a change; the default (one member, threshold 1) keeps demo flows one tx long."""
+        approve a change; the default (one member, threshold 1) keeps demo flows one tx long.
+
+        `split` maps node index -> a function that gives that node an HSM or remote consensus key: it gets
+        the initialised node (its key file is then the TLS key, `n.pubkey`), sets up `[signer]` and returns
+        the `bind-tls` JSON; the node's certificate is issued with that binding and the genesis lists the
+        consensus key (docs/operations.md, "Keys in an HSM or a remote signer")."""
         root.mkdir(parents=True, exist_ok=True)
         net = cls(root)
         for i in range(validators):
@@ -145,8 +152,11 @@ class LocalNet:
         ca_dir = root / "ca"
         _cli("ca", "create", "--dir", str(ca_dir))
         for n in net.nodes:
+            bind = ["--binding", str(split[n.index](n))] if split and n.index in split else []
             _cli("ca", "issue", "--dir", str(ca_dir), "--pubkey", n.pubkey.hex(),
-                 "--name", f"validator-{n.index}", "--out", str(n.home / "node.crt"))
+                 "--name", f"validator-{n.index}", "--out", str(n.home / "node.crt"), *bind)
+            if bind:
+                n.pubkey = bytes.fromhex(json.loads(Path(bind[1]).read_text())["consensus_pubkey"])
         args = ["genesis", "--chain-id", CHAIN_ID, "--ca-cert", str(ca_dir / "ca.crt"),
                 "--out", str(root / "genesis.json"), "--threshold", str(threshold),
                 "--asset", f"{DEMO_ASSET}:{crypto.format_address(issuer_key().address)}:{DEMO_DECIMALS}"]

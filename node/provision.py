@@ -13,6 +13,8 @@ without it refuses those keys, so a key made in test mode cannot slip into produ
 
 from __future__ import annotations
 
+import json
+
 import logging
 import os
 from pathlib import Path
@@ -142,9 +144,23 @@ def load_ca_key(ca_dir: Path, passphrase: str) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(key.seed)
 
 
-def issue_cert(ca_dir: Path, passphrase: str, pubkey: bytes, name: str) -> bytes:
+def read_binding(path: Path, tls_pubkey: bytes) -> tuple[bytes, bytes]:
+    """(consensus key, binding signature) from a `bind-tls` JSON file made for `tls_pubkey`."""
+    try:
+        doc = json.loads(path.read_text())
+        tls, consensus, sig = (bytes.fromhex(doc[k]) for k in ("tls_pubkey", "consensus_pubkey", "binding"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a bind-tls JSON file ({exc})") from None
+    if tls != tls_pubkey:
+        raise ValueError(f"{path} binds TLS key {tls.hex()[:16]}..., not --pubkey {tls_pubkey.hex()[:16]}...")
+    return consensus, sig
+
+
+def issue_cert(
+    ca_dir: Path, passphrase: str, pubkey: bytes, name: str, binding: tuple[bytes, bytes] | None = None
+) -> bytes:
     ca_key = load_ca_key(ca_dir, passphrase)
-    return pki.issue_node_cert(ca_key, (ca_dir / CA_CERT).read_bytes(), pubkey, name)
+    return pki.issue_node_cert(ca_key, (ca_dir / CA_CERT).read_bytes(), pubkey, name, consensus_binding=binding)
 
 
 def rekey_keystore(path: Path, passphrase: str, kdf: KdfLimits) -> None:

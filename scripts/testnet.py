@@ -3,6 +3,7 @@
 
     python scripts/testnet.py up --validators 4 [--base-port 26600] [--home testnet-home]
     python scripts/testnet.py status | down | kill I | restart I | logs I [-n LINES]
+    python scripts/testnet.py up --remote-signer 3     # validator 3 signs through a local paynet-signer
 
 Link faults (test-only; a network provisioned with `up --link-proxy`, see docs/reliability.md):
 
@@ -22,6 +23,7 @@ explorer and API URLs. The processes keep running after this script exits; `down
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -36,6 +38,7 @@ from rich.table import Table  # noqa: E402
 from chain import crypto  # noqa: E402
 from node.linkproxy import ProxyError, parse_duration_ms, parse_rate_bps  # noqa: E402
 from node.localnet import DEMO_ASSET, LocalNet, NodeExited, demo_key  # noqa: E402
+from node.localsigner import LocalSigner  # noqa: E402
 
 DEFAULT_HOME = Path("testnet-home")
 console = Console()
@@ -52,6 +55,17 @@ def this_command() -> str:
     lacks paynet's dependencies (`make testnet` installs them into .venv), so a hint saying `python
     scripts/testnet.py down` would fail where `.venv/bin/python scripts/testnet.py down` works."""
     return f"{_shown_path(sys.executable)} {_shown_path(str(Path(__file__)))}"
+
+
+SIGNER_PORT_OFFSET = 90
+
+
+def _signer(home: Path) -> LocalSigner | None:
+    """The testnet's local paynet-signer, if it was provisioned with `up --remote-signer I`."""
+    if not (home / "signer" / "signer.toml").exists():
+        return None
+    base_port = int(json.loads((home / "localnet.json").read_text())["nodes"][0]["p2p_port"])  # node 0: base port
+    return LocalSigner(home / "signer", base_port + SIGNER_PORT_OFFSET, home / "ca")
 
 
 def _load(home: Path) -> LocalNet:
@@ -77,8 +91,10 @@ def cli() -> None:
               help="governance members (demo keys node.localnet.member_key(i), named member-i)")
 @click.option("--threshold", default=1, show_default=True, type=click.IntRange(1, 10),
               help="member approvals a governance action needs")
+@click.option("--remote-signer", type=int, default=None, metavar="I",
+              help="validator I signs through a local paynet-signer on base port + 90 (when provisioned)")
 def up(validators: int, base_port: int, home: Path, demo_accounts: int, fresh: bool, link_proxy: bool,
-       members: int, threshold: int) -> None:
+       members: int, threshold: int, remote_signer: int | None) -> None:
     """Create (if needed) and start the network, wait for blocks, print URLs."""
     if fresh and (home / "localnet.json").exists():
         net = LocalNet.load(home)
@@ -92,9 +108,14 @@ def up(validators: int, base_port: int, home: Path, demo_accounts: int, fresh: b
         if link_proxy and net.link_proxy_port is None:
             raise click.ClickException(f"the testnet at {home} has no link proxy; add --fresh to re-provision")
     else:
+        signer = LocalSigner(home / "signer", base_port + SIGNER_PORT_OFFSET, home / "ca")
+        split = {remote_signer: signer.provision} if remote_signer is not None else None
         with console.status(f"provisioning {validators} validators in {home} ..."):
             net = LocalNet.provision(home, validators=validators, base_port=base_port, demo_accounts=demo_accounts,
-                                     link_proxy=link_proxy, members=members, threshold=threshold)
+                                     link_proxy=link_proxy, members=members, threshold=threshold, split=split)
+    local_signer = _signer(home)
+    if local_signer is not None and local_signer.pid() is None:
+        local_signer.start()
     if net.link_proxy_port is not None:
         net.start_proxy()  # also when every node still runs but the proxy was stopped
     started = [i for i in range(len(net.nodes)) if net.pid(i) is None]
@@ -129,6 +150,9 @@ def down(home: Path) -> None:
     """Stop every node (SIGTERM, then SIGKILL after a grace period)."""
     net = _load(home)
     net.stop_all()
+    local_signer = _signer(home)
+    if local_signer is not None:
+        local_signer.stop()
     console.print("all nodes stopped")
 
 

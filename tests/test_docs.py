@@ -199,6 +199,10 @@ def cli_parser(name: str) -> Parser:
         from node.cli import main as node_main
 
         return from_click(node_main)
+    if name == "paynet-signer":
+        from custody.cli import main as signer_main
+
+        return from_click(signer_main)
     from wallet.cli import main as wallet_main
 
     return from_click(wallet_main)
@@ -207,7 +211,7 @@ def cli_parser(name: str) -> Parser:
 def resolve(argv: list[str]) -> tuple[Parser, list[str], str] | None:
     """(parser, its arguments, what it is) for a paynet command line; None for anything else."""
     head = Path(argv[0]).name
-    if head in ("paynet-node", "paynet-wallet"):
+    if head in ("paynet-node", "paynet-wallet", "paynet-signer"):
         return cli_parser(head), argv[1:], head
     if re.fullmatch(r"python3?(\.\d+)?", head) and len(argv) > 1:
         if argv[1] == "-m" and len(argv) > 2 and argv[2] in ("node.cli", "wallet.cli"):
@@ -316,14 +320,14 @@ def test_config_snippets_use_keys_the_config_accepts() -> None:
 
 def test_dotted_config_keys_in_the_docs_exist() -> None:
     """`api.trust_x_forwarded_for`-style mentions (in prose or code) name real config keys. `node.crt`
-    (a file) and `consensus.round` (a /status field) look alike: for sections whose name is also a word
+    (a file), `signer.py` (a module) and `consensus.round` (a /status field) look alike: for sections whose name is also a word
     in other mentions, only keys with an underscore count."""
     sections = {name: f.annotation for name, f in NodeConfig.model_fields.items() if not f.exclude}
     problems = []
     for doc in DOCS:
         for m in re.finditer(r"`([a-z0-9]+)\.([a-z_]+)(?:`| ?=)", doc.read_text()):
             model = sections.get(m.group(1))
-            ambiguous = m.group(1) in ("node", "consensus") and "_" not in m.group(2)
+            ambiguous = m.group(1) in ("node", "consensus", "signer") and "_" not in m.group(2)
             if model is not None and not ambiguous and m.group(2) not in model.model_fields:  # type: ignore[union-attr]
                 problems.append(f"{doc.relative_to(ROOT)}: `{m.group(1)}.{m.group(2)}` is not a config key")
     assert not problems, "\n".join(problems)

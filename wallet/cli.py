@@ -24,7 +24,7 @@ from chain import crypto
 from chain.block import BlockHeader
 from chain.genesis import Genesis
 
-from wallet import ops
+from wallet import hsm_cli, ops
 from wallet.amounts import describe_shortfall, format_amount
 from wallet.client import NodeClient
 from wallet.errors import UsageError, WalletError
@@ -478,7 +478,7 @@ def _transact(obj: Ctx, kind: str, from_name: str, to: str | None, amount: str, 
               no_wait: bool, timeout: float, expiry_margin: int) -> None:
     cfg = obj.config()
     to_addr = obj.home.resolve_address(to) if to is not None else None
-    key = obj.home.unlock(from_name, passphrase())  # fail fast on a wrong passphrase, before any network I/O
+    key = obj.home.signing_key(from_name, passphrase)  # fail fast (passphrase, token), before any network I/O
 
     async def submit_and_wait(client: NodeClient, signed: ops.Signed) -> dict[str, Any]:
         sub = await ops.submit(client, signed)
@@ -619,6 +619,7 @@ def audit_cmd(obj: Ctx, from_height: int, to_height: int | None, genesis_file: P
     emit(obj, data, render)
 
 
+hsm_cli.register(main, json_option, emit)  # `import-hsm` (wallet/hsm_cli.py)
 from wallet import gov_cli  # noqa: E402,F401  (registers `paynet-wallet gov` on main)
 
 if __name__ == "__main__":  # pragma: no cover

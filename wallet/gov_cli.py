@@ -36,7 +36,7 @@ def _send(obj: Ctx, from_name: str, memo: str, no_wait: bool, timeout: float,
           build: Callable[[NodeClient, Any, crypto.PrivateKey], Awaitable[ops.Signed]], what: str) -> None:
     """Sign locally, submit, wait for finality and verify the receipt; print the tx (= proposal) id."""
     cfg = obj.config()
-    key = obj.home.unlock(from_name, passphrase())
+    key = obj.home.signing_key(from_name, passphrase)  # a keystore or an import-hsm token key
 
     async def go() -> dict[str, Any]:
         async with obj.client(cfg) as client:

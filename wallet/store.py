@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,6 +24,7 @@ from chain import crypto, keystore
 from chain.genesis import Genesis
 from chain.validators import ValidatorSet
 
+from wallet import hsm
 from wallet.errors import UsageError, WalletError
 from wallet.lightclient import TrustState
 
@@ -210,8 +211,8 @@ class WalletHome:
         out = []
         for p in sorted(self.keys_dir.glob("*.json")):
             try:
-                info = keystore.read_info(p)
-            except keystore.KeystoreError:
+                info = hsm.ref_info(p) if hsm.is_ref(p) else keystore.read_info(p)
+            except (keystore.KeystoreError, WalletError):
                 continue  # not ours or damaged; `list` must still work
             out.append(keystore.KeystoreInfo(p.stem, info.public_key, p))
         return out
@@ -220,6 +221,8 @@ class WalletHome:
         path = self.key_path(name)
         if not path.exists():
             raise UsageError(f"no key named {name!r} in {self.keys_dir}")
+        if hsm.is_ref(path):
+            return keystore.KeystoreInfo(name, hsm.ref_info(path).public_key, path)
         try:
             info = keystore.read_info(path)
         except keystore.KeystoreError as e:
@@ -248,6 +251,14 @@ class WalletHome:
         with _keystore_errors(name):
             keystore.change_passphrase(info.path, old, new)
         return info
+
+    def signing_key(self, name: str, passphrase: Callable[[], str]) -> "crypto.PrivateKey | hsm.Pkcs11Key":
+        """What signs for account `name`: its token key (an `import-hsm` reference; no passphrase asked)
+        or its keystore, unlocked with `passphrase()`."""
+        info = self.key_info(name)
+        if hsm.is_ref(info.path):
+            return hsm.open_ref(info.path)
+        return self.unlock(name, passphrase())
 
     def resolve_address(self, name_or_address: str) -> bytes:
         """An address as given (pn + 40 hex), or the address of a key in this wallet."""
