@@ -3,7 +3,7 @@
 Pure logic, no I/O. A node can lie about anything it sends; what it cannot forge is
   1. a header whose canonical bytes hash to the block hash (we decode and re-encode it ourselves),
   2. an RFC 6962 audit path from the tx id to that header's tx_root, or a sparse-Merkle state proof
-     from a state key and value to that header's state_root (chain/state_tree.py), and
+     from a state key and value to that header's state_root (chain/state_proof.py), and
   3. precommit signatures from more than 2/3 of the power of the validator set that signed the block.
 The caller says which set that is: the one the light client (wallet/lightclient.py) verified for the
 block's height, starting from the genesis set pinned at init and following governance changes.
@@ -19,7 +19,7 @@ from chain import merkle
 from chain.block import HASH_SIZE, BlockHeader
 from chain.encoding import DecodeError
 from chain.state import Account, AssetInfo, account_key, asset_key
-from chain.state_tree import ProofInvalid, StateProof, verify_state_proof
+from chain.state_proof import ProofInvalid, StateProof, verify_state_proof
 from chain.tx import SignedTx
 from chain.validators import ValidatorSet
 from consensus.certificate import CertificateError, CommitCertificate, verify_commit_certificate
