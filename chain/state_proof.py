@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chain.encoding import DecodeError, decode, encode, want_bytes, want_list
-from chain.tree_nodes import EMPTY_HASH, MAX_PROOF_DEPTH, _bit, _internal, _sha256, leaf_hash
+from chain.tree_nodes import EMPTY_HASH, MAX_PROOF_DEPTH, internal_hash, key_bit, leaf_hash, sha256
 
 
 class ProofInvalid(ValueError):
@@ -60,12 +60,12 @@ def verify_state_proof(root: bytes, key: bytes, value: bytes | None, proof: Stat
     d = len(proof.siblings)
     if d > MAX_PROOF_DEPTH:
         raise ProofInvalid(f"proof deeper than {MAX_PROOF_DEPTH}")
-    kh = _sha256(key).digest()
+    kh = sha256(key).digest()
     leaf = proof.leaf
     if value is not None:
         if leaf is None or leaf[0] != kh:
             raise ProofInvalid("proof does not end at this key's leaf")
-        if leaf[1] != _sha256(value).digest():
+        if leaf[1] != sha256(value).digest():
             raise ProofInvalid("value does not match the proven leaf")
         h = leaf_hash(kh, leaf[1])
     elif leaf is None:
@@ -78,6 +78,6 @@ def verify_state_proof(root: bytes, key: bytes, value: bytes | None, proof: Stat
         h = leaf_hash(leaf[0], leaf[1])
     for i in range(d - 1, -1, -1):
         s = proof.siblings[i]
-        h = _internal(s, h) if _bit(kh, i) else _internal(h, s)
+        h = internal_hash(s, h) if key_bit(kh, i) else internal_hash(h, s)
     if h != root:
         raise ProofInvalid("proof does not lead to the state root")

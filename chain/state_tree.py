@@ -59,6 +59,7 @@ from chain.state_proof import ProofInvalid, StateProof, verify_state_proof
 from chain.tree_nodes import (
     EMPTY_HASH,
     INTERNAL_DOMAIN,
+    KIND_INTERNAL,
     LEAF_DOMAIN,
     MAX_PROOF_DEPTH,
     EmptyNodes,
@@ -67,19 +68,18 @@ from chain.tree_nodes import (
     NodeRef,
     Slots,
     TreeCorrupt,
-    _encode_internal,
-    _encode_leaf,
-    _INTERNAL,
-    _levels,
-    _nibble,
-    _node_hash,
-    _read_internal,
-    _read_leaf,
-    _sha256,
     decode_root,
+    encode_internal,
+    encode_leaf,
     encode_root,
+    internal_node_hash,
+    key_nibble,
     leaf_hash,
+    node_levels,
     prunable,
+    read_internal,
+    read_leaf,
+    sha256,
     stale_index_key,
 )
 
@@ -140,8 +140,8 @@ class _Batch:
         self.stale: list[bytes] = []
 
     def new_leaf(self, kh: bytes, value: bytes) -> NodeRef:
-        ref = NodeRef(self.version, leaf_hash(kh, _sha256(value).digest()), kh)
-        self.writes[ref.node_key(b"")] = _encode_leaf(kh, value)
+        ref = NodeRef(self.version, leaf_hash(kh, sha256(value).digest()), kh)
+        self.writes[ref.node_key(b"")] = encode_leaf(kh, value)
         return ref
 
     def update(self, ref: NodeRef | None, path: bytes, items: list[tuple[bytes, bytes | None]]) -> NodeRef | None:
@@ -149,7 +149,7 @@ class _Batch:
             return self.build(path, [(kh, self.new_leaf(kh, v)) for kh, v in items if v is not None])
         if ref.leaf_key is not None:
             return self._update_leaf(ref, path, items)
-        slots = _read_internal(self.reader, ref, path)
+        slots = read_internal(self.reader, ref, path)
         new = list(slots)
         depth = len(path)
         for nib, group in _groups(items, depth):
@@ -167,7 +167,7 @@ class _Batch:
             if kh == old_kh:
                 touched = True
                 if v is not None:
-                    vh = _sha256(v).digest()
+                    vh = sha256(v).digest()
                     if leaf_hash(kh, vh) == ref.hash:  # same value written again: keep the old node
                         merged.append((kh, ref))
                         touched = False
@@ -198,8 +198,8 @@ class _Batch:
             return None
         if len(present) == 1 and present[0].leaf_key is not None:
             return present[0]
-        ref = NodeRef(self.version, _node_hash(slots), None)
-        self.writes[ref.node_key(path)] = _encode_internal(slots)
+        ref = NodeRef(self.version, internal_node_hash(slots), None)
+        self.writes[ref.node_key(path)] = encode_internal(slots)
         return ref
 
 
@@ -207,9 +207,9 @@ def _groups(items: list[Any], depth: int) -> Iterator[tuple[int, list[Any]]]:
     """Split items sorted by key hash into runs sharing the nibble at `depth`."""
     i, n = 0, len(items)
     while i < n:
-        nib = _nibble(items[i][0], depth)
+        nib = key_nibble(items[i][0], depth)
         j = i + 1
-        while j < n and _nibble(items[j][0], depth) == nib:
+        while j < n and key_nibble(items[j][0], depth) == nib:
             j += 1
         yield nib, items[i:j]
         i = j
@@ -240,10 +240,10 @@ class StateTree:
         if ref is None:
             return
         if ref.leaf_key is not None:
-            kh, value = _read_leaf(self.reader, ref)
-            got = leaf_hash(kh, _sha256(value).digest())
+            kh, value = read_leaf(self.reader, ref)
+            got = leaf_hash(kh, sha256(value).digest())
         else:
-            got = _node_hash(_read_internal(self.reader, ref, b""))
+            got = internal_node_hash(read_internal(self.reader, ref, b""))
         if got != ref.hash:
             raise TreeCorrupt(f"state tree root node {ref.node_key(b'').hex()} does not hash to the recorded root")
 
@@ -251,7 +251,7 @@ class StateTree:
         """The tree after writing `changes` (None deletes) as `version`, without persisting anything."""
         if version <= self.version:
             raise ValueError(f"version {version} is not above the tree's {self.version}")
-        items = sorted((_sha256(k).digest(), v) for k, v in changes.items())
+        items = sorted((sha256(k).digest(), v) for k, v in changes.items())
         batch = _Batch(self.reader, version)
         root = batch.update(self.root, b"", items) if items else self.root
         return TreeUpdate(version, self.root, root, batch.writes, tuple(batch.stale))
@@ -261,12 +261,12 @@ class StateTree:
         siblings: list[bytes] = []
         ref, path = self.root, b""
         while ref is not None and ref.leaf_key is None:
-            slots = _read_internal(self.reader, ref, path)
-            nib = _nibble(kh, len(path))
-            levels = _levels(slots)
+            slots = read_internal(self.reader, ref, path)
+            nib = key_nibble(kh, len(path))
+            levels = node_levels(slots)
             for lvl in range(4, 0, -1):
                 h, kind = levels[lvl][nib >> lvl]
-                if kind != _INTERNAL:  # the range holds one leaf or none: the path ends here
+                if kind != KIND_INTERNAL:  # the range holds one leaf or none: the path ends here
                     lo = (nib >> lvl) << lvl
                     leaves = [r for r in slots[lo:lo + (1 << lvl)] if r is not None]
                     return siblings, leaves[0] if leaves else None
@@ -281,26 +281,26 @@ class StateTree:
             ref, path = stack.pop()
             yield ref.node_key(path)
             if ref.leaf_key is None:
-                for nib, child in enumerate(_read_internal(self.reader, ref, path)):
+                for nib, child in enumerate(read_internal(self.reader, ref, path)):
                     if child is not None:
                         stack.append((child, path + bytes((nib,))))
 
     def get(self, key: bytes) -> bytes | None:
         """The value of `key` in this version (None: absent)."""
-        kh = _sha256(key).digest()
+        kh = sha256(key).digest()
         _, leaf = self._walk(kh)
         if leaf is None or leaf.leaf_key != kh:
             return None
-        return _read_leaf(self.reader, leaf)[1]
+        return read_leaf(self.reader, leaf)[1]
 
     def prove(self, key: bytes) -> tuple[bytes | None, StateProof]:
         """The value of `key` in this version and the proof of it (or of its absence) against `root_hash`."""
-        kh = _sha256(key).digest()
+        kh = sha256(key).digest()
         siblings, leaf = self._walk(kh)
         if leaf is None:
             return None, StateProof(tuple(siblings), None)
-        leaf_kh, value = _read_leaf(self.reader, leaf)
-        proof = StateProof(tuple(siblings), (leaf_kh, _sha256(value).digest()))
+        leaf_kh, value = read_leaf(self.reader, leaf)
+        proof = StateProof(tuple(siblings), (leaf_kh, sha256(value).digest()))
         return (value if leaf_kh == kh else None), proof
 
 

@@ -4,7 +4,8 @@ the stale-node index that pruning walks.
 Separate from the tree update (chain/state_tree.py) and the proofs (chain/state_proof.py) because this
 is the layout on disk and in the hashes -- the part that must never change without a format version --
 while the algorithms over it may. The "Storage" section of chain/state_tree.py's docstring specifies
-it. Names starting with "_" are internal to the chain.state_* / chain.tree_* modules, not an API.
+it. Its helpers serve chain/state_tree.py and chain/state_proof.py; other code imports the tree's
+public names from chain.state_tree.
 """
 
 from __future__ import annotations
@@ -18,35 +19,18 @@ import msgpack
 
 from chain.encoding import DecodeError, decode, encode, want_bytes, want_list
 
-
 LEAF_DOMAIN = b"paynet/state-tree/leaf/v1"
-
-
 INTERNAL_DOMAIN = b"paynet/state-tree/internal/v1"
-
-
 EMPTY_HASH = bytes(32)
-
-
 MAX_PROOF_DEPTH = 256
-
-
 MAX_OVERLAY_DEPTH = 8
-
+"""Pending blocks stacked on pending blocks: past this depth their writes are merged into one dict."""
 
 _U64 = struct.Struct(">Q")
-
-
 _INTERNAL_TAG = b"\x00"
-
-
 _LEAF_TAG = b"\x01"
-
-
-_EMPTY, _LEAF, _INTERNAL = 0, 1, 2
-
-
-_sha256 = hashlib.sha256
+KIND_EMPTY, KIND_LEAF, KIND_INTERNAL = 0, 1, 2
+sha256 = hashlib.sha256
 
 
 class TreeCorrupt(Exception):
@@ -54,18 +38,18 @@ class TreeCorrupt(Exception):
 
 
 def leaf_hash(key_hash: bytes, value_hash: bytes) -> bytes:
-    return _sha256(LEAF_DOMAIN + key_hash + value_hash).digest()
+    return sha256(LEAF_DOMAIN + key_hash + value_hash).digest()
 
 
-def _internal(left: bytes, right: bytes) -> bytes:
-    return _sha256(INTERNAL_DOMAIN + left + right).digest()
+def internal_hash(left: bytes, right: bytes) -> bytes:
+    return sha256(INTERNAL_DOMAIN + left + right).digest()
 
 
-def _bit(key_hash: bytes, i: int) -> int:
+def key_bit(key_hash: bytes, i: int) -> int:
     return (key_hash[i >> 3] >> (7 - (i & 7))) & 1
 
 
-def _nibble(key_hash: bytes, depth: int) -> int:
+def key_nibble(key_hash: bytes, depth: int) -> int:
     b = key_hash[depth >> 1]
     return b >> 4 if depth & 1 == 0 else b & 15
 
@@ -87,7 +71,7 @@ class NodeRef(NamedTuple):
 
     @property
     def kind(self) -> int:
-        return _LEAF if self.leaf_key is not None else _INTERNAL
+        return KIND_LEAF if self.leaf_key is not None else KIND_INTERNAL
 
 
 def encode_root(ref: NodeRef | None) -> bytes:
@@ -128,13 +112,13 @@ def prunable(stale_keys: Iterable[bytes], below_version: int, limit: int) -> lis
 Slots = list[NodeRef | None]
 
 
-def _encode_internal(slots: Slots) -> bytes:
+def encode_internal(slots: Slots) -> bytes:
     return msgpack.packb(
         [1, [[n, r.version, r.hash, r.leaf_key] for n, r in enumerate(slots) if r is not None]], use_bin_type=True
     )
 
 
-def _encode_leaf(key_hash: bytes, value: bytes) -> bytes:
+def encode_leaf(key_hash: bytes, value: bytes) -> bytes:
     return msgpack.packb([0, key_hash, value], use_bin_type=True)
 
 
@@ -150,7 +134,7 @@ def _decode_node(node_key: bytes, raw: bytes | None) -> list[Any]:
     return obj
 
 
-def _read_internal(reader: "NodeReader", ref: NodeRef, path: bytes) -> Slots:
+def read_internal(reader: "NodeReader", ref: NodeRef, path: bytes) -> Slots:
     nk = ref.node_key(path)
     obj = _decode_node(nk, reader.get_node(nk))
     slots: Slots = [None] * 16
@@ -167,7 +151,7 @@ def _read_internal(reader: "NodeReader", ref: NodeRef, path: bytes) -> Slots:
     return slots
 
 
-def _read_leaf(reader: "NodeReader", ref: NodeRef) -> tuple[bytes, bytes]:
+def read_leaf(reader: "NodeReader", ref: NodeRef) -> tuple[bytes, bytes]:
     nk = ref.node_key(b"")
     obj = _decode_node(nk, reader.get_node(nk))
     if len(obj) != 3 or obj[0] != 0 or obj[1] != ref.leaf_key or not isinstance(obj[2], bytes):
@@ -175,7 +159,7 @@ def _read_leaf(reader: "NodeReader", ref: NodeRef) -> tuple[bytes, bytes]:
     return obj[1], obj[2]
 
 
-def _node_hash(slots: Slots) -> bytes:
+def internal_node_hash(slots: Slots) -> bytes:
     """The hash of a 16-ary node with two or more keys below it: the same value as `_levels(...)[4]`,
     computed over the non-empty children only (most nodes low in the tree have two or three)."""
     cur = [(i, r.hash, r.leaf_key is not None) for i, r in enumerate(slots) if r is not None]
@@ -185,35 +169,35 @@ def _node_hash(slots: Slots) -> bytes:
         while i < n:
             idx, h, leaf = cur[i]
             if i + 1 < n and cur[i + 1][0] == idx ^ 1:  # both halves non-empty (idx is the even one)
-                nxt.append((idx >> 1, _internal(h, cur[i + 1][1]), False))
+                nxt.append((idx >> 1, internal_hash(h, cur[i + 1][1]), False))
                 i += 2
                 continue
             if not leaf:  # an internal subtree beside an empty one is hashed with the placeholder
-                h = _internal(EMPTY_HASH, h) if idx & 1 else _internal(h, EMPTY_HASH)
+                h = internal_hash(EMPTY_HASH, h) if idx & 1 else internal_hash(h, EMPTY_HASH)
             nxt.append((idx >> 1, h, leaf))
             i += 1
         cur = nxt
     return cur[0][1]
 
 
-def _levels(slots: Slots) -> list[list[tuple[bytes, int]]]:
+def node_levels(slots: Slots) -> list[list[tuple[bytes, int]]]:
     """The four binary levels inside one 16-ary node: levels[0] = the 16 children, levels[4] = the node.
 
     Each entry is (hash, kind) with kind empty/leaf/internal, so a range holding one leaf takes the
     leaf's hash (the compression rule) and only ranges with two or more keys are hashed.
     """
-    level = [(EMPTY_HASH, _EMPTY) if r is None else (r.hash, r.kind) for r in slots]
+    level = [(EMPTY_HASH, KIND_EMPTY) if r is None else (r.hash, r.kind) for r in slots]
     levels = [level]
     while len(level) > 1:
         nxt = []
         for i in range(0, len(level), 2):
             (ha, ka), (hb, kb) = level[i], level[i + 1]
-            if kb == _EMPTY and ka != _INTERNAL:
+            if kb == KIND_EMPTY and ka != KIND_INTERNAL:
                 nxt.append((ha, ka))
-            elif ka == _EMPTY and kb == _LEAF:
+            elif ka == KIND_EMPTY and kb == KIND_LEAF:
                 nxt.append((hb, kb))
             else:
-                nxt.append((_internal(ha, hb), _INTERNAL))
+                nxt.append((internal_hash(ha, hb), KIND_INTERNAL))
         levels.append(nxt)
         level = nxt
     return levels
