@@ -315,18 +315,22 @@ def main(argv: list[str] | None = None) -> int:
     for res in failures[:20]:
         print(f"FAIL seed={res.seed}: {res.failure}")
     if failures:
-        first = failures[0]
-        lines = replay_trace(first.seed, cfg).splitlines()
-        if not args.full_trace and len(lines) > 3 + args.trace_lines:
-            lines = lines[:3] + [f"# ... {len(lines) - 3 - args.trace_lines} earlier events omitted (--full-trace)"] \
-                + lines[-args.trace_lines:]
-        print(f"--- trace of seed {first.seed} ---")
-        print("\n".join(lines))
-        print(f"replay the first failure with: python -m consensus.sim --validators {cfg.validators} "
-              f"--byzantine {cfg.byzantine} --heights {cfg.heights} --seed {first.seed}"
-              f"{' --adversarial' if cfg.adversarial else ''}{' --unsafe-disable-locking' if cfg.unsafe_disable_locking else ''}")
+        _print_first_failure(failures[0], cfg, args.trace_lines, args.full_trace)
         return 1
     return 0
+
+
+def _print_first_failure(first: SeedResult, cfg: SimConfig, trace_lines: int, full_trace: bool) -> None:
+    """The trace of the first failing seed (its tail unless `full_trace`) and the command replaying it."""
+    lines = replay_trace(first.seed, cfg).splitlines()
+    if not full_trace and len(lines) > 3 + trace_lines:
+        lines = lines[:3] + [f"# ... {len(lines) - 3 - trace_lines} earlier events omitted (--full-trace)"] \
+            + lines[-trace_lines:]
+    print(f"--- trace of seed {first.seed} ---")
+    print("\n".join(lines))
+    print(f"replay the first failure with: python -m consensus.sim --validators {cfg.validators} "
+          f"--byzantine {cfg.byzantine} --heights {cfg.heights} --seed {first.seed}"
+          f"{' --adversarial' if cfg.adversarial else ''}{' --unsafe-disable-locking' if cfg.unsafe_disable_locking else ''}")
 
 
 if __name__ == "__main__":
