@@ -54,7 +54,15 @@ from consensus.messages import Message, Verifier, Vote, VoteType, decode_message
 from consensus.round_state import ConsensusParams, HeightState, InvariantViolation
 from consensus.rules import StepRules
 from consensus.signer import GuardedSigner, MemorySignerState, Signer
-from consensus.wal_entries import NewHeightEntry, OwnProposalEntry, ReceivedEntry, StateEntry, ValidatedEntry, WalEntry, decode_entry
+from consensus.wal_entries import (
+    NewHeightEntry,
+    OwnProposalEntry,
+    ReceivedEntry,
+    StateEntry,
+    ValidatedEntry,
+    WalEntry,
+    decode_entry,
+)
 
 
 def _as_signer(signer: Signer | crypto.PrivateKey | None) -> Signer | None:
