@@ -29,7 +29,8 @@ drive it): a localhost TCP control port taking one JSON object per line and answ
 ``set`` (src, dst and any fault fields; fields not given keep their value), ``reset`` (src, dst),
 ``cut_only`` (links: [[src, dst], ...]: exactly these directions cut, every other cut lifted, other
 faults untouched; how partitions are applied atomically), ``heal`` (every fault cleared).
-`LinkProxyClient` is the Python client; `partition_links` and `bridge_links` compute topologies.
+`LinkProxyClient` (node/linkclient.py) is the Python client; `partition_links` and `bridge_links`
+(node/linkfaults.py, with the fault fields and their validation) compute topologies.
 
 Run: ``python -m node.linkproxy serve SPEC.json`` where SPEC is written by `node.localnet`:
 ``{"host": "127.0.0.1", "control_port": P, "links": [{"src": i, "dst": j, "listen_port": p,
@@ -43,15 +44,16 @@ import asyncio
 import json
 import logging
 import random
-import re
 import signal
 import socket
 import struct
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from node.linkfaults import Faults, Link, ProxyError, json_line, validate_faults
 
 log = logging.getLogger("paynet.linkproxy")
 
@@ -63,51 +65,9 @@ QUEUE_CHUNKS = 64
 the sender through TCP instead of growing the proxy's memory)."""
 MAX_CONTROL_LINE = 64 * 1024
 CONNECT_TIMEOUT = 5.0
-MAX_LATENCY_MS = 60_000
-
-Link = tuple[int, int]
 
 
-class ProxyError(Exception):
-    """A control command was refused (bad JSON, unknown link or field, value out of range)."""
-
-
-# -- fault state ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Faults:
-    """Faults on one traffic direction src->dst (see the module docstring for their meaning)."""
-
-    latency_ms: int = 0
-    jitter_ms: int = 0
-    bandwidth_bps: int = 0
-    stall: bool = False
-    cut: bool = False
-
-    def is_clear(self) -> bool:
-        return self == Faults()
-
-
-_FIELD_TYPES = {f.name: f.type for f in fields(Faults)}
-
-
-def validate_faults(values: dict[str, Any]) -> dict[str, Any]:
-    """Check fault fields from a control command; a clear ProxyError names the bad one."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if key not in _FIELD_TYPES:
-            raise ProxyError(f"unknown fault field {key!r} (known: {', '.join(_FIELD_TYPES)})")
-        if _FIELD_TYPES[key] in (bool, "bool"):
-            if not isinstance(value, bool):
-                raise ProxyError(f"{key} must be true or false, got {value!r}")
-        else:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ProxyError(f"{key} must be a non-negative integer, got {value!r}")
-            if key in ("latency_ms", "jitter_ms") and value > MAX_LATENCY_MS:
-                raise ProxyError(f"{key} must be at most {MAX_LATENCY_MS} ms, got {value}")
-        out[key] = value
-    return out
+# -- fault state per direction ----------------------------------------------------------------------
 
 
 class _Direction:
@@ -353,11 +313,11 @@ class LinkProxy:
                 try:
                     line = await reader.readline()
                 except (ValueError, asyncio.LimitOverrunError):
-                    writer.write(_reply({"ok": False, "error": f"command longer than {MAX_CONTROL_LINE} bytes"}))
+                    writer.write(json_line({"ok": False, "error": f"command longer than {MAX_CONTROL_LINE} bytes"}))
                     break
                 if not line:
                     break
-                writer.write(_reply(self.handle(line)))
+                writer.write(json_line(self.handle(line)))
                 await writer.drain()
         except (OSError, ConnectionError):
             pass
@@ -397,125 +357,6 @@ class LinkProxy:
             self.heal()
             return {}
         raise ProxyError(f"unknown command {name!r} (ping, status, set, reset, cut_only, heal)")
-
-
-def _reply(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj).encode() + b"\n"
-
-
-# -- topologies -------------------------------------------------------------------------------------
-
-
-def partition_links(n: int, groups: Sequence[Iterable[int]]) -> set[Link]:
-    """Directed links to cut so that only nodes in the same group talk. Nodes 0..n-1 not named in any
-    group form one more group together (so `partition 0,1,2` on 4 nodes isolates node 3)."""
-    named = [set(g) for g in groups]
-    seen: set[int] = set()
-    for g in named:
-        bad = [x for x in g if not 0 <= x < n]
-        if bad:
-            raise ValueError(f"no node {bad[0]} in a network of {n}")
-        if g & seen:
-            raise ValueError(f"node {sorted(g & seen)[0]} is in two groups")
-        seen |= g
-    rest = set(range(n)) - seen
-    all_groups = named + ([rest] if rest else [])
-    group_of = {x: k for k, g in enumerate(all_groups) for x in g}
-    return {(a, b) for a in range(n) for b in range(n) if a != b and group_of[a] != group_of[b]}
-
-
-def bridge_links(n: int) -> set[Link]:
-    """The bridge topology: halves L = {0..h-1} and R = {h..n-1} (h = n // 2), every link between them
-    cut except the one bridge pair (h-1, h). On 4 nodes: {0,1} | {2,3} joined only by 1<->2, so the
-    connectivity is the path 0-1-2-3: no node sees all others and no quorum is fully connected, so
-    progress needs votes relayed through the bridge (the consensus core's regossip)."""
-    if n < 2:
-        raise ValueError("a bridge needs at least 2 nodes")
-    h = n // 2
-    cut = partition_links(n, [range(h), range(h, n)])
-    return cut - {(h - 1, h), (h, h - 1)}
-
-
-# -- client -----------------------------------------------------------------------------------------
-
-
-class LinkProxyClient:
-    """Blocking client for the control port (one short connection per command: simple and robust for
-    scripts, tests and the chaos nemesis). Raises ProxyError on an error reply, OSError if unreachable."""
-
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> None:
-        self.host, self.port, self.timeout = host, port, timeout
-
-    def call(self, cmd: str, **args: Any) -> dict[str, Any]:
-        with socket.create_connection((self.host, self.port), self.timeout) as sock:
-            sock.sendall(_reply({"cmd": cmd, **args}))
-            buf = b""
-            while not buf.endswith(b"\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise OSError("link proxy closed the control connection without answering")
-                buf += chunk
-        reply = json.loads(buf)
-        if not reply.pop("ok", False):
-            raise ProxyError(reply.get("error", "unknown error"))
-        return reply
-
-    def ping(self) -> bool:
-        try:
-            return bool(self.call("ping").get("pong"))
-        except (OSError, ProxyError, ValueError):
-            return False
-
-    def status(self) -> dict[str, Any]:
-        return self.call("status")
-
-    def set_link(self, src: int, dst: int, **faults: Any) -> dict[str, Any]:
-        """Set fault fields on traffic src->dst (see `Faults`); fields not given keep their value."""
-        return self.call("set", src=src, dst=dst, **faults)["faults"]
-
-    def reset(self, src: int, dst: int) -> int:
-        return int(self.call("reset", src=src, dst=dst)["reset"])
-
-    def cut_only(self, links: Iterable[Link]) -> None:
-        self.call("cut_only", links=[list(x) for x in sorted(links)])
-
-    def partition(self, n: int, groups: Sequence[Iterable[int]]) -> set[Link]:
-        """Cut every link between groups, both ways (replacing any earlier partition); return the cut set."""
-        links = partition_links(n, groups)
-        self.cut_only(links)
-        return links
-
-    def bridge(self, n: int) -> set[Link]:
-        links = bridge_links(n)
-        self.cut_only(links)
-        return links
-
-    def heal(self) -> None:
-        self.call("heal")
-
-
-# -- parsing helpers (testnet script, chaos) --------------------------------------------------------
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s)?\s*$")
-_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)?\s*$", re.IGNORECASE)
-_RATE_UNITS = {"bit": 1, "bps": 1, "kbit": 1e3, "kbps": 1e3, "mbit": 1e6, "mbps": 1e6, "gbit": 1e9, "gbps": 1e9}
-
-
-def parse_duration_ms(text: str) -> int:
-    """'50ms', '1.5s', '200' (ms) -> milliseconds, as tc/netem spells durations."""
-    m = _DURATION.match(text)
-    if not m:
-        raise ValueError(f"not a duration: {text!r} (e.g. 50ms, 1s)")
-    value, unit = float(m.group(1)), (m.group(2) or "ms")
-    return round(value * {"us": 0.001, "ms": 1, "s": 1000}[unit])
-
-
-def parse_rate_bps(text: str) -> int:
-    """'1mbit', '512kbit', '1000000' (bit/s) -> bits per second, as tc spells rates."""
-    m = _RATE.match(text)
-    if not m:
-        raise ValueError(f"not a rate: {text!r} (e.g. 1mbit, 512kbit)")
-    return round(float(m.group(1)) * _RATE_UNITS[(m.group(2) or "bit").lower()])
 
 
 # -- process entry ----------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from chain import crypto
 from chain.genesis import Genesis
-from node.linkproxy import LinkProxyClient
+from node.linkclient import LinkProxyClient
 
 PASSPHRASE = "local-testnet-passphrase"
 CHAIN_ID = "paynet-local"

@@ -226,7 +226,7 @@ def beyond_f_cycle(c: "Cluster", rng: random.Random, hold: float, resume_timeout
         if kind == "kill":
             c._wait_dead(i)
     if kind == "partition":  # f+1 on one side, the rest on the other: no side holds 2f+1
-        from node.linkproxy import partition_links
+        from node.linkfaults import partition_links
 
         c.net.proxy.cut_only(partition_links(c.n, [down]))
     c.counts["beyond-f"] += 1
@@ -284,7 +284,7 @@ def has_links(net: LocalNet) -> bool:
 
 def _apply_partitions(c: "Cluster") -> None:
     """Cut exactly the links that isolate each node in `c.isolated` (each alone in its group)."""
-    from node.linkproxy import partition_links
+    from node.linkfaults import partition_links
 
     net = c.net
     net.proxy.cut_only(partition_links(c.n, [[i] for i in sorted(c.isolated)]) if c.isolated else set())

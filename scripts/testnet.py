@@ -36,7 +36,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from chain import crypto  # noqa: E402
-from node.linkproxy import ProxyError, parse_duration_ms, parse_rate_bps  # noqa: E402
+from node.linkfaults import ProxyError, parse_duration_ms, parse_rate_bps  # noqa: E402
 from node.localnet import DEMO_ASSET, LocalNet, NodeExited, demo_key  # noqa: E402
 from node.localsigner import LocalSigner  # noqa: E402
 

@@ -3,7 +3,7 @@
 Pure logic, no I/O. A node can lie about anything it sends; what it cannot forge is
   1. a header whose canonical bytes hash to the block hash (we decode and re-encode it ourselves),
   2. an RFC 6962 audit path from the tx id to that header's tx_root, or a sparse-Merkle state proof
-     from a state key and value to that header's state_root (chain/state_tree.py), and
+     from a state key and value to that header's state_root (chain/state_proof.py), and
   3. precommit signatures from more than 2/3 of the power of the validator set that signed the block.
 The caller says which set that is: the one the light client (wallet/lightclient.py) verified for the
 block's height, starting from the genesis set pinned at init and following governance changes.
@@ -19,7 +19,7 @@ from chain import merkle
 from chain.block import HASH_SIZE, BlockHeader
 from chain.encoding import DecodeError
 from chain.state import Account, AssetInfo, account_key, asset_key
-from chain.state_tree import ProofInvalid, StateProof, verify_state_proof
+from chain.state_proof import ProofInvalid, StateProof, verify_state_proof
 from chain.tx import SignedTx
 from chain.validators import ValidatorSet
 from consensus.certificate import CertificateError, CommitCertificate, verify_commit_certificate
@@ -146,11 +146,7 @@ def verify_signed_tx(tx_id: bytes, raw_hex: Any, chain_id: str) -> SignedTx:
 
     Used when showing someone else's tx: the receipt proves the id is final, this ties the
     displayed fields (amount, recipient) to that id."""
-    raw = _hex(raw_hex, "raw tx")
-    try:
-        tx = SignedTx.decode(raw)
-    except (DecodeError, ValueError) as e:
-        raise ReceiptError(f"raw tx does not decode: {e}") from None
+    tx = _decoded(_hex(raw_hex, "raw tx"), SignedTx.decode, "raw tx", ReceiptError)
     if tx.tx_id != tx_id:
         raise ReceiptError("raw tx bytes do not hash to the requested tx id")
     if tx.body.chain_id != chain_id:
@@ -181,10 +177,7 @@ def verify_state_value(answer: Mapping[str, Any], key: bytes, height: int, state
     raw_value = answer.get("value")
     value = None if raw_value is None else hex_field(raw_value, "value", MAX_STATE_VALUE_HEX, StateProofError)
     raw_proof = hex_field(answer.get("proof"), "proof", MAX_STATE_PROOF_HEX, StateProofError)
-    try:
-        proof = StateProof.decode(raw_proof)
-    except (DecodeError, ValueError) as e:
-        raise StateProofError(f"state proof does not decode: {e}") from None
+    proof = _decoded(raw_proof, StateProof.decode, "state proof", StateProofError)
     try:
         verify_state_proof(state_root, key, value, proof)
     except ProofInvalid as e:
@@ -204,10 +197,16 @@ def verify_asset(answer: Mapping[str, Any], asset_id: str, header: BlockHeader) 
 
 def _proven(answer: Mapping[str, Any], key: bytes, header: BlockHeader, decode: Callable[[bytes], T], what: str) -> T | None:
     value = verify_state_value(answer, key, header.height, header.state_root)
+    return None if value is None else _decoded(value, decode, f"proven {what} value", StateProofError)
+
+
+def _decoded(raw: bytes, decode: Callable[[bytes], T], what: str, bad: Callable[[str], Exception]) -> T:
+    """decode(raw), a decode failure reported as `bad` naming `what`: the one place that turns a node's
+    undecodable bytes into the caller's refusal (canonical re-encoding checks: lightclient.decode_canonical)."""
     try:
-        return None if value is None else decode(value)
+        return decode(raw)
     except (DecodeError, ValueError) as e:
-        raise StateProofError(f"proven {what} value does not decode: {e}") from None
+        raise bad(f"{what} does not decode: {e}") from None
 
 
 __all__ = [

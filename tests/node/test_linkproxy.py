@@ -19,15 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from node.linkproxy import (
-    LinkProxy,
-    LinkProxyClient,
-    ProxyError,
-    bridge_links,
-    parse_duration_ms,
-    parse_rate_bps,
-    partition_links,
-)
+from node.linkclient import LinkProxyClient
+from node.linkfaults import ProxyError, bridge_links, parse_duration_ms, parse_rate_bps, partition_links
+from node.linkproxy import LinkProxy
 
 
 async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
