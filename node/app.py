@@ -45,7 +45,7 @@ from node.driver import ConsensusDriver
 from node.api.sigcheck import SignatureChecker
 from node.gossip_intake import GossipIntake, Tally
 from node.mempool import Mempool
-from node.settle import SettleBound
+from node.settle import SETTLE_FLOOR_TXS, SettleBound
 from node.nonce_queue import NonceQueue
 from node.metrics import Metrics
 from node.node_view import MempoolFull, SubmitResult, TxRejected
@@ -80,7 +80,8 @@ class Node:
             max_bytes=config.mempool.max_bytes,
             max_per_account=config.mempool.max_per_account,
             queue=NonceQueue.from_config(config.mempool),
-            settle=SettleBound(config.mempool.max_settle_ms / 1000, floor_txs=config.consensus.max_block_txs,
+            settle=SettleBound(config.mempool.max_settle_ms / 1000,
+                               floor_txs=min(SETTLE_FLOOR_TXS, config.consensus.max_block_txs),
                                cap_txs=config.mempool.max_txs) if config.mempool.max_settle_ms else None,
         )
         self.metrics.set_mempool(0, 0, config.mempool.max_txs)

@@ -107,7 +107,7 @@ class MempoolSection(_Section):
     max_settle_ms: int = Field(
         2000, ge=0, le=600_000,
         description="client submissions get 503 + Retry-After once the pool holds this long of the chain's "
-        "throughput, measured over the last 5 s (never fewer than [consensus] max_block_txs); 0: only max_txs bounds the pool",
+        "throughput, measured over the last 5 s (never fewer than 1,000 txs or one block); 0: only max_txs bounds the pool",
     )
     gossip_batch: int = Field(500, ge=1, description="txs per gossip frame")
     gossip_interval_ms: int = Field(20, ge=1, description="how long new txs wait to be batched before gossip")
