@@ -44,7 +44,10 @@ from node.clock import Clock
 from node.config import NodeConfig
 from node.consensus_gate import ConsensusGate, Verdict, VerifiedSignatures
 from node.driver import ConsensusDriver
+from node.api.sigcheck import SignatureChecker
+from node.gossip_intake import GossipIntake, Tally
 from node.mempool import Mempool
+from node.settle import SETTLE_FLOOR_TXS, SettleBound
 from node.nonce_queue import NonceQueue
 from node.signing import build_signer
 from node.metrics import Metrics
@@ -83,8 +86,15 @@ class Node:
             max_bytes=config.mempool.max_bytes,
             max_per_account=config.mempool.max_per_account,
             queue=NonceQueue.from_config(config.mempool),
+            settle=SettleBound(config.mempool.max_settle_ms / 1000,
+                               floor_txs=min(SETTLE_FLOOR_TXS, config.consensus.max_block_txs),
+                               cap_txs=config.mempool.max_txs) if config.mempool.max_settle_ms else None,
         )
         self.metrics.set_mempool(0, 0, config.mempool.max_txs)
+        # Gossiped txs' signatures on a thread of their own, off the event loop (node/gossip_intake.py);
+        # the intake's frame bound is the backpressure, so the checker's own queue bound is never met.
+        self._gossip_signatures = SignatureChecker(1, max_queued=1 << 30)
+        self.gossip_intake = GossipIntake(self.mempool, self._gossip_signatures.verify, self._on_gossip_frame)
         self.metrics.block_committed(self.store.head_height, self.store.head_header.time_ms)
         self.data_dir = data
         self.wal = FileWAL(data / "consensus.wal")
@@ -165,7 +175,7 @@ class Node:
                 self.halted_because,
             )
         loop = asyncio.get_running_loop()
-        for coro in (self._recv_loop(), self._gossip_loop(), self._status_loop()):
+        for coro in (self._recv_loop(), self._gossip_loop(), self._status_loop(), self.gossip_intake.run()):
             self._tasks.append(loop.create_task(coro))
         if self.config.api.enabled:
             api = self.config.api  # the config file's [api] section is the API's ApiConfig itself
@@ -199,6 +209,7 @@ class Node:
         if self._runner:
             await self._runner.cleanup()
         await self.network.stop()
+        self._gossip_signatures.close()
         self.wal.close()
         self.store.close()
         self._stopped.set()
@@ -242,7 +253,8 @@ class Node:
                 cmsg = verdict.message
                 self.driver.step(VoteReceived(cmsg) if isinstance(cmsg, Vote) else ProposalReceived(cmsg))
         elif isinstance(msg, netmsg.Txs):
-            self._receive_gossip(peer, msg.txs)
+            if not self.gossip_intake.offer(peer, msg.txs):
+                self.metrics.tx_rejected("gossip_backlog", "gossip")
         elif isinstance(msg, netmsg.Status):
             self._on_peer_status(peer, msg)
         elif isinstance(msg, netmsg.BlockRequest):
@@ -250,37 +262,19 @@ class Node:
         elif isinstance(msg, netmsg.BlockResponse):
             self._apply_synced(peer, msg)
 
-    def _receive_gossip(self, peer: bytes, raws: tuple[bytes, ...]) -> None:
-        """Admit gossiped txs. A forged signature or undecodable tx costs the peer a penalty; so does a
-        batch made mostly of txs their senders cannot pay for (an honest relay admitted each one against
-        nearly our state, so at most a few can be unfunded here, e.g. when it is one block ahead)."""
-        bad = received = accepted = unfunded = 0
-        for raw in raws:
-            try:
-                tx = SignedTx.decode(raw)
-            except DecodeError:
-                bad += 1
-                continue
-            if tx.tx_id in self.mempool:
-                continue  # (an already committed tx fails admission on its used nonce: no store lookup needed)
-            received += 1
-            try:
-                self.mempool.add(tx, raw, relay=False)  # a future nonce is parked, not relayed
-                accepted += 1
-            except TxRejected as exc:
-                self.metrics.tx_rejected(exc.code, "gossip")
-                if exc.code == "bad_signature":
-                    bad += 1
-                elif exc.code == "insufficient_funds":
-                    unfunded += 1
-            except MempoolFull:
-                self.metrics.tx_rejected("mempool_full", "gossip")
-        self.metrics.tx_received("gossip", received)
-        self.metrics.tx_accepted("gossip", accepted)
-        if bad:
-            self.network.penalize(peer, "invalid_message")
-        if unfunded >= UNFUNDED_BATCH_MIN and unfunded * 2 > len(raws):
-            self.network.penalize(peer, "unfunded_txs")
+    def _on_gossip_frame(self, tally: Tally) -> None:
+        """Metrics and penalties for one admitted gossip frame (node/gossip_intake.py). A forged signature
+        or undecodable tx costs the peer a penalty; so does a frame made mostly of txs their senders
+        cannot pay for (an honest relay admitted each one against nearly our state, so at most a few can
+        be unfunded here, e.g. when it is one block ahead)."""
+        for code in tally.refused:
+            self.metrics.tx_rejected(code, "gossip")
+        self.metrics.tx_received("gossip", tally.received)
+        self.metrics.tx_accepted("gossip", tally.accepted)
+        if tally.bad:
+            self.network.penalize(tally.peer, "invalid_message")
+        if tally.unfunded >= UNFUNDED_BATCH_MIN and tally.unfunded * 2 > tally.frame_txs:
+            self.network.penalize(tally.peer, "unfunded_txs")
         self._after_mempool_change()
 
     async def _gossip_loop(self) -> None:
@@ -440,6 +434,8 @@ class Node:
         for r in evicted:
             self.metrics.tx_rejected(r.code.name.lower(), "evicted")
         now = time.monotonic()
+        if self.mempool.settle is not None:
+            self.mempool.settle.observe_commit(len(block.txs), now)
         finalities: list[tuple[bytes, float]] = []
         for tx_id in block.tx_ids:
             t0 = self._submit_times.pop(tx_id, None)
@@ -486,6 +482,9 @@ class Node:
 
     # -- NodeView (HTTP API) ----------------------------------------------------------------------
 
+    def admission_refusal(self) -> MempoolFull | None:
+        return self.mempool.client_refusal(arriving=self.gossip_intake.backlog_txs)
+
     def precheck_txs(self, txs: list[SignedTx]) -> list[TxRejected | None]:
         return self.mempool.precheck(txs)
 
@@ -493,6 +492,8 @@ class Node:
         tx_id = tx.tx_id
         if tx_id in self.mempool:
             return SubmitResult(tx_id, "duplicate")
+        if (full := self.admission_refusal()) is not None:
+            raise full
         # A committed tx is refused here on its used nonce; the API then finds it. `signature_ok` is the
         # verdict of the API's signature workers, so the event loop does no Ed25519 check for API txs.
         self.mempool.add(tx, raw, signature_ok=signature_ok)

@@ -102,6 +102,11 @@ class MempoolSection(_Section):
     max_txs: int = Field(50_000, ge=1, description="pool capacity; beyond it submissions get 503 + Retry-After")
     max_per_account: int = Field(1000, ge=1, description="pending txs one account may hold")
     max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    max_settle_ms: int = Field(
+        2000, ge=0, le=600_000,
+        description="client submissions get 503 + Retry-After once the pool holds this long of the chain's "
+        "throughput, measured over the last 5 s (never fewer than 1,000 txs or one block); 0: only max_txs bounds the pool",
+    )
     gossip_batch: int = Field(500, ge=1, description="txs per gossip frame")
     gossip_interval_ms: int = Field(20, ge=1, description="how long new txs wait to be batched before gossip")
     queued_per_account: int = Field(512, ge=0, description="future-nonce txs one account may have waiting for a gap")

@@ -13,7 +13,10 @@ refused without a signature check; the API runs `precheck` on a whole batch, che
 signatures on worker threads, then `add`s them with the verdict.
 
 Bounds: total txs, total bytes, txs per sender. When full, submission is refused with MempoolFull
-(the API answers 503 + Retry-After): backpressure instead of unbounded memory.
+(the API answers 503 + Retry-After): backpressure instead of unbounded memory. Client submissions have
+a tighter bound too, by settle time (node/settle.py, `client_refusal`): the pool takes from clients only
+what the chain settles in `[mempool] max_settle_ms`, so overload is refused at once instead of queued.
+Gossip is not held to it: a tx a peer admitted must reach every pool, or only its holder could propose it.
 
 Future nonces: a tx whose nonce is above the sender's pending one (a busy account's burst arriving out
 of order) is parked in a bounded NonceQueue once its signature checks out, and promoted through normal
@@ -23,6 +26,7 @@ block never holds a gap; they count against the per-account and byte bounds, and
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -34,6 +38,7 @@ from chain.state import Executor, State
 from chain.tx import Burn, Issue, SignedTx, Transfer
 from node.node_view import MempoolFull, TxRejected
 from node.nonce_queue import NonceQueue
+from node.settle import SettleBound
 
 REJECTED_MEMORY = 20_000
 REBUILD_EVERY = 50
@@ -103,7 +108,7 @@ _TRUST_ALL = _TrustAll()
 
 class Mempool:
     def __init__(self, state: State, *, max_txs: int, max_bytes: int, max_per_account: int,
-                 queue: NonceQueue | None = None) -> None:
+                 queue: NonceQueue | None = None, settle: SettleBound | None = None) -> None:
         self.max_txs = max_txs
         self.max_bytes = max_bytes
         self.max_per_account = max_per_account
@@ -118,6 +123,7 @@ class Mempool:
             max_per_account=512, max_distance=1024, max_total=20_000, timeout_s=30.0)
         self._next_sweep = 0.0
         self._promoted: list[bytes] = []  # raw txs admitted from the queue, for the node to gossip
+        self.settle = settle
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -193,6 +199,17 @@ class Mempool:
             raise MempoolFull(retry_after_s=1.0)
         if self._per_sender.get(sender, 0) + self.queue.count(sender) >= self.max_per_account:
             raise MempoolFull(retry_after_s=1.0)
+
+    def client_refusal(self, arriving: int = 0) -> MempoolFull | None:
+        """The refusal for a client submission when the pool, with `arriving` txs received and not yet
+        admitted (gossip waiting for its signature checks), holds what the chain settles in its bound."""
+        s = self.settle
+        if s is None:
+            return None
+        now, pooled = time.monotonic(), len(self._entries) + arriving
+        if pooled < s.limit(now):
+            return None
+        return MempoolFull(retry_after_s=s.retry_after_s(pooled, now))
 
     def _gap_refusal(self, tx: SignedTx, expected: int, funded: bool) -> TxRejected | None:
         """Why `tx` (nonce above `expected`) may not be parked, or None if it may (signature still to check).

@@ -137,6 +137,11 @@ class NodeView(Protocol):
     store: StoreReader
     metrics: "Metrics"
 
+    def admission_refusal(self) -> MempoolFull | None:
+        """Backpressure that refuses every client submission now (the pool holds what the chain settles in
+        its bound, node/settle.py): the API answers 503 + Retry-After before reading the body."""
+        return None
+
     def precheck_txs(self, txs: list[SignedTx]) -> list[TxRejected | None]: ...
 
     def submit_tx(self, tx: SignedTx, raw: bytes, signature_ok: bool | None = None) -> SubmitResult: ...

@@ -254,6 +254,15 @@ class Handlers:
             raise ApiError(429, "rate_limited", "too many transactions from this address",
                            retry_after=decision.retry_after_header)
 
+    def _refuse_if_pool_full(self) -> None:
+        """503 + Retry-After before reading a submission when the pool already holds what the chain settles
+        in its bound: overload is told within milliseconds, for the price of its headers."""
+        full = getattr(self.view, "admission_refusal", lambda: None)()
+        if full is not None:
+            self.view.metrics.tx_rejected("mempool_full", "api")
+            raise ApiError(503, "mempool_full", "the network is settling all it can: retry later",
+                           retry_after=str(max(1, math.ceil(full.retry_after_s))))
+
     def _grant_txs(self, request: web.Request, items: list[_Item]) -> str | None:
         """Charge the client's tx bucket one token per item; items past what it holds are refused as
         rate limited (not tried). Returns their Retry-After, or None when all were granted."""
@@ -273,6 +282,7 @@ class Handlers:
     async def submit_tx(self, request: web.Request) -> web.Response:
         metrics = self.view.metrics
         self._refuse_if_no_tx_tokens(request)
+        self._refuse_if_pool_full()
         body = await self._read_body(request, self.config.max_body_bytes)
         metrics.tx_received("api")
         try:
@@ -302,6 +312,7 @@ class Handlers:
         """
         metrics = self.view.metrics
         self._refuse_if_no_tx_tokens(request)
+        self._refuse_if_pool_full()
         obj = parse_json(await self._read_body(request, self.config.max_batch_body_bytes))
         try:
             req = SubmitBatchRequest.model_validate(obj)

@@ -241,7 +241,8 @@ ERROR_TEXT = {
     413: "request body too large",
     429: "rate limited (requests, txs or body bytes per client IP, txs per account, requests in progress); "
     "see Retry-After",
-    503: "mempool full or signature checks backed up (overloaded); see Retry-After",
+    503: "mempool full (for submissions also: the pool holds what the chain settles in [mempool] max_settle_ms, "
+         "refused before the body is read) or signature checks backed up (overloaded); see Retry-After",
     409: "ambiguous_prefix: several things match the prefix (candidates listed)",
 }
 

@@ -23,12 +23,12 @@ import aiohttp
 from chain import crypto
 from chain.tx import Transfer, TxBody
 from node.api.config import ApiConfig
-from node.localnet import CHAIN_ID, DEMO_ASSET, LocalNet
+from node.localnet import CHAIN_ID, DEMO_ASSET, LOCAL_API_LIMITS, LocalNet
 
 JUNK_BATCH_TXS = 1000
-# A local network raises the per-IP request rate for its tools (node/localnet.py LOCAL_API_LIMITS); the
-# adversarial tests put the production default back, so every API limit they meet is the shipped one.
-PRODUCTION_API = {"api": {"ip_rate_per_s": ApiConfig().ip_rate_per_s, "ip_burst": ApiConfig().ip_burst}}
+# A local network raises the per-IP rates for its tools (node/localnet.py LOCAL_API_LIMITS); the
+# adversarial tests put the production defaults back, so every API limit they meet is the shipped one.
+PRODUCTION_API = {"api": {name: getattr(ApiConfig(), name) for name in LOCAL_API_LIMITS}}
 
 
 def junk_batch_bodies(batches: int, size: int = JUNK_BATCH_TXS, seed: int = 0) -> list[bytes]:

@@ -411,3 +411,43 @@ def test_any_arrival_order_ends_with_all_admitted_in_nonce_order(order: list[tup
         mine = [t for t in pool.reap(100) if t.body.sender_address == key.address]
         assert mine == [txs[(s, k)] for k in range(n)]
         assert pool.pending_nonce(key.address) == n
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_out_of_order_nonces_across_two_nodes_and_their_gossip_converge(data: st.DataObject) -> None:
+    """One busy sender's nonces reach two nodes in any order (each nonce to one node), and each node's
+    gossip of what it pools (admitted at once, or promoted from its queue) reaches the other after any
+    delay, in send order per link: both pools end with every nonce, in nonce order, nothing parked."""
+    n = data.draw(st.integers(1, 20))
+    txs = [_tx(ALICE, k, amount=1) for k in range(n)]
+    arrivals = data.draw(st.permutations([(k, data.draw(st.integers(0, 1))) for k in range(n)]))
+    pools = (_qpool(), _qpool())
+    links: tuple[list[bytes], list[bytes]] = ([], [])  # raw txs in flight to node 0, to node 1
+
+    def relay(src: int, raw: bytes | None = None) -> None:
+        out = links[1 - src]
+        if raw is not None and pools[src].parked(SignedTx.decode(raw).tx_id) is None:
+            out.append(raw)  # pooled at once: gossiped now
+        out.extend(pools[src].take_promoted())  # parked client txs are gossiped once promoted
+
+    def deliver(dst: int) -> None:
+        raw = links[dst].pop(0)
+        tx = SignedTx.decode(raw)
+        if tx.tx_id not in pools[dst]:
+            pools[dst].add(tx, raw, relay=False)  # a peer's tx: parked or pooled, never re-relayed
+            relay(dst)
+
+    pending = list(arrivals)
+    while pending or links[0] or links[1]:
+        choices = ["client"] * bool(pending) + [f"to{d}" for d in (0, 1) if links[d]]
+        step = data.draw(st.sampled_from(choices))
+        if step == "client":
+            k, node = pending.pop(0)
+            raw = txs[k].encode()
+            pools[node].add(txs[k], raw)
+            relay(node, raw)
+        else:
+            deliver(int(step[-1]))
+    for pool in pools:
+        assert [t.body.nonce for t in pool.reap(100)] == list(range(n)) and len(pool.queue) == 0
