@@ -50,6 +50,8 @@ def token_source(token_label: str | None, key_label: str | None, pkcs11_library:
     """The token options, validated (pydantic) into the same model the [signer] config uses."""
     from custody.config import Pkcs11Source
 
+    if not token_label or not key_label:
+        raise click.UsageError("a token key needs --token TOKEN and --label LABEL")
     try:
         return Pkcs11Source(token_label=token_label or "", key_label=key_label or "", pkcs11_library=pkcs11_library,
                             pin_file=pin_file, pin_env=pin_env)
@@ -133,7 +135,8 @@ def restore(source: Path, home: Path, decrypt_key: Path | None, decrypt_hsm: boo
     try:
         if source.is_dir():
             if decrypt_key is not None or decrypt_hsm:
-                raise click.UsageError(f"{source} is a plaintext backup directory; it needs no key")
+                flag = "--decrypt-key" if decrypt_key is not None else "--decrypt-hsm"
+                raise click.UsageError(f"{source} is a plaintext backup directory; it needs no {flag}")
             manifest = restore_home(source, home, replace=replace)
         elif not is_archive(source):
             raise click.ClickException(f"{source} is neither a backup directory nor an encrypted backup archive")
