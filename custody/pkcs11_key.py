@@ -89,7 +89,8 @@ def generate_key(library: str, token_label: str, key_label: str, pin: str) -> by
     """Generate an Ed25519 key pair inside the token (sensitive, non-extractable); return the public key."""
     from pkcs11 import MechanismFlag
 
-    return generate_curve_pair(library, token_label, key_label, pin, ED25519_OID, MechanismFlag.SIGN | MechanismFlag.VERIFY, "an Ed25519")
+    signing = MechanismFlag.SIGN | MechanismFlag.VERIFY
+    return generate_curve_pair(library, token_label, key_label, pin, ED25519_OID, signing, "an Ed25519")
 
 
 def generate_curve_pair(

@@ -69,4 +69,6 @@ class FileBackupKey:
 
 def wrong_key(public_key: bytes) -> ArchiveError:
     """The one error for "this key does not open the archive key", whichever kind of key tried."""
-    return ArchiveError(f"the archive key does not open with {format_recipient(public_key)} (wrong key or damaged header)")
+    return ArchiveError(
+        f"the archive key does not open with {format_recipient(public_key)} (wrong key or damaged header)"
+    )

@@ -32,8 +32,10 @@ def token_options(required: bool) -> Callable[[Callable[..., Any]], Callable[...
 
     options = [
         click.option("--token", "token_label", required=required, default=None, help="PKCS#11 token label"),
-        click.option("--label", "key_label", required=required, default=None, help="label of the X25519 key in the token"),
-        click.option("--library", "pkcs11_library", default=DEFAULT_LIBRARY, show_default=True, help="Cryptoki library"),
+        click.option("--label", "key_label", required=required, default=None,
+                     help="label of the X25519 key in the token"),
+        click.option("--library", "pkcs11_library", default=DEFAULT_LIBRARY, show_default=True,
+                     help="Cryptoki library"),
         click.option("--pin-file", default="", help="file holding the token PIN (mode 0600)"),
         click.option("--pin-env", default="PAYNET_HSM_PIN", show_default=True, help="env var holding the token PIN"),
     ]
