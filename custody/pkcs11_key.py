@@ -55,12 +55,12 @@ def pin_from(env_var: str | None, file: str | Path | None) -> str:
 
 
 def raw_public_key(ec_point: bytes) -> bytes:
-    """The 32-byte Ed25519 key from CKA_EC_POINT: DER OCTET STRING (04 20 ...) or raw, as tokens differ."""
+    """The 32-byte Ed25519/X25519 key from CKA_EC_POINT: DER OCTET STRING (04 20 ...) or raw, as tokens differ."""
     if len(ec_point) == 34 and ec_point[:2] == b"\x04\x20":
         return ec_point[2:]
     if len(ec_point) == 32:
         return ec_point
-    raise HsmError(f"token returned an EC point of {len(ec_point)} bytes, not an Ed25519 public key")
+    raise HsmError(f"token returned an EC point of {len(ec_point)} bytes, not a 32-byte Ed25519/X25519 public key")
 
 
 def _open_token(library: str, token_label: str) -> Any:
@@ -86,7 +86,19 @@ def _login(token: Any, pin: str, *, rw: bool = False) -> Any:
 
 
 def generate_key(library: str, token_label: str, key_label: str, pin: str) -> bytes:
-    """Generate an Ed25519 key pair inside the token (sensitive, non-extractable); return the public key.
+    """Generate an Ed25519 key pair inside the token (sensitive, non-extractable); return the public key."""
+    from pkcs11 import MechanismFlag
+
+    signing = MechanismFlag.SIGN | MechanismFlag.VERIFY
+    return generate_curve_pair(library, token_label, key_label, pin, ED25519_OID, signing, "an Ed25519")
+
+
+def generate_curve_pair(
+    library: str, token_label: str, key_label: str, pin: str, curve_oid: str, capability: Any, what: str
+) -> bytes:
+    """Generate a key pair on `curve_oid` with CKM_EC_EDWARDS_KEY_PAIR_GEN (SoftHSM2 2.6 makes X25519
+    keys this way too), the private half sensitive, non-extractable and allowed only `capability`
+    (SIGN or DERIVE); return the raw public key.
 
     Refuses when the label is taken: two keys under one label would make every later lookup ambiguous."""
     pkcs11 = _pkcs11()
@@ -99,16 +111,17 @@ def generate_key(library: str, token_label: str, key_label: str, pin: str) -> by
             raise HsmError(f"token {token_label!r} already holds a key labelled {key_label!r}")
         try:
             params = session.create_domain_parameters(
-                KeyType.EC_EDWARDS, {Attribute.EC_PARAMS: encode_named_curve_parameters(ED25519_OID)}, local=True
+                KeyType.EC_EDWARDS, {Attribute.EC_PARAMS: encode_named_curve_parameters(curve_oid)}, local=True
             )
             pub, _priv = params.generate_keypair(
                 mechanism=Mechanism.EC_EDWARDS_KEY_PAIR_GEN,
                 store=True,
                 label=key_label,
+                capabilities=capability,
                 private_template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False},
             )
         except pkcs11.PKCS11Error as exc:
-            raise HsmError(f"token {token_label!r} cannot generate an Ed25519 key: {type(exc).__name__}") from None
+            raise HsmError(f"token {token_label!r} cannot generate {what} key: {type(exc).__name__}") from None
         return raw_public_key(pub[Attribute.EC_POINT])
 
 

@@ -3,7 +3,7 @@
 `paynet-node backup-key generate` writes it (the validator KDF class: it is unlocked rarely, and a stolen
 file must resist offline guessing); the public key ('pnbk' + hex) is what `backup --encrypt-to` takes.
 The keystore `kind` keeps the file from ever being unlocked as a node signing key, and the reverse.
-`FileBackupKey` is one implementation of `ArchiveKey`; an HSM-held key would be another.
+`FileBackupKey` is one implementation of `ArchiveKey`; node/backup_key_hsm.py has the token-held one.
 """
 
 from __future__ import annotations
@@ -64,6 +64,11 @@ class FileBackupKey:
         try:
             return nacl.public.SealedBox(self._private).decrypt(sealed)
         except nacl.exceptions.CryptoError:
-            raise ArchiveError(
-                f"the archive key does not open with {format_recipient(self.public_key)} (wrong key or damaged header)"
-            ) from None
+            raise wrong_key(self.public_key) from None
+
+
+def wrong_key(public_key: bytes) -> ArchiveError:
+    """The one error for "this key does not open the archive key", whichever kind of key tried."""
+    return ArchiveError(
+        f"the archive key does not open with {format_recipient(public_key)} (wrong key or damaged header)"
+    )

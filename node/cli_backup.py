@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,7 +19,47 @@ from node.backup_key import NEW_PASSPHRASE_ENV, PASSPHRASE_ENV
 from node.cli_common import HOME_OPTION, passphrase
 
 if TYPE_CHECKING:
+    from custody.config import Pkcs11Source
     from node.backup import Manifest
+
+HSM_HELP = ("With a token key (--decrypt-hsm / hsm-generate) the PIN comes from --pin-file (mode 0600), else the env "
+            "var named by --pin-env (default PAYNET_HSM_PIN, removed from the process environment once read).")
+
+
+def token_options(required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--token/--label/--library/--pin-file/--pin-env, as `paynet-wallet import-hsm` spells them."""
+    from custody.pkcs11_key import DEFAULT_LIBRARY
+
+    options = [
+        click.option("--token", "token_label", required=required, default=None, help="PKCS#11 token label"),
+        click.option("--label", "key_label", required=required, default=None,
+                     help="label of the X25519 key in the token"),
+        click.option("--library", "pkcs11_library", default=DEFAULT_LIBRARY, show_default=True,
+                     help="Cryptoki library"),
+        click.option("--pin-file", default="", help="file holding the token PIN (mode 0600)"),
+        click.option("--pin-env", default="PAYNET_HSM_PIN", show_default=True, help="env var holding the token PIN"),
+    ]
+
+    def apply(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+    return apply
+
+
+def token_source(token_label: str | None, key_label: str | None, pkcs11_library: str, pin_file: str,
+                 pin_env: str) -> Pkcs11Source:
+    """The token options, validated (pydantic) into the same model the [signer] config uses."""
+    from custody.config import Pkcs11Source
+
+    if not token_label or not key_label:
+        raise click.UsageError("a token key needs --token TOKEN and --label LABEL")
+    try:
+        return Pkcs11Source(token_label=token_label or "", key_label=key_label or "", pkcs11_library=pkcs11_library,
+                            pin_file=pin_file, pin_env=pin_env)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise click.UsageError(str(exc)) from None
+
 
 KEY_PASSPHRASE_HELP = (
     f"The backup key's passphrase comes from --key-passphrase-file, else ${PASSPHRASE_ENV} (removed from "
@@ -66,36 +107,48 @@ def _recipient(text: str) -> bytes:
     return public_key_of(Path(text)) if Path(text).is_file() else parse_recipient(text)
 
 
-@click.command(epilog=KEY_PASSPHRASE_HELP)
+@click.command(epilog=KEY_PASSPHRASE_HELP + " " + HSM_HELP)
 @click.argument("source", type=click.Path(path_type=Path, exists=True))
 @HOME_OPTION
 @click.option("--decrypt-key", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="the backup key file (from `backup-key generate`) that opens an encrypted archive")
+@click.option("--decrypt-hsm", is_flag=True,
+              help="open the archive with the X25519 key --label in PKCS#11 token --token (`backup-key hsm-generate`)")
+@token_options(required=False)
 @click.option("--key-passphrase-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="read the backup key's passphrase from this file's first line (mode 0600)")
 @click.option("--replace", is_flag=True,
               help="restore over an existing (stopped) home: it is moved aside; its signer state and key are kept")
-def restore(source: Path, home: Path, decrypt_key: Path | None, key_passphrase_file: Path | None, replace: bool) -> None:
+def restore(source: Path, home: Path, decrypt_key: Path | None, decrypt_hsm: bool, key_passphrase_file: Path | None,
+            replace: bool, **token: Any) -> None:
     """Rebuild a node home from SOURCE (an encrypted archive, or an --unencrypted backup directory).
 
     No consensus WAL is restored and the local signer state is kept. An archive is decrypted into a
     staging directory and fully verified before anything is installed."""
     from chain.store import StoreError
+    from custody.pkcs11_key import HsmError
     from node.backup import BackupError, restore_home
     from node.backup_archive import ArchiveError, is_archive
 
+    if decrypt_key is not None and decrypt_hsm:
+        raise click.UsageError("--decrypt-key and --decrypt-hsm exclude each other")
+    if not decrypt_hsm and (token["token_label"] or token["key_label"]):
+        raise click.UsageError("--token and --label go with --decrypt-hsm")
     try:
         if source.is_dir():
-            if decrypt_key is not None:
-                raise click.UsageError(f"{source} is a plaintext backup directory; it needs no --decrypt-key")
+            if decrypt_key is not None or decrypt_hsm:
+                flag = "--decrypt-key" if decrypt_key is not None else "--decrypt-hsm"
+                raise click.UsageError(f"{source} is a plaintext backup directory; it needs no {flag}")
             manifest = restore_home(source, home, replace=replace)
         elif not is_archive(source):
             raise click.ClickException(f"{source} is neither a backup directory nor an encrypted backup archive")
+        elif decrypt_hsm:
+            manifest = _restore_with_token(source, home, token_source(**token), replace)
         elif decrypt_key is None:
-            raise click.UsageError(f"{source} is an encrypted backup archive: give --decrypt-key FILE")
+            raise click.UsageError(f"{source} is an encrypted backup archive: give --decrypt-key FILE or --decrypt-hsm")
         else:
             manifest = _restore_archive(source, home, decrypt_key, key_passphrase_file, replace)
-    except (BackupError, ArchiveError, KeystoreError, StoreError, OSError, ValueError) as exc:
+    except (BackupError, ArchiveError, KeystoreError, StoreError, HsmError, OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     if not manifest.includes_key:
         click.echo(f"note: the backup has no identity key; put the node's keystore in {home} before `run`", err=True)
@@ -117,6 +170,18 @@ def _restore_archive(source: Path, home: Path, key_file: Path, passphrase_file: 
     key = FileBackupKey.unlock(key_file, passphrase(PASSPHRASE_ENV, "Backup key passphrase", file=passphrase_file),
                                min_kdf=node_key_floor())
     return restore_encrypted(source, key, home, replace=replace)
+
+
+def _restore_with_token(source: Path, home: Path, token: Pkcs11Source, replace: bool) -> Manifest:
+    """Open the token key (the archive's recipient is checked against it before anything is decrypted)."""
+    from node.backup_encrypted import restore_encrypted
+    from node.backup_key_hsm import HsmBackupKey
+
+    key = HsmBackupKey.open(token)
+    try:
+        return restore_encrypted(source, key, home, replace=replace)
+    finally:
+        key.close()
 
 
 @click.group("backup-key")
@@ -178,3 +243,21 @@ def backup_key_change_passphrase(key_file: Path, key_passphrase_file: Path | Non
     except (KeystoreError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps({"key_file": str(key_file), "public_key": format_recipient(info.public_key)}))
+
+
+@backup_key.command("hsm-generate", epilog=HSM_HELP)
+@token_options(required=True)
+def backup_key_hsm_generate(**token: Any) -> None:
+    """Generate a backup key pair inside a PKCS#11 token (the private key never leaves it); prints the
+    public key for `backup --encrypt-to`."""
+    from custody.pkcs11_key import HsmError
+    from node.backup_archive import format_recipient
+    from node.backup_key_hsm import generate_in_token
+
+    source = token_source(**token)
+    try:
+        public = generate_in_token(source)
+    except (HsmError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({"token": source.token_label, "label": source.key_label,
+                           "public_key": format_recipient(public)}))

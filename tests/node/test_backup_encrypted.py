@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nacl.public
 import pytest
 from click.testing import CliRunner, Result
 
@@ -161,3 +162,22 @@ def test_occupied_target_is_refused_before_decrypting(tmp_path: Path, home: Path
         restore_encrypted(tmp_path / "a.pnbk", key, tmp_path / "busy")
     assert [p.name for p in (tmp_path / "busy").iterdir()] == ["something"]
     assert not list(tmp_path.glob(".busy.decrypting*"))
+
+
+def test_token_flags_are_refused_where_they_mean_nothing(tmp_path: Path, home: Path) -> None:
+    """--decrypt-hsm and its token options: refused before any token is opened where they cannot apply."""
+    plain = node("backup", str(tmp_path / "plain"), "--home", str(home), "--unencrypted")
+    assert plain.exit_code == 0, plain.output
+    needless = node("restore", str(tmp_path / "plain"), "--home", str(tmp_path / "r"), "--decrypt-hsm",
+                    "--token", "t", "--label", "l")
+    assert needless.exit_code == 2 and "needs no --decrypt-hsm" in needless.output
+    stray = node("restore", str(tmp_path / "plain"), "--home", str(tmp_path / "r"), "--token", "t")
+    assert stray.exit_code == 2 and "go with --decrypt-hsm" in stray.output
+    recipient = format_recipient(bytes(nacl.public.PrivateKey.generate().public_key))
+    archived = node("backup", str(tmp_path / "a.pnbk"), "--home", str(home), "--encrypt-to", recipient)
+    assert archived.exit_code == 0, archived.output
+    no_label = node("restore", str(tmp_path / "a.pnbk"), "--home", str(tmp_path / "r2"), "--decrypt-hsm", "--token", "t")
+    assert no_label.exit_code == 2 and "needs --token TOKEN and --label LABEL" in no_label.output
+    long_label = node("backup-key", "hsm-generate", "--token", "t" * 33, "--label", "l")
+    assert long_label.exit_code == 2 and "token_label" in long_label.output
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r2").exists()
