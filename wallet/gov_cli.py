@@ -19,14 +19,13 @@ from chain.tx import Action
 
 from wallet import gov, ops
 from wallet.cli import PASSPHRASE_HELP, Ctx, emit, json_option, main, passphrase, run
+from wallet.cli_options import finality_options
 from wallet.client import NodeClient
 from wallet.verified import light_client_for
 
 
 def _member_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option("--timeout", type=click.FloatRange(0.1, 3600), default=60.0, show_default=True,
-                     help="Seconds to wait for finality.")(f)
-    f = click.option("--no-wait", is_flag=True, help="Print the tx id at once; do not wait for finality.")(f)
+    f = finality_options(f)
     f = click.option("--memo", default="", help="Free text recorded with the tx (why this change).")(f)
     f = click.option("--from", "from_name", required=True, help="Key name of a governance member.")(f)
     return json_option(f)
