@@ -29,7 +29,7 @@ from wallet.messages import PASSPHRASE_ENV
 from wallet.passphrases import current_passphrase as passphrase
 from wallet.store import HOME_ENV, WalletHome, check_node_url, default_home
 from wallet.lightclient import LightClientAttack, LightClientError
-from wallet.verified import VerifiedReader, light_client_for
+from wallet.verified import light_client_for
 from wallet.transact import TxKind, TxRequest
 from wallet.verify import TRUST_NOTE, ReceiptError, StateProofError
 
@@ -239,16 +239,8 @@ def balance_cmd(obj: Ctx, who: str, verify: bool) -> None:
     addr = obj.home.resolve_address(who)
     cfg = obj.config()
 
-    async def go() -> dict[str, Any]:
-        async with obj.client(cfg) as client:
-            if not verify:
-                return await ops.balance(client, addr)
-            reader = VerifiedReader(client, light_client_for(obj.home, cfg))
-            data = await reader.balance(addr)
-            data["refused_nodes"] = [{"url": u, "reason": r} for u, r in reader.refused]
-            return data
-
-    data = run(go())
+    data = obj.with_client(cfg, lambda client: ops.verified_balance(client, light_client_for(obj.home, cfg), addr)
+                           if verify else ops.balance(client, addr))
 
     def render(c: Console) -> None:
         c.print(f"[bold]{data['address']}[/]  nonce {data['nonce']}  (from {data['node']})")
@@ -275,11 +267,7 @@ def history_cmd(obj: Ctx, who: str, limit: int) -> None:
     addr = obj.home.resolve_address(who)
     cfg = obj.config()
 
-    async def go() -> dict[str, Any]:
-        async with obj.client(cfg) as client:
-            return await ops.history(client, addr, limit)
-
-    data = run(go())
+    data = obj.with_client(cfg, lambda client: ops.history(client, addr, limit))
 
     def render(c: Console) -> None:
         c.print(f"[bold]{data['address']}[/]  ({data['source']}; node-reported, `tx TXID` verifies one)")
@@ -307,11 +295,7 @@ def tx_cmd(obj: Ctx, tx_id: str) -> None:
     one is shown only after its receipt verifies locally."""
     cfg = obj.config()
 
-    async def go() -> dict[str, Any]:
-        async with obj.client(cfg) as client:
-            return await ops.show_tx(client, cfg, tx_id, light=light_client_for(obj.home, cfg))
-
-    data = run(go())
+    data = obj.with_client(cfg, lambda client: ops.show_tx(client, cfg, tx_id, light=light_client_for(obj.home, cfg)))
 
     def render(c: Console) -> None:
         c.print(f"tx {data['tx_id']}: [bold]{data['status']}[/]")
@@ -368,12 +352,8 @@ def _transact(obj: Ctx, req: TxRequest) -> None:
         with err_console().status(f"waiting for finality of {tx_id[:16]}…") as status:
             yield lambda state, url: status.update(f"waiting for finality of {tx_id[:16]}… {state} ({url})")
 
-    async def go() -> dict[str, Any]:
-        async with obj.client(cfg) as client:
-            return await transact.execute(client, cfg, obj.home, key, req, to_addr,
-                                          transact.unwatched if obj.json else spinner)
-
-    data = run(go())
+    data = obj.with_client(cfg, lambda client: transact.execute(client, cfg, obj.home, key, req, to_addr,
+                                                                transact.unwatched if obj.json else spinner))
 
     def render(c: Console) -> None:
         if not req.wait:
@@ -386,31 +366,20 @@ def _transact(obj: Ctx, req: TxRequest) -> None:
     emit(obj, data, render)
 
 
-@main.command(epilog=PASSPHRASE_HELP)
-@transaction_options("transfer")
-@click.pass_obj
-def send(obj: Ctx, from_name: str, to: str, amount: str, asset: str, memo: str, no_wait: bool, timeout: float,
-         expiry_margin: int) -> None:
-    """Sign a transfer locally, submit it, wait for finality and verify the receipt."""
-    _transact(obj, TxRequest(TxKind.TRANSFER, from_name, to, amount, asset, memo, expiry_margin, not no_wait, timeout))
+def _tx_command(kind: TxKind, name: str, doc: str) -> None:
+    """Register `send`, `issue` or `burn`: the same options (no --to for a burn) and the same run."""
+
+    @main.command(name, epilog=PASSPHRASE_HELP, help=doc)
+    @transaction_options(kind.value)
+    @click.pass_obj
+    def command(obj: Ctx, from_name: str, amount: str, asset: str, memo: str, no_wait: bool, timeout: float,
+                expiry_margin: int, to: str | None = None) -> None:
+        _transact(obj, TxRequest(kind, from_name, to, amount, asset, memo, expiry_margin, not no_wait, timeout))
 
 
-@main.command(epilog=PASSPHRASE_HELP)
-@transaction_options("issue")
-@click.pass_obj
-def issue(obj: Ctx, from_name: str, to: str, amount: str, asset: str, memo: str, no_wait: bool, timeout: float,
-          expiry_margin: int) -> None:
-    """Issue new units of an asset (asset issuer only)."""
-    _transact(obj, TxRequest(TxKind.ISSUE, from_name, to, amount, asset, memo, expiry_margin, not no_wait, timeout))
-
-
-@main.command(epilog=PASSPHRASE_HELP)
-@transaction_options("burn")
-@click.pass_obj
-def burn(obj: Ctx, from_name: str, amount: str, asset: str, memo: str, no_wait: bool, timeout: float,
-         expiry_margin: int) -> None:
-    """Burn units of an asset from the issuer's balance (asset issuer only)."""
-    _transact(obj, TxRequest(TxKind.BURN, from_name, None, amount, asset, memo, expiry_margin, not no_wait, timeout))
+_tx_command(TxKind.TRANSFER, "send", "Sign a transfer locally, submit it, wait for finality and verify the receipt.")
+_tx_command(TxKind.ISSUE, "issue", "Issue new units of an asset (asset issuer only).")
+_tx_command(TxKind.BURN, "burn", "Burn units of an asset from the issuer's balance (asset issuer only).")
 
 
 # -- audit ----------------------------------------------------------------------------------------------

@@ -47,6 +47,15 @@ class Ctx:
         self.clients.append(client)
         return client
 
+    def with_client(self, cfg: WalletConfig, fn: Callable[[NodeClient], Awaitable[T]]) -> T:
+        """Run `fn` with a client of cfg's nodes (closed afterwards) on this command's event loop."""
+
+        async def go() -> T:
+            async with self.client(cfg) as client:
+                return await fn(client)
+
+        return run(go())
+
     def failover_notes(self) -> list[str]:
         """What the human output says about nodes skipped on the way (JSON output carries `failovers`)."""
         return [note for c in self.clients for note in failover_notes(c.failovers, c.current_url)]

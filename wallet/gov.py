@@ -130,3 +130,8 @@ async def proposals(client: NodeClient, status: str = "all", limit: int = 50) ->
 
 async def proposal(client: NodeClient, proposal_id: str) -> dict[str, Any]:
     return await client.get(f"/governance/proposals/{proposal_id.strip().lower().removeprefix('0x')}")
+
+
+async def state_and_proposals(client: NodeClient, status: str = "all", limit: int = 50) -> dict[str, Any]:
+    """What `gov list` shows: the member set and threshold, then the proposals."""
+    return {"state": await gov_state(client), **await proposals(client, status, limit)}

@@ -155,11 +155,7 @@ def list_cmd(obj: Ctx, status: str, limit: int) -> None:
     """Proposals, newest first, with the members and threshold."""
     cfg = obj.config()
 
-    async def go() -> dict[str, Any]:
-        async with obj.client(cfg) as client:
-            return {"state": await gov.gov_state(client), **await gov.proposals(client, status, limit)}
-
-    data = run(go())
+    data = obj.with_client(cfg, lambda client: gov.state_and_proposals(client, status, limit))
 
     def render(c: Console) -> None:
         st = data["state"]
@@ -182,11 +178,7 @@ def show_cmd(obj: Ctx, proposal_id: str) -> None:
     """One proposal: its action, approvals and status."""
     cfg = obj.config()
 
-    async def go() -> dict[str, Any]:
-        async with obj.client(cfg) as client:
-            return await gov.proposal(client, proposal_id)
-
-    data = run(go())
+    data = obj.with_client(cfg, lambda client: gov.proposal(client, proposal_id))
 
     def render(c: Console) -> None:
         c.print(f"proposal {data['id']}: [bold]{data['status']}[/]")

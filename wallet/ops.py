@@ -209,6 +209,14 @@ async def balance(client: NodeClient, addr: bytes) -> dict[str, Any]:
     }
 
 
+async def verified_balance(client: NodeClient, light: LightClient, addr: bytes) -> dict[str, Any]:
+    """The balance proven against a header the light client verified, and the nodes refused on the way."""
+    reader = VerifiedReader(client, light)
+    data = await reader.balance(addr)
+    data["refused_nodes"] = [{"url": u, "reason": r} for u, r in reader.refused]
+    return data
+
+
 async def history(client: NodeClient, addr: bytes, limit: int) -> dict[str, Any]:
     """Recent txs touching `addr`, newest first, from the node's account index (`recent_txs`), amounts
     formatted in each asset's decimals. Listing only: run `tx TXID` to verify one."""
@@ -243,5 +251,6 @@ def _entry(tx_id: str, height: int, fields: dict[str, Any], addr_text: str) -> d
 
 __all__ = [
     "DEFAULT_EXPIRY_MARGIN", "Signed", "TRUST_NOTE", "asset_decimals", "balance", "build_and_sign", "check_chain",
-    "describe_tx", "get_tx_by_prefix", "history", "make_payload", "show_tx", "submit", "wait_and_verify",
+    "describe_tx", "get_tx_by_prefix", "history", "make_payload", "show_tx", "submit", "verified_balance",
+    "wait_and_verify",
 ]
