@@ -22,6 +22,7 @@ from chain import crypto
 
 from wallet import hsm_cli, ops, transact, trust
 from wallet.errors import UsageError, WalletError
+from wallet.hexinput import hex32
 from wallet.cli_context import Ctx, emit, err_console, run
 from wallet.cli_options import JSON_META, json_option, transaction_options
 from wallet.cli_passwd import passwd
@@ -176,12 +177,8 @@ def import_(obj: Ctx, name: str, seed_hex_file: str) -> None:
                 line = f.readline()
         except OSError as e:
             raise UsageError(f"cannot read {seed_hex_file}: {e.strerror}") from None
-    text = line.strip().lower().removeprefix("0x")
-    try:
-        seed = bytes.fromhex(text)
-    except ValueError:
-        seed = b""
-    if len(seed) != 32:
+    seed = hex32(line)
+    if seed is None:
         raise UsageError("seed must be 64 hex digits (32 bytes)")
     info = obj.home.save_key(name, crypto.PrivateKey(seed), passphrase(confirm=True))
     data = _key_json(name, info.public_key)
