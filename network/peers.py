@@ -1,6 +1,7 @@
 """PeerManager: keeps one authenticated TLS link per allowed peer key and moves messages over them.
 
-Responsibilities (policy; the byte plumbing lives in `transport.Link`):
+Responsibilities (policy; the byte plumbing lives in `transport.Link`; admission of a link in
+`network.handshake`, accepting in `network.inbound`, dialing in `network.dialer`, all mixed in here):
 - listen, and dial configured addresses with bounded exponential backoff + jitter;
 - admit a link only if TLS verified the peer against the network CA, its Ed25519 key is in the
   allowed set (validators or observers, read through a callback because governance changes it),
@@ -20,43 +21,25 @@ import asyncio
 import ipaddress
 import logging
 import random
-import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Collection, Iterable
 
 from chain.encoding import DecodeError
-from network.backoff import Backoff
+from network.dialer import DialerMixin
 from network.framing import encode_frame
+from network.handshake import Address, HandshakeMixin, Refused
+from network.inbound import InboundMixin
 from network.inbox import Inbox
-from network.messages import (
-    MAX_HELLO_BYTES,
-    PROTOCOL_VERSION,
-    Hello,
-    Message,
-    Ping,
-    Status,
-    decode_message,
-    encode_message,
-)
-from network.pki import PkiError, build_tls_context, load_cert, node_identity
+from network.messages import Hello, Message, Ping, Status, decode_message, encode_message
+from network.pki import build_tls_context, load_cert, node_identity
 from network.scoring import PeerScores
 from network.slots import HandshakePool, KnownAddresses
 from network.stats import NetworkStats
-from network.transport import (
-    READ_CHUNK,
-    Link,
-    LinkConfig,
-    LinkError,
-    abort,
-    peer_identity,
-    tls_accept,
-    tls_connect,
-)
+from network.transport import READ_CHUNK, Link, LinkConfig, LinkError
 
 log = logging.getLogger(__name__)
 
-Address = tuple[str, int]
 
 
 @dataclass(frozen=True)
@@ -98,20 +81,11 @@ class PeerInfo:
     connected_at: float
 
 
-class Refused(Exception):
-    """A connection did not become a link. `peer` is the key, if TLS got far enough to learn it."""
-
-    def __init__(self, reason: str, peer: bytes | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.peer = peer
-
-
 OnConnected = Callable[[PeerInfo], None]
 OnDisconnected = Callable[[bytes, str], None]
 
 
-class PeerManager:
+class PeerManager(HandshakeMixin, InboundMixin, DialerMixin):
     """Asyncio peer manager. Construct, `await start()`, then `send`/`broadcast`/`recv`; `await stop()`."""
 
     def __init__(
@@ -262,66 +236,6 @@ class PeerManager:
     def _frame(self, msg: Message) -> bytes:
         return encode_frame(encode_message(msg), self.config.link.max_frame)
 
-    def _hello_frame(self) -> bytes:
-        return encode_frame(encode_message(Hello(self.chain_id, self.genesis_hash, self._height(), PROTOCOL_VERSION)))
-
-    def _check_identity(self, pk: bytes) -> None:
-        if pk == self.pubkey:
-            raise Refused("self", pk)
-        if pk not in self._allowed_keys():
-            raise Refused("not_allowed", pk)
-        if self.scores.is_banned(pk, time.monotonic()):
-            raise Refused("banned", pk)
-
-    async def _authenticate(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        outbound: bool,
-        address: Address | None,
-        timeout: float | None = None,
-    ) -> Link:
-        """Identity check and HELLO exchange on a TLS stream; return an unstarted Link or raise Refused."""
-        timeout = self.config.handshake_timeout if timeout is None else timeout
-        try:
-            pk = peer_identity(writer)
-        except PkiError as exc:
-            self.stats.handshake_failures += 1
-            abort(writer)
-            raise Refused(f"bad_certificate: {exc}") from None
-        try:
-            self._check_identity(pk)
-        except Refused:
-            self.stats.refused_identity += 1
-            abort(writer)
-            raise
-        link = Link(reader, writer, pk, outbound=outbound, address=address, config=self.config.link, stats=self.stats)
-        try:
-            # Both sides send first, then read: no ordering deadlock.
-            await link.write_now(self._hello_frame(), timeout)
-            frame = await link.read_frame(timeout, MAX_HELLO_BYTES)
-            hello = decode_message(frame, MAX_HELLO_BYTES)
-        except (LinkError, DecodeError) as exc:
-            self.stats.refused_hello += 1
-            await link.shutdown()
-            raise Refused(f"bad_hello: {exc}", pk) from None
-        except (OSError, ssl.SSLError, TimeoutError, asyncio.TimeoutError, asyncio.IncompleteReadError) as exc:
-            # In TLS 1.3 a server's rejection of our certificate only shows up here, on first read.
-            self.stats.handshake_failures += 1
-            await link.shutdown()
-            raise Refused(f"handshake: {exc!r}", pk) from None
-        if (
-            not isinstance(hello, Hello)
-            or hello.version != PROTOCOL_VERSION
-            or hello.chain_id != self.chain_id
-            or hello.genesis_hash != self.genesis_hash
-        ):
-            self.stats.refused_hello += 1
-            await link.shutdown()
-            raise Refused(f"wrong_chain: {hello!r}", pk)
-        link.hello_height = hello.height
-        return link
-
     def _prefer(self, new: Link, old: Link) -> bool:
         """Should `new` replace `old` (same peer)? Both ends must reach the same answer.
 
@@ -395,139 +309,6 @@ class PeerManager:
             if info is not None and self._links.get(link.peer) is link:
                 info.height = msg.height
         await self._inbox.put((link.peer, msg), len(frame))
-
-    # -- inbound --------------------------------------------------------------------------------
-
-    async def _on_accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        slot: int | None = None
-        try:
-            peername = writer.get_extra_info("peername")
-            address = (peername[0], peername[1]) if peername else None
-            if self._stopping:
-                abort(writer)
-                return
-            slot = self._take_handshake_slot(address[0] if address else "", task)
-            if slot is None:
-                abort(writer)
-                return
-            link = await self._inbound_handshake(reader, writer, address)
-            self._release_handshake_slot(slot)
-            slot = None
-            if link is not None:
-                await self._serve_inbound_link(link)
-        except asyncio.CancelledError:
-            # Cancelled by stop() or evicted from the handshake pool. Finish normally: asyncio's
-            # start_server callback calls task.exception() on handler tasks and would log a cancelled
-            # one as an error.
-            abort(writer)
-        finally:
-            if slot is not None:
-                self._release_handshake_slot(slot)
-            self._handlers.discard(task)
-
-    def _take_handshake_slot(self, ip: str, task: asyncio.Task[None]) -> int | None:
-        """A slot in the handshake pool for a connection from `ip`, evicting a stalled stranger if the
-        pool is full (see `network.slots`); None if refused (the caller drops the connection)."""
-        adm = self._handshakes.admit(ip, known=ip in self._known_ips)
-        for victim in adm.evicted:
-            victim_task = self._handshake_tasks.pop(victim, None)
-            if victim_task is not None:
-                self.stats.handshakes_evicted += 1
-                victim_task.cancel()
-        if not adm.admitted or adm.slot is None:
-            if adm.reason == "per_ip":
-                self.stats.refused_handshake_per_ip += 1
-            else:
-                self.stats.refused_handshake_limit += 1
-            return None
-        self._handshake_tasks[adm.slot] = task
-        return adm.slot
-
-    def _release_handshake_slot(self, slot: int) -> None:
-        self._handshakes.release(slot)
-        self._handshake_tasks.pop(slot, None)
-
-    async def _inbound_handshake(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: Address | None
-    ) -> Link | None:
-        """TLS and HELLO within one short deadline; the authenticated Link, or None (connection dropped)."""
-        timeout = self.config.inbound_handshake_timeout
-        try:
-            async with asyncio.timeout(timeout):
-                await tls_accept(writer, self._server_ctx, timeout)
-                return await self._authenticate(reader, writer, outbound=False, address=address, timeout=timeout)
-        except Refused as exc:
-            log.info("refused inbound %s: %s", address, exc.reason)
-        except (OSError, ssl.SSLError, TimeoutError, asyncio.TimeoutError, ConnectionError) as exc:
-            self.stats.handshake_failures += 1
-            log.debug("inbound handshake from %s failed: %r", address, exc)
-            abort(writer)
-        return None
-
-    async def _serve_inbound_link(self, link: Link) -> None:
-        """Run an authenticated inbound link, within the established-link limit."""
-        if self._inbound_links >= self.config.max_inbound:
-            self.stats.refused_inbound_limit += 1
-            log.warning("refused inbound link from %s: %d established inbound links", link.address, self._inbound_links)
-            await link.shutdown()
-            return
-        if not self._register(link):
-            await link.shutdown()
-            return
-        self._inbound_links += 1
-        try:
-            await self._run_link(link)
-        finally:
-            self._inbound_links -= 1
-
-    # -- outbound -------------------------------------------------------------------------------
-
-    async def _dial_loop(self, addr: Address) -> None:
-        backoff = Backoff(self.config.dial_backoff_base, self.config.dial_backoff_cap, self._rng)
-        loop = asyncio.get_running_loop()
-        while not self._stopping:
-            pk = self._addr_peer.get(addr)
-            if pk is not None:
-                existing = self._links.get(pk)
-                if existing is not None:  # linked already (maybe inbound): wait for it to drop
-                    await existing.closed.wait()
-                    await asyncio.sleep(self._rng.uniform(0, self.config.dial_backoff_base))
-                    continue
-                until = self.scores.banned_until(pk, time.monotonic())
-                if until is not None:
-                    await asyncio.sleep(until - time.monotonic())
-                    continue
-            try:
-                reader, writer = await tls_connect(addr[0], addr[1], self._client_ctx, self.config.handshake_timeout)
-            except (OSError, ssl.SSLError, TimeoutError, asyncio.TimeoutError) as exc:
-                self.stats.dial_failures += 1
-                log.debug("dial %s failed: %r", addr, exc)
-                await asyncio.sleep(backoff.next_delay())
-                continue
-            try:
-                link = await self._authenticate(reader, writer, outbound=True, address=addr)
-            except Refused as exc:
-                if exc.peer is not None:
-                    self._addr_peer[addr] = exc.peer
-                if exc.reason == "self":
-                    log.info("peer address %s is this node; not dialling it", addr)
-                    return
-                log.info("dial %s refused: %s", addr, exc.reason)
-                await asyncio.sleep(backoff.next_delay())
-                continue
-            self._addr_peer[addr] = link.peer
-            if not self._register(link):
-                await link.shutdown()
-                continue
-            started = loop.time()
-            await self._run_link(link)
-            if loop.time() - started >= self.config.stable_link_seconds:
-                backoff.reset()
-            await asyncio.sleep(backoff.next_delay())
-
 
 def _is_ip(host: str) -> bool:
     try:

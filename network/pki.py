@@ -54,34 +54,9 @@ def create_ca(name: str, validity_days: int = CA_VALIDITY_DAYS) -> tuple[Ed25519
     """
     key = Ed25519PrivateKey.generate()
     pub = key.public_key()
-    start = _now() - CLOCK_SKEW
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(name))
-        .issuer_name(_name(name))
-        .public_key(pub)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + _dt.timedelta(days=validity_days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
-        .sign(key, algorithm=None)
-    )
-    return key, cert.public_bytes(serialization.Encoding.PEM)
+    cert = _sign_cert(_name(name), _name(name), pub, key, validity_days, ca=True,
+                      extensions=[(x509.SubjectKeyIdentifier.from_public_key(pub), False)])
+    return key, cert
 
 
 def load_cert(pem: bytes) -> x509.Certificate:
@@ -119,41 +94,51 @@ def issue_node_cert(
     ca_pub = ca_key.public_key()
     if ca_cert.public_key() != ca_pub:
         raise PkiError("CA key does not match the CA certificate")
+    extensions: list[tuple[x509.ExtensionType, bool]] = [
+        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), False),
+        (x509.SubjectKeyIdentifier.from_public_key(pub), False),
+        (x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_pub), False),
+    ]
+    if binding_ext is not None:
+        # Non-critical: OpenSSL rejects certificates with unknown critical extensions during the handshake.
+        extensions.append((x509.UnrecognizedExtension(CONSENSUS_KEY_OID, binding_ext), False))
+    return _sign_cert(_name(name), ca_cert.subject, pub, ca_key, validity_days, ca=False, extensions=extensions)
+
+
+def _sign_cert(subject: x509.Name, issuer: x509.Name, pub: Ed25519PublicKey, signer: Ed25519PrivateKey,
+               validity_days: int, *, ca: bool, extensions: list[tuple[x509.ExtensionType, bool]]) -> bytes:
+    """The one certificate builder (PEM): CA or node, by `ca`, plus the caller's (extension, critical) pairs.
+
+    A CA signs certificates only (path_length=0: never intermediates); a node certificate signs
+    nothing and only authenticates TLS (digital_signature)."""
     start = _now() - CLOCK_SKEW
-    cert: x509.CertificateBuilder = (
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(_name(name))
-        .issuer_name(ca_cert.subject)
+        .subject_name(subject)
+        .issuer_name(issuer)
         .public_key(pub)
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(start + _dt.timedelta(days=validity_days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True,
+                digital_signature=not ca,
                 content_commitment=False,
                 key_encipherment=False,
                 data_encipherment=False,
                 key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
+                key_cert_sign=ca,
+                crl_sign=ca,
                 encipher_only=False,
                 decipher_only=False,
             ),
             critical=True,
         )
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-            critical=False,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_pub), critical=False)
     )
-    if binding_ext is not None:
-        # Non-critical: OpenSSL rejects certificates with unknown critical extensions during the handshake.
-        cert = cert.add_extension(x509.UnrecognizedExtension(CONSENSUS_KEY_OID, binding_ext), critical=False)
-    return cert.sign(ca_key, algorithm=None).public_bytes(serialization.Encoding.PEM)
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    return builder.sign(signer, algorithm=None).public_bytes(serialization.Encoding.PEM)
 
 
 def _raw_ed25519(cert: x509.Certificate) -> bytes:

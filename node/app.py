@@ -133,7 +133,6 @@ class Node:
             verifier=verified,
         )
         self.consensus_gate = ConsensusGate(genesis.chain_id, lambda: self.driver.core, verified, time.monotonic)
-        self.peer_heights: dict[bytes, int] = {}
         self._validators = self.store.state().validators
         self._last_signed: dict[bytes, int] = {}
         self._gossip_out: list[bytes] = []
@@ -318,7 +317,6 @@ class Node:
 
         A certificate that does not match the claimed height raises (the receive loop penalises the
         peer: honest nodes never send one); one that does not verify leaves the claim unproven."""
-        self.peer_heights[peer] = msg.height
         head = self.store.head_height
         self._sync.on_status(peer, msg.height)
         if self._sync.wants_proof(peer, msg.height, head, time.monotonic()):
@@ -553,7 +551,7 @@ class Node:
                     "pubkey": pk.hex(),
                     "name": names.get(pk, "observer"),
                     "address": f"{addr[0]}:{addr[1]}" if addr else "",
-                    "height": self.peer_heights.get(pk, info.height if info else 0),
+                    "height": info.height if info else 0,  # network/peers.py keeps it (HELLO, then STATUS)
                 }
             )
         return out

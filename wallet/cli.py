@@ -7,85 +7,32 @@ non-zero without a traceback; a receipt that fails verification exits 3 with a l
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from chain import crypto
-from chain.block import BlockHeader
-from chain.genesis import Genesis
 
-from wallet import hsm_cli, ops
-from wallet.amounts import describe_shortfall, format_amount
-from wallet.client import NodeClient
+from wallet import hsm_cli, ops, transact, trust
 from wallet.errors import UsageError, WalletError
-from wallet.cli_options import JSON_META, json_option
+from wallet.hexinput import hex32
+from wallet.cli_context import Ctx, emit, err_console, run
+from wallet.cli_options import JSON_META, json_option, transaction_options
 from wallet.cli_passwd import passwd
-from wallet.messages import PASSPHRASE_ENV, failover_notes, in_asset_units
+from wallet.messages import PASSPHRASE_ENV
 from wallet.passphrases import current_passphrase as passphrase
-from wallet.store import HOME_ENV, PinnedValidator, WalletConfig, WalletHome, check_node_url, default_home
+from wallet.store import HOME_ENV, WalletHome, check_node_url, default_home
 from wallet.lightclient import LightClientAttack, LightClientError
-from wallet.verified import VerifiedReader, light_client_for
+from wallet.verified import light_client_for
+from wallet.transact import TxKind, TxRequest
 from wallet.verify import TRUST_NOTE, ReceiptError, StateProofError
-
-T = TypeVar("T")
-
-
-@dataclass
-class Ctx:
-    home: WalletHome
-    nodes: list[str] = field(default_factory=list)  # --node overrides for this invocation
-    http_timeout: float = 5.0
-    clients: list[NodeClient] = field(default_factory=list)  # every client this command made, for failover notes
-
-    @property
-    def json(self) -> bool:
-        """--json may be given on the group or on the command; both land in the shared ctx.meta."""
-        ctx = click.get_current_context(silent=True)
-        return bool(ctx and ctx.meta.get(JSON_META))
-
-    def config(self) -> WalletConfig:
-        cfg = self.home.load_config()
-        if self.nodes:
-            cfg = cfg.model_copy(update={"nodes": [check_node_url(u) for u in self.nodes]})
-        return cfg
-
-    def client(self, cfg: WalletConfig) -> NodeClient:
-        client = NodeClient(cfg.nodes, timeout_s=self.http_timeout)
-        self.clients.append(client)
-        return client
-
-    def failover_notes(self) -> list[str]:
-        """What the human output says about nodes skipped on the way (JSON output carries `failovers`)."""
-        return [note for c in self.clients for note in failover_notes(c.failovers, c.current_url)]
-
-
-def out_console() -> Console:
-    return Console(highlight=False)
-
-
-def err_console() -> Console:
-    return Console(stderr=True, highlight=False)
-
-
-def emit(ctx: Ctx, data: dict[str, Any], render: Callable[[Console], None]) -> None:
-    if ctx.json:
-        click.echo(json.dumps(data, indent=2, sort_keys=True))
-    else:
-        render(out_console())
-
-
-def run(coro: Awaitable[T]) -> T:
-    return asyncio.run(coro)  # type: ignore[arg-type]
 
 
 # -- error handling -------------------------------------------------------------------------------------
@@ -178,17 +125,7 @@ def init(obj: Ctx, nodes: tuple[str, ...], genesis_file: Path | None, trust_node
         raise UsageError("give exactly one of --genesis FILE or --trust-node-genesis")
     if obj.home.has_config() and not force:
         raise WalletError(f"{obj.home.config_path} exists; pass --force to re-pin the validator set")
-    warnings: list[str] = []
-    if genesis_file is not None:
-        try:
-            genesis = Genesis.load(genesis_file)
-        except (OSError, ValidationError, ValueError) as e:
-            raise UsageError(f"{genesis_file} is not a valid genesis file: {e}") from None
-        cfg = WalletConfig.from_genesis(genesis, urls, f"genesis-file:{genesis_file.resolve()}")
-        warnings = run(_check_nodes_match(cfg, obj.http_timeout))
-    else:
-        cfg = run(_config_from_node(urls, obj.http_timeout))
-        warnings.append(f"validator set trusted from {cfg.pinned_from[5:]} on first use; compare it with the genesis file")
+    cfg, warnings = run(trust.pin(urls, genesis_file, obj.http_timeout))
     obj.home.save_config(cfg, overwrite=force)
     data = {"home": str(obj.home.root), **cfg.model_dump(), "warnings": warnings}
 
@@ -200,42 +137,6 @@ def init(obj: Ctx, nodes: tuple[str, ...], genesis_file: Path | None, trust_node
             err_console().print(f"warning: {w}", style="yellow", markup=False, soft_wrap=True)
 
     emit(obj, data, render)
-
-
-async def _check_nodes_match(cfg: WalletConfig, timeout: float) -> list[str]:
-    """A node on another chain is a config mistake: refuse. An unreachable one is only a warning."""
-    warnings = []
-    for url in cfg.nodes:
-        async with NodeClient([url], timeout_s=timeout) as client:
-            try:
-                status = await client.status()
-            except WalletError as e:
-                warnings.append(f"could not check {url}: {e}")
-                continue
-        if status.get("chain_id") != cfg.chain_id or status.get("genesis_hash") != cfg.genesis_hash:
-            raise WalletError(f"node {url} runs chain {status.get('chain_id')!r} with a different genesis than the file")
-    return warnings
-
-
-async def _config_from_node(urls: list[str], timeout: float) -> WalletConfig:
-    async with NodeClient(urls, timeout_s=timeout) as client:
-        status = await client.status()
-        vals = await client.get("/validators")
-        block0 = await client.get("/blocks/0")
-        url = client.current_url
-    header = BlockHeader.decode(bytes.fromhex(block0["header_raw"]))
-    if header.chain_id != status["chain_id"] or header.height != 0:
-        raise WalletError(f"node {url} returned an inconsistent genesis block")
-    vset = ops.pinned_set_from_node(vals, header.validators_hash)
-    names = {v["pubkey"]: v.get("name") for v in vals["validators"]}
-    return WalletConfig(
-        nodes=urls,
-        chain_id=status["chain_id"],
-        genesis_hash=status.get("genesis_hash"),
-        validators=[PinnedValidator(name=names.get(v.pubkey.hex()), pubkey=v.pubkey.hex(), power=v.power)
-                    for v in vset.validators],
-        pinned_from=f"node:{url}",
-    )
 
 
 # -- keys -----------------------------------------------------------------------------------------------
@@ -276,12 +177,8 @@ def import_(obj: Ctx, name: str, seed_hex_file: str) -> None:
                 line = f.readline()
         except OSError as e:
             raise UsageError(f"cannot read {seed_hex_file}: {e.strerror}") from None
-    text = line.strip().lower().removeprefix("0x")
-    try:
-        seed = bytes.fromhex(text)
-    except ValueError:
-        seed = b""
-    if len(seed) != 32:
+    seed = hex32(line)
+    if seed is None:
         raise UsageError("seed must be 64 hex digits (32 bytes)")
     info = obj.home.save_key(name, crypto.PrivateKey(seed), passphrase(confirm=True))
     data = _key_json(name, info.public_key)
@@ -339,16 +236,8 @@ def balance_cmd(obj: Ctx, who: str, verify: bool) -> None:
     addr = obj.home.resolve_address(who)
     cfg = obj.config()
 
-    async def go() -> dict[str, Any]:
-        async with obj.client(cfg) as client:
-            if not verify:
-                return await ops.balance(client, addr)
-            reader = VerifiedReader(client, light_client_for(obj.home, cfg))
-            data = await reader.balance(addr)
-            data["refused_nodes"] = [{"url": u, "reason": r} for u, r in reader.refused]
-            return data
-
-    data = run(go())
+    data = obj.with_client(cfg, lambda client: ops.verified_balance(client, light_client_for(obj.home, cfg), addr)
+                           if verify else ops.balance(client, addr))
 
     def render(c: Console) -> None:
         c.print(f"[bold]{data['address']}[/]  nonce {data['nonce']}  (from {data['node']})")
@@ -368,25 +257,14 @@ HISTORY_ID_DIGITS = 16
 @main.command("history")
 @click.argument("who")
 @click.option("--limit", type=click.IntRange(1, 200), default=20, show_default=True)
-@click.option("--blocks", "max_blocks", type=click.IntRange(1, 10_000), default=500, show_default=True,
-              help="At most this many recent blocks are scanned when the node has no account index.")
 @json_option
 @click.pass_obj
-def history_cmd(obj: Ctx, who: str, limit: int, max_blocks: int) -> None:
+def history_cmd(obj: Ctx, who: str, limit: int) -> None:
     """Recent transactions of key name or address WHO (newest first; run `tx TXID` to verify one)."""
     addr = obj.home.resolve_address(who)
     cfg = obj.config()
 
-    async def go() -> dict[str, Any]:
-        async with obj.client(cfg) as client:
-            data = await ops.history(client, addr, limit, max_blocks)
-            decimals = {k: int(v["decimals"]) for k, v in (await client.assets()).items()}
-        for e in data["txs"]:
-            if e["asset"] in decimals and e["amount_units"] is not None:
-                e["amount"] = format_amount(int(e["amount_units"]), decimals[e["asset"]])
-        return data
-
-    data = run(go())
+    data = obj.with_client(cfg, lambda client: ops.history(client, addr, limit))
 
     def render(c: Console) -> None:
         c.print(f"[bold]{data['address']}[/]  ({data['source']}; node-reported, `tx TXID` verifies one)")
@@ -414,11 +292,7 @@ def tx_cmd(obj: Ctx, tx_id: str) -> None:
     one is shown only after its receipt verifies locally."""
     cfg = obj.config()
 
-    async def go() -> dict[str, Any]:
-        async with obj.client(cfg) as client:
-            return await ops.show_tx(client, cfg, tx_id, light=light_client_for(obj.home, cfg))
-
-    data = run(go())
+    data = obj.with_client(cfg, lambda client: ops.show_tx(client, cfg, tx_id, light=light_client_for(obj.home, cfg)))
 
     def render(c: Console) -> None:
         c.print(f"tx {data['tx_id']}: [bold]{data['status']}[/]")
@@ -465,55 +339,21 @@ def _render_receipt(c: Console, r: dict[str, Any]) -> None:
 # -- transactions -----------------------------------------------------------------------------------------
 
 
-def _tx_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option("--timeout", type=click.FloatRange(0.1, 3600), default=60.0, show_default=True,
-                     help="Seconds to wait for finality.")(f)
-    f = click.option("--no-wait", is_flag=True, help="Print the tx id at once; do not wait for finality.")(f)
-    f = click.option("--expiry-margin", type=click.IntRange(1, 100_000), default=ops.DEFAULT_EXPIRY_MARGIN,
-                     show_default=True, help="The tx is void after current height + this.")(f)
-    return f
-
-
-def _transact(obj: Ctx, kind: str, from_name: str, to: str | None, amount: str, asset: str, memo: str,
-              no_wait: bool, timeout: float, expiry_margin: int) -> None:
+def _transact(obj: Ctx, req: TxRequest) -> None:
     cfg = obj.config()
-    to_addr = obj.home.resolve_address(to) if to is not None else None
-    key = obj.home.signing_key(from_name, passphrase)  # fail fast (passphrase, token), before any network I/O
+    to_addr = req.recipient(obj.home)
+    key = obj.home.signing_key(req.from_name, passphrase)  # fail fast (passphrase, token), before any network I/O
 
-    async def submit_and_wait(client: NodeClient, signed: ops.Signed) -> dict[str, Any]:
-        sub = await ops.submit(client, signed)
-        data: dict[str, Any] = {"tx_id": signed.tx_id, "submitted_to": sub.url, "submit_status": sub.status,
-                                "nonce": signed.tx.body.nonce,
-                                "tx": ops.describe_tx(signed.tx, {asset: signed.decimals})}
-        if no_wait:
-            data["status"] = "pending" if sub.status != "final" else "final"
-        elif obj.json:
-            data["receipt"] = await ops.wait_and_verify(client, cfg, signed, timeout,
-                                                        light=light_client_for(obj.home, cfg))
-            data["status"] = "final"
-        else:
-            with err_console().status(f"waiting for finality of {signed.tx_id[:16]}…") as spinner:
-                def update(status: str, url: str) -> None:
-                    spinner.update(f"waiting for finality of {signed.tx_id[:16]}… {status} ({url})")
-                data["receipt"] = await ops.wait_and_verify(client, cfg, signed, timeout, update,
-                                                            light=light_client_for(obj.home, cfg))
-            data["status"] = "final"
-        data["failovers"] = [{"url": u, "reason": r} for u, r in client.failovers]
-        return data
+    @contextmanager
+    def spinner(tx_id: str) -> Iterator[Callable[[str, str], None]]:
+        with err_console().status(f"waiting for finality of {tx_id[:16]}…") as status:
+            yield lambda state, url: status.update(f"waiting for finality of {tx_id[:16]}… {state} ({url})")
 
-    async def go() -> dict[str, Any]:
-        async with obj.client(cfg) as client:
-            signed = await ops.build_and_sign(client, cfg, key, kind, to=to_addr, asset=asset, amount_text=amount,
-                                              memo=memo, expiry_margin=expiry_margin)
-            try:  # a refusal for lack of funds is restated in the asset's units
-                return await submit_and_wait(client, signed)
-            except WalletError as e:
-                raise in_asset_units(e, asset, signed.decimals) from None
-
-    data = run(go())
+    data = obj.with_client(cfg, lambda client: transact.execute(client, cfg, obj.home, key, req, to_addr,
+                                                                transact.unwatched if obj.json else spinner))
 
     def render(c: Console) -> None:
-        if no_wait:
+        if not req.wait:
             c.print(data["tx_id"])
             return
         c.print(f"tx {data['tx_id']}: [bold]final[/]")
@@ -523,48 +363,20 @@ def _transact(obj: Ctx, kind: str, from_name: str, to: str | None, amount: str, 
     emit(obj, data, render)
 
 
-@main.command(epilog=PASSPHRASE_HELP)
-@click.option("--from", "from_name", required=True, help="Key name that signs and pays.")
-@click.option("--to", "to", required=True, help="Recipient address (or a key name in this wallet).")
-@click.option("--amount", required=True, help="Decimal amount, e.g. 12.50 (exact; never rounded).")
-@click.option("--asset", required=True)
-@click.option("--memo", default="", help="Reference text (<= 256 bytes).")
-@_tx_options
-@json_option
-@click.pass_obj
-def send(obj: Ctx, from_name: str, to: str, amount: str, asset: str, memo: str, no_wait: bool, timeout: float,
-         expiry_margin: int) -> None:
-    """Sign a transfer locally, submit it, wait for finality and verify the receipt."""
-    _transact(obj, "transfer", from_name, to, amount, asset, memo, no_wait, timeout, expiry_margin)
+def _tx_command(kind: TxKind, name: str, doc: str) -> None:
+    """Register `send`, `issue` or `burn`: the same options (no --to for a burn) and the same run."""
+
+    @main.command(name, epilog=PASSPHRASE_HELP, help=doc)
+    @transaction_options(kind.value)
+    @click.pass_obj
+    def command(obj: Ctx, from_name: str, amount: str, asset: str, memo: str, no_wait: bool, timeout: float,
+                expiry_margin: int, to: str | None = None) -> None:
+        _transact(obj, TxRequest(kind, from_name, to, amount, asset, memo, expiry_margin, not no_wait, timeout))
 
 
-@main.command(epilog=PASSPHRASE_HELP)
-@click.option("--from", "from_name", required=True, help="Issuer key name.")
-@click.option("--to", "to", required=True, help="Recipient address (or a key name in this wallet).")
-@click.option("--amount", required=True)
-@click.option("--asset", required=True)
-@click.option("--memo", default="")
-@_tx_options
-@json_option
-@click.pass_obj
-def issue(obj: Ctx, from_name: str, to: str, amount: str, asset: str, memo: str, no_wait: bool, timeout: float,
-          expiry_margin: int) -> None:
-    """Issue new units of an asset (asset issuer only)."""
-    _transact(obj, "issue", from_name, to, amount, asset, memo, no_wait, timeout, expiry_margin)
-
-
-@main.command(epilog=PASSPHRASE_HELP)
-@click.option("--from", "from_name", required=True, help="Issuer key name (burns from its own balance).")
-@click.option("--amount", required=True)
-@click.option("--asset", required=True)
-@click.option("--memo", default="")
-@_tx_options
-@json_option
-@click.pass_obj
-def burn(obj: Ctx, from_name: str, amount: str, asset: str, memo: str, no_wait: bool, timeout: float,
-         expiry_margin: int) -> None:
-    """Burn units of an asset from the issuer's balance (asset issuer only)."""
-    _transact(obj, "burn", from_name, None, amount, asset, memo, no_wait, timeout, expiry_margin)
+_tx_command(TxKind.TRANSFER, "send", "Sign a transfer locally, submit it, wait for finality and verify the receipt.")
+_tx_command(TxKind.ISSUE, "issue", "Issue new units of an asset (asset issuer only).")
+_tx_command(TxKind.BURN, "burn", "Burn units of an asset from the issuer's balance (asset issuer only).")
 
 
 # -- audit ----------------------------------------------------------------------------------------------
@@ -591,10 +403,7 @@ def audit_cmd(obj: Ctx, from_height: int, to_height: int | None, genesis_file: P
 
     notes: list[str] = []
     if genesis_file is not None:
-        try:
-            anchor = audit.TrustAnchor.from_genesis(Genesis.load(genesis_file))
-        except (OSError, ValidationError, ValueError) as e:
-            raise UsageError(f"{genesis_file} is not a valid genesis file: {e}") from None
+        anchor = audit.TrustAnchor.from_genesis(trust.load_genesis_file(genesis_file))
         urls = obj.nodes or obj.config().nodes
     else:
         cfg = obj.config()

@@ -28,6 +28,7 @@ from chain.encoding import DecodeError
 from wallet import ops
 from wallet.client import NodeClient
 from wallet.errors import UsageError
+from wallet.hexinput import hex32
 from wallet.store import WalletConfig
 
 DEFAULT_PROPOSAL_LIFETIME = 1000
@@ -110,12 +111,8 @@ async def propose(client: NodeClient, config: WalletConfig, key: crypto.PrivateK
 
 async def approve(client: NodeClient, config: WalletConfig, key: crypto.PrivateKey, proposal_id: str,
                   memo: str = "") -> ops.Signed:
-    pid = proposal_id.strip().lower().removeprefix("0x")
-    try:
-        raw = bytes.fromhex(pid)
-    except ValueError:
-        raw = b""
-    if len(raw) != 32:
+    raw = hex32(proposal_id)
+    if raw is None:
         raise UsageError("proposal id must be 64 hex digits (the id of the proposing tx)")
     return await sign_gov_tx(client, config, key, GovApprove(raw), memo)
 
@@ -130,3 +127,8 @@ async def proposals(client: NodeClient, status: str = "all", limit: int = 50) ->
 
 async def proposal(client: NodeClient, proposal_id: str) -> dict[str, Any]:
     return await client.get(f"/governance/proposals/{proposal_id.strip().lower().removeprefix('0x')}")
+
+
+async def state_and_proposals(client: NodeClient, status: str = "all", limit: int = 50) -> dict[str, Any]:
+    """What `gov list` shows: the member set and threshold, then the proposals."""
+    return {"state": await gov_state(client), **await proposals(client, status, limit)}

@@ -19,14 +19,13 @@ from chain.tx import Action
 
 from wallet import gov, ops
 from wallet.cli import PASSPHRASE_HELP, Ctx, emit, json_option, main, passphrase, run
+from wallet.cli_options import finality_options
 from wallet.client import NodeClient
 from wallet.verified import light_client_for
 
 
 def _member_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option("--timeout", type=click.FloatRange(0.1, 3600), default=60.0, show_default=True,
-                     help="Seconds to wait for finality.")(f)
-    f = click.option("--no-wait", is_flag=True, help="Print the tx id at once; do not wait for finality.")(f)
+    f = finality_options(f)
     f = click.option("--memo", default="", help="Free text recorded with the tx (why this change).")(f)
     f = click.option("--from", "from_name", required=True, help="Key name of a governance member.")(f)
     return json_option(f)
@@ -156,11 +155,7 @@ def list_cmd(obj: Ctx, status: str, limit: int) -> None:
     """Proposals, newest first, with the members and threshold."""
     cfg = obj.config()
 
-    async def go() -> dict[str, Any]:
-        async with obj.client(cfg) as client:
-            return {"state": await gov.gov_state(client), **await gov.proposals(client, status, limit)}
-
-    data = run(go())
+    data = obj.with_client(cfg, lambda client: gov.state_and_proposals(client, status, limit))
 
     def render(c: Console) -> None:
         st = data["state"]
@@ -183,11 +178,7 @@ def show_cmd(obj: Ctx, proposal_id: str) -> None:
     """One proposal: its action, approvals and status."""
     cfg = obj.config()
 
-    async def go() -> dict[str, Any]:
-        async with obj.client(cfg) as client:
-            return await gov.proposal(client, proposal_id)
-
-    data = run(go())
+    data = obj.with_client(cfg, lambda client: gov.proposal(client, proposal_id))
 
     def render(c: Console) -> None:
         c.print(f"proposal {data['id']}: [bold]{data['status']}[/]")

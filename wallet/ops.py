@@ -12,7 +12,6 @@ from typing import Any
 
 from chain import crypto
 from chain.tx import MAX_MEMO_BYTES, Burn, Issue, Payload, SignedTx, Transfer, TxBody
-from chain.validators import ValidatorSet
 
 from wallet.amounts import format_amount, parse_amount
 from wallet.client import ApiError, NodeClient, Submitted
@@ -210,54 +209,30 @@ async def balance(client: NodeClient, addr: bytes) -> dict[str, Any]:
     }
 
 
-async def history(client: NodeClient, addr: bytes, limit: int, max_blocks: int) -> dict[str, Any]:
-    """Recent txs touching `addr`, newest first. Uses the node's account index when it has one,
-    else scans at most `max_blocks` recent blocks (bounded work on both sides). Listing only: run
-    `tx TXID` to verify one."""
+async def verified_balance(client: NodeClient, light: LightClient, addr: bytes) -> dict[str, Any]:
+    """The balance proven against a header the light client verified, and the nodes refused on the way."""
+    reader = VerifiedReader(client, light)
+    data = await reader.balance(addr)
+    data["refused_nodes"] = [{"url": u, "reason": r} for u, r in reader.refused]
+    return data
+
+
+async def history(client: NodeClient, addr: bytes, limit: int) -> dict[str, Any]:
+    """Recent txs touching `addr`, newest first, from the node's account index (`recent_txs`), amounts
+    formatted in each asset's decimals. Listing only: run `tx TXID` to verify one."""
     addr_text = crypto.format_address(addr)
     acct = await client.account(addr)
-    refs = acct.get("recent_txs") if acct else None
+    refs = acct.get("recent_txs") or [] if acct else []
     entries: list[dict[str, Any]] = []
-    if refs is not None:
-        for ref in refs[:limit]:
-            data = await client.get_tx(ref["tx_id"])
-            fields = (data or {}).get("tx") or {}
-            entries.append(_entry(ref["tx_id"], int(ref["height"]), fields, addr_text))
-        return {"address": addr_text, "source": "account index", "txs": entries, "blocks_scanned": 0}
-    scanned = 0
-    before: int | None = None
-    while scanned < max_blocks and len(entries) < limit:
-        page = min(100, max_blocks - scanned)
-        path = f"/blocks?limit={page}" + (f"&before={before}" if before is not None else "")
-        data = await client.get(path)
-        for summary in data["blocks"]:
-            scanned += 1
-            if summary["tx_count"] == 0:
-                continue
-            for tx_id, fields in await _block_txs(client, summary):
-                if addr_text in (fields.get("sender_address"), fields.get("to")):
-                    entries.append(_entry(tx_id, int(summary["height"]), fields, addr_text))
-            if len(entries) >= limit:
-                break
-        before = data.get("next_before")
-        if before is None:
-            break
-    return {"address": addr_text, "source": "block scan", "txs": entries[:limit], "blocks_scanned": scanned}
-
-
-async def _block_txs(client: NodeClient, summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    if summary["tx_count"] <= len(summary["txs"]):
-        return [(t["tx_id"], t) for t in summary["txs"]]
-    out: list[tuple[str, dict[str, Any]]] = []
-    offset = 0
-    while offset < summary["tx_count"]:
-        block = await client.get(f"/blocks/{summary['height']}?tx_offset={offset}&tx_limit=1000")
-        ids = block["tx_ids"][offset : offset + len(block["txs"])]
-        out.extend(zip(ids, block["txs"]))
-        if not block["txs"]:
-            break
-        offset += len(block["txs"])
-    return list(reversed(out))  # newest first within the block, like the account index
+    for ref in refs[:limit]:
+        data = await client.get_tx(ref["tx_id"])
+        fields = (data or {}).get("tx") or {}
+        entries.append(_entry(ref["tx_id"], int(ref["height"]), fields, addr_text))
+    decimals = {k: int(v["decimals"]) for k, v in (await client.assets()).items()}
+    for e in entries:
+        if e["asset"] in decimals and e["amount_units"] is not None:
+            e["amount"] = format_amount(int(e["amount_units"]), decimals[e["asset"]])
+    return {"address": addr_text, "source": "account index", "txs": entries}
 
 
 def _entry(tx_id: str, height: int, fields: dict[str, Any], addr_text: str) -> dict[str, Any]:
@@ -274,21 +249,8 @@ def _entry(tx_id: str, height: int, fields: dict[str, Any], addr_text: str) -> d
     }
 
 
-def pinned_set_from_node(validators_json: dict[str, Any], genesis_header_validators_hash: bytes) -> ValidatorSet:
-    """Trust-on-first-use: the node's current validator set, accepted only if it is the set that the
-    genesis block names (so a set changed by governance cannot be pinned by accident)."""
-    vset = ValidatorSet.from_pairs(
-        [(bytes.fromhex(v["pubkey"]), int(v["power"])) for v in validators_json["validators"]]
-    )
-    if vset.hash != genesis_header_validators_hash:
-        raise WalletError(
-            "the node's current validator set is not the genesis set (changed by governance?);"
-            " pin from the genesis file with --genesis instead"
-        )
-    return vset
-
-
 __all__ = [
     "DEFAULT_EXPIRY_MARGIN", "Signed", "TRUST_NOTE", "asset_decimals", "balance", "build_and_sign", "check_chain",
-    "describe_tx", "get_tx_by_prefix", "history", "make_payload", "pinned_set_from_node", "show_tx", "submit", "wait_and_verify",
+    "describe_tx", "get_tx_by_prefix", "history", "make_payload", "show_tx", "submit", "verified_balance",
+    "wait_and_verify",
 ]
