@@ -47,7 +47,7 @@ from rich.table import Table  # noqa: E402
 from chain import crypto  # noqa: E402
 from node.localnet import CHAIN_ID, DEMO_ASSET, LocalNet, demo_key  # noqa: E402
 from chain.tx import Transfer, TxBody  # noqa: E402
-from node.linkproxy import ProxyError, parse_duration_ms  # noqa: E402
+from node.linkfaults import ProxyError, parse_duration_ms  # noqa: E402
 
 console = Console(width=200)
 

@@ -26,7 +26,8 @@ from wallet.hexinput import hex32
 from wallet.cli_context import Ctx, emit, err_console, run
 from wallet.cli_options import JSON_META, json_option, transaction_options
 from wallet.cli_passwd import passwd
-from wallet.messages import PASSPHRASE_ENV
+from wallet.gov_cli import gov_group
+from wallet.messages import PASSPHRASE_ENV, PASSPHRASE_HELP
 from wallet.passphrases import current_passphrase as passphrase
 from wallet.store import HOME_ENV, WalletHome, check_node_url, default_home
 from wallet.lightclient import LightClientAttack, LightClientError
@@ -84,10 +85,6 @@ def _report_failovers(ctx: click.Context) -> None:
 ENV_HELP = f"""Environment: {PASSPHRASE_ENV} holds the key passphrase for scripts (read once, then removed
 from the process environment); without it the wallet prompts on the terminal, and with no terminal it
 exits 2. {HOME_ENV} is the wallet directory."""
-
-
-PASSPHRASE_HELP = (f"The key's passphrase comes from ${PASSPHRASE_ENV} if set (read once, then removed from the "
-                   "process environment), else from a prompt on the terminal; with neither, exit 2.")
 
 
 @click.group(cls=WalletGroup, epilog=ENV_HELP)
@@ -429,7 +426,7 @@ def audit_cmd(obj: Ctx, from_height: int, to_height: int | None, genesis_file: P
 
 
 hsm_cli.register(main, json_option, emit)  # `import-hsm` (wallet/hsm_cli.py)
-from wallet import gov_cli  # noqa: E402,F401  (registers `paynet-wallet gov` on main)
+main.add_command(gov_group)  # `gov` (wallet/gov_cli.py)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

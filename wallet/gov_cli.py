@@ -18,7 +18,10 @@ from chain import crypto
 from chain.tx import Action
 
 from wallet import gov, ops
-from wallet.cli import PASSPHRASE_HELP, Ctx, emit, json_option, main, passphrase, run
+from wallet.cli_context import Ctx, emit, run
+from wallet.cli_options import json_option
+from wallet.messages import PASSPHRASE_HELP
+from wallet.passphrases import current_passphrase as passphrase
 from wallet.cli_options import finality_options
 from wallet.client import NodeClient
 from wallet.verified import light_client_for
@@ -66,7 +69,7 @@ def _send(obj: Ctx, from_name: str, memo: str, no_wait: bool, timeout: float,
     emit(obj, data, render)
 
 
-@main.group("gov")
+@click.group("gov")
 def gov_group() -> None:
     """Consortium governance: propose a change, approve one, list and show proposals."""
 

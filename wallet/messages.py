@@ -70,3 +70,6 @@ def in_asset_units(error: WalletError, asset: str, decimals: int) -> WalletError
         return error
     shortfall = describe_shortfall(text, asset, decimals)
     return error if shortfall is None else InsufficientFunds(shortfall, where, code)
+
+PASSPHRASE_HELP = (f"The key's passphrase comes from ${PASSPHRASE_ENV} if set (read once, then removed from the "
+                   "process environment), else from a prompt on the terminal; with neither, exit 2.")
