@@ -40,15 +40,9 @@ import plyvel
 from chain.block import EVIDENCE_MAX_AGE_HEIGHTS, ZERO_HASH, Block, BlockHeader, evidence_hash, evidence_id
 from chain.encoding import DecodeError, decode, encode, want_bytes, want_int, want_list
 from chain.genesis import Genesis
-from chain.state import (
-    VALIDATORS_KEY,
-    State,
-    decode_changes,
-    encode_changes,
-    genesis_block,
-    genesis_state,
-    state_from_reader,
-)
+from chain.execute import genesis_block, genesis_state
+from chain.ledger import VALIDATORS_KEY, decode_changes, encode_changes
+from chain.state import State, state_from_reader
 from chain import diskcap
 from chain.state_tree import (
     NodeRef,

@@ -30,7 +30,8 @@ from typing import Any
 
 from chain import crypto
 from chain.receipts import Receipt, TxCode
-from chain.state import Executor, State
+from chain.execute import Executor
+from chain.state import State
 from chain.tx import Burn, Issue, SignedTx, Transfer
 from node.node_view import MempoolFull, TxRejected
 from node.nonce_queue import NonceQueue

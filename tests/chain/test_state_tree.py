@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chain.encoding import DecodeError
-from chain.state import account_key, build_block, genesis_state
+from chain.execute import build_block, genesis_state
+from chain.ledger import account_key
 from chain.state_tree import (
     EMPTY_HASH,
     MemoryNodeStore,

@@ -15,7 +15,8 @@ import pytest
 
 from chain.block import EVIDENCE_MAX_AGE_HEIGHTS, MAX_EVIDENCE_PER_BLOCK, Block, make_block
 from chain.crypto import PrivateKey
-from chain.state import BlockInvalid, State, apply_block, build_block
+from chain.execute import BlockInvalid, apply_block, build_block
+from chain.state import State
 from chain.store import ChainStore
 from chain.tx import Transfer, ValidatorUpdate
 from chain.validate import MAX_FUTURE_DRIFT_MS, EvidenceRejected, EvidenceRules, check_evidence, validate_block

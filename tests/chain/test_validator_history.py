@@ -11,7 +11,8 @@ from pathlib import Path
 import plyvel
 
 from chain.block import EVIDENCE_MAX_AGE_HEIGHTS, Block, evidence_id
-from chain.state import State, build_block
+from chain.execute import build_block
+from chain.state import State
 from chain.store import P_EVIDENCE, P_VALSET, ChainStore
 from chain.tx import Transfer, ValidatorUpdate
 from chain.validators import ValidatorSet

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from chain import crypto
 from chain.genesis import Genesis, GenesisAsset, GenesisBalance, GenesisValidator
-from chain.state import build_block, genesis_state
+from chain.execute import build_block, genesis_state
 from chain.tx import Issue, SignedTx, Transfer, TxBody
 from node.mempool import Mempool
 from node.node_view import MempoolFull, TxRejected
