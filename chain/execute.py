@@ -8,7 +8,6 @@ mutates anything, so there is never an undo log and never a copy of the whole st
 from __future__ import annotations
 
 from collections.abc import Container, Iterable, Sequence
-from typing import Any
 
 from chain import crypto
 from chain.block import ZERO_HASH, Block, make_block, MAX_BLOCK_TXS
@@ -16,6 +15,7 @@ from chain.encoding import encode
 from chain.genesis import Genesis
 from chain.governance import GovWork, Members, Refused, genesis_entries, run_gov_tx
 from chain.ledger import ACCOUNT_PREFIX, ASSET_PREFIX, VALIDATORS_KEY, ZERO_ADDRESS, Account, AssetInfo, asset_key
+from chain.ledger import WorkingAccount, WorkingAsset
 from chain.receipts import Receipt, TxCode
 from chain.state import EmptyReader, State, pending_state_root, seal
 from chain.state_tree import EmptyNodes, StateTree
@@ -24,6 +24,7 @@ from chain.tx import MAX_AMOUNT, TX_VERSION, Burn, GovApprove, GovPropose, Issue
 __all__ = [
     "BlockInvalid",
     "Executor",
+    "ScratchExecutor",
     "apply_block",
     "build_block",
     "check_header",
@@ -113,8 +114,8 @@ _ACCEPT_ALL = _AcceptAll()
 class Executor:
     """Applies txs for one block over a private working set; produces the block's writes.
 
-    Accounts are decoded to [nonce, {asset: balance}] once and mutated in place; every rule is
-    checked before the first mutation, so a refused tx leaves the working set untouched.
+    Accounts are decoded to a `WorkingAccount` once and mutated in place; every rule is checked
+    before the first mutation, so a refused tx leaves the working set untouched.
     """
 
     def __init__(self, state: State, height: int, verified: Container[bytes]) -> None:
@@ -122,9 +123,9 @@ class Executor:
         self.chain_id = state.chain_id
         self.height = height
         self.verified = verified
-        self.accounts: dict[bytes, list[Any]] = {}
+        self.accounts: dict[bytes, WorkingAccount] = {}
         self.dirty_accounts: set[bytes] = set()
-        self.assets: dict[str, list[Any] | None] = {}
+        self.assets: dict[str, WorkingAsset | None] = {}
         self.dirty_assets: set[str] = set()
         self.validators = state.validators
         self.validators_dirty = False
@@ -137,25 +138,28 @@ class Executor:
             self._gov = GovWork(self.reader, self.height)
         return self._gov
 
-    def account(self, addr: bytes) -> list[Any]:
+    def account(self, addr: bytes) -> WorkingAccount:
+        """The working copy of `addr`'s account (read from the state on first use, then cached)."""
         acct = self.accounts.get(addr)
         if acct is None:
             raw = self.reader.get(ACCOUNT_PREFIX + addr)
-            if raw is None:
-                acct = [0, {}]
-            else:
-                a = Account.decode(raw)
-                acct = [a.nonce, dict(a.balances)]
+            acct = WorkingAccount(0, {}) if raw is None else WorkingAccount.from_account(Account.decode(raw))
             self.accounts[addr] = acct
         return acct
 
-    def asset(self, asset_id: str) -> list[Any] | None:
+    def asset(self, asset_id: str) -> WorkingAsset | None:
+        """The working copy of an asset's definition, or None if it does not exist."""
         if asset_id in self.assets:
             return self.assets[asset_id]
         raw = self.reader.get(ASSET_PREFIX + asset_id.encode())
-        info = None if raw is None else AssetInfo.decode(raw).to_list()
+        info = None if raw is None else WorkingAsset.from_info(AssetInfo.decode(raw))
         self.assets[asset_id] = info
         return info
+
+    def judge_at(self, height: int) -> None:
+        """Judge later txs as part of block `height` (expiry), keeping the working set (the mempool
+        moves its pending set to the next block when a committed block changed nothing it holds)."""
+        self.height = height
 
     def run(self, tx: SignedTx) -> Receipt:
         body = tx.body
@@ -168,8 +172,8 @@ class Executor:
             return Receipt(tx_id, TxCode.EXPIRED, f"expired at height {body.expiry_height}, block is {self.height}")
         sender = body.sender_address
         acct = self.account(sender)
-        if body.nonce != acct[0]:
-            return Receipt(tx_id, TxCode.BAD_NONCE, f"nonce {body.nonce}, account expects {acct[0]}")
+        if body.nonce != acct.nonce:
+            return Receipt(tx_id, TxCode.BAD_NONCE, f"nonce {body.nonce}, account expects {acct.nonce}")
         if tx_id not in self.verified and not tx.verify_signature():
             return Receipt(tx_id, TxCode.BAD_SIGNATURE, "signature does not verify")
         p = body.payload
@@ -189,8 +193,8 @@ class Executor:
             return Receipt(tx_id, TxCode.OK)
         return Receipt(tx_id, TxCode.MALFORMED, f"unknown payload type {kind.__name__}")
 
-    def _bump(self, sender: bytes, acct: list[Any]) -> None:
-        acct[0] += 1
+    def _bump(self, sender: bytes, acct: WorkingAccount) -> None:
+        acct.nonce += 1
         self.dirty_accounts.add(sender)
 
     @staticmethod
@@ -203,7 +207,7 @@ class Executor:
             del bals[asset]
 
     def _credit(self, addr: bytes, asset: str, amount: int) -> None:
-        bals = self.account(addr)[1]
+        bals = self.account(addr).balances
         bals[asset] = bals.get(asset, 0) + amount
         self.dirty_accounts.add(addr)
 
@@ -212,16 +216,16 @@ class Executor:
         info = self.asset(asset)
         if info is None:
             return Receipt(tx_id, TxCode.UNKNOWN_ASSET, f"unknown asset {asset}")
-        if info[0] != sender:
+        if info.issuer != sender:
             return Receipt(tx_id, TxCode.NOT_ISSUER, f"sender is not the issuer of {asset}")
         return None
 
-    def _transfer(self, tx_id: bytes, sender: bytes, acct: list[Any], p: Transfer) -> Receipt:
+    def _transfer(self, tx_id: bytes, sender: bytes, acct: WorkingAccount, p: Transfer) -> Receipt:
         if p.to == sender:
             return Receipt(tx_id, TxCode.SELF_TRANSFER, "transfer to the sender's own address")
         if self.asset(p.asset) is None:
             return Receipt(tx_id, TxCode.UNKNOWN_ASSET, f"unknown asset {p.asset}")
-        bals = acct[1]
+        bals = acct.balances
         have = bals.get(p.asset, 0)
         if have < p.amount:
             return Receipt(
@@ -232,27 +236,27 @@ class Executor:
         self._credit(p.to, p.asset, p.amount)
         return Receipt(tx_id, TxCode.OK)
 
-    def _issue(self, tx_id: bytes, sender: bytes, acct: list[Any], p: Issue) -> Receipt:
+    def _issue(self, tx_id: bytes, sender: bytes, acct: WorkingAccount, p: Issue) -> Receipt:
         refusal = self._issuer_refusal(tx_id, sender, p.asset)
         if refusal is not None:
             return refusal
         info = self.assets[p.asset]
         assert info is not None
-        if info[2] + p.amount > MAX_AMOUNT:
+        if info.supply + p.amount > MAX_AMOUNT:
             return Receipt(tx_id, TxCode.SUPPLY_OVERFLOW, f"supply of {p.asset} would exceed {MAX_AMOUNT}")
         self._bump(sender, acct)
-        info[2] += p.amount
+        info.supply += p.amount
         self.dirty_assets.add(p.asset)
         self._credit(p.to, p.asset, p.amount)
         return Receipt(tx_id, TxCode.OK)
 
-    def _burn(self, tx_id: bytes, sender: bytes, acct: list[Any], p: Burn) -> Receipt:
+    def _burn(self, tx_id: bytes, sender: bytes, acct: WorkingAccount, p: Burn) -> Receipt:
         refusal = self._issuer_refusal(tx_id, sender, p.asset)
         if refusal is not None:
             return refusal
         info = self.assets[p.asset]
         assert info is not None
-        bals = acct[1]
+        bals = acct.balances
         have = bals.get(p.asset, 0)
         if have < p.amount:
             return Receipt(
@@ -260,25 +264,50 @@ class Executor:
             )
         self._bump(sender, acct)
         self._debit(bals, p.asset, p.amount)
-        info[2] -= p.amount
+        info.supply -= p.amount
         self.dirty_assets.add(p.asset)
         return Receipt(tx_id, TxCode.OK)
 
     def changes(self) -> dict[bytes, bytes | None]:
         out: dict[bytes, bytes | None] = {}
         for addr in self.dirty_accounts:
-            nonce, bals = self.accounts[addr]
-            if nonce == 0 and not bals:
-                out[ACCOUNT_PREFIX + addr] = None
-            else:
-                out[ACCOUNT_PREFIX + addr] = encode([nonce, [[a, b] for a, b in sorted(bals.items())]])
+            out[ACCOUNT_PREFIX + addr] = self.accounts[addr].encoded()
         for asset_id in self.dirty_assets:
-            out[ASSET_PREFIX + asset_id.encode()] = encode(self.assets[asset_id])
+            info = self.assets[asset_id]
+            assert info is not None  # only an existing or just-created asset is marked dirty
+            out[ASSET_PREFIX + asset_id.encode()] = info.encoded()
         if self.validators_dirty:
             out[VALIDATORS_KEY] = encode(self.validators.to_list())
         if self._gov is not None:
             out.update(self._gov.changes())
         return out
+
+
+class ScratchExecutor(Executor):
+    """A scratch working set on top of another one (the mempool's pending set), trusting every signature.
+
+    Runs the ledger rules exactly as admission will (same executor code), reading accounts and assets
+    from the base set by copy, so nothing it does reaches the base. A sequence of txs run through
+    one scratch set sees the effects of the earlier ones (a batch with a sender's consecutive nonces)."""
+
+    def __init__(self, base: Executor) -> None:
+        super().__init__(base.reader, base.height, _ACCEPT_ALL)  # type: ignore[arg-type]
+        self._base = base
+        self.validators = base.validators
+        self._gov = None if base._gov is None else base._gov.copy()
+
+    def account(self, addr: bytes) -> WorkingAccount:
+        if addr not in self.accounts:
+            src = self._base.accounts.get(addr)
+            if src is not None:
+                self.accounts[addr] = src.copy()
+        return super().account(addr)  # else read from state without filling the base set's cache
+
+    def asset(self, asset_id: str) -> WorkingAsset | None:
+        if asset_id not in self.assets and asset_id in self._base.assets:
+            info = self._base.assets[asset_id]
+            self.assets[asset_id] = None if info is None else info.copy()
+        return super().asset(asset_id)
 
 
 def check_tx(
@@ -298,8 +327,8 @@ def check_tx(
     ex = Executor(state, next_height, verified if verify_signature else _ACCEPT_ALL)
     if nonce_window > 0:
         acct = ex.account(tx.body.sender_address)
-        if acct[0] < tx.body.nonce <= acct[0] + nonce_window:
-            acct[0] = tx.body.nonce
+        if acct.nonce < tx.body.nonce <= acct.nonce + nonce_window:
+            acct.nonce = tx.body.nonce
     return ex.run(tx)
 
 

@@ -42,6 +42,7 @@ from chain.tx import (
     action_from_list,
     action_to_list,
 )
+from chain.ledger import WorkingAsset
 from chain.validators import ValidatorSet
 
 MEMBERS_KEY = b"m"
@@ -210,10 +211,10 @@ class Ledger(Protocol):
     height: int
     validators: ValidatorSet
     validators_dirty: bool
-    assets: dict[str, list[Any] | None]
+    assets: dict[str, WorkingAsset | None]
     dirty_assets: set[str]
 
-    def asset(self, asset_id: str) -> list[Any] | None: ...
+    def asset(self, asset_id: str) -> WorkingAsset | None: ...
 
 
 def validator_set_problem(vset: ValidatorSet) -> str | None:
@@ -390,12 +391,12 @@ class GovWork:
             ledger.validators = _new_validator_set(ledger.validators, action)
             ledger.validators_dirty = True
         elif isinstance(action, AssetCreate):
-            ledger.assets[action.asset] = [action.issuer, action.decimals, 0]
+            ledger.assets[action.asset] = WorkingAsset(action.issuer, action.decimals, 0)
             ledger.dirty_assets.add(action.asset)
         elif isinstance(action, SetIssuer):
             info = ledger.asset(action.asset)
             assert info is not None
-            info[0] = action.issuer
+            info.issuer = action.issuer
             ledger.dirty_assets.add(action.asset)
         elif isinstance(action, SetMembers):
             self.members = Members(action.threshold, action.members)
@@ -439,14 +440,14 @@ class ReplayLedger:
     height: int
     validators: ValidatorSet
     validators_dirty: bool = False
-    assets: dict[str, list[Any] | None] = field(default_factory=dict)
+    assets: dict[str, WorkingAsset | None] = field(default_factory=dict)
     dirty_assets: set[str] = field(default_factory=set)
     known_assets: set[str] = field(default_factory=set)
 
-    def asset(self, asset_id: str) -> list[Any] | None:
+    def asset(self, asset_id: str) -> WorkingAsset | None:
         if asset_id in self.assets:
             return self.assets[asset_id]
-        return [b"", 0, 0] if asset_id in self.known_assets else None
+        return WorkingAsset(b"", 0, 0) if asset_id in self.known_assets else None
 
 
 class GovReplay:

@@ -28,6 +28,8 @@ __all__ = [
     "Account",
     "AssetInfo",
     "EMPTY_ACCOUNT",
+    "WorkingAccount",
+    "WorkingAsset",
     "VALIDATORS_KEY",
     "ZERO_ADDRESS",
     "account_key",
@@ -151,3 +153,56 @@ def decode_changes(data: bytes) -> tuple[int, dict[bytes, bytes | None]]:
             want_bytes(v, "change value")
         out[k] = v
     return want_int(height, "changes height"), out
+
+
+# -- the executor's working set ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class WorkingAccount:
+    """An account being changed by a block: decoded once, mutated in place, encoded once at the end.
+
+    Invariant kept by its users: no zero balance is stored (a debit to zero drops the asset), so its
+    encoding through `Account.to_list` equals what `Account.decode` reads back.
+    """
+
+    nonce: int
+    balances: dict[str, int]
+
+    @classmethod
+    def from_account(cls, account: Account) -> "WorkingAccount":
+        return cls(account.nonce, dict(account.balances))
+
+    def copy(self) -> "WorkingAccount":
+        return WorkingAccount(self.nonce, dict(self.balances))
+
+    def balance(self, asset: str) -> int:
+        return self.balances.get(asset, 0)
+
+    def has_funds(self) -> bool:
+        return any(self.balances.values())
+
+    def encoded(self) -> bytes | None:
+        """The state entry's value, or None when the account is empty (its entry is deleted)."""
+        if self.nonce == 0 and not self.balances:
+            return None
+        return Account(self.nonce, self.balances).encode()
+
+
+@dataclass(slots=True)
+class WorkingAsset:
+    """An asset being changed by a block (supply by issue/burn, issuer by governance)."""
+
+    issuer: bytes
+    decimals: int
+    supply: int
+
+    @classmethod
+    def from_info(cls, info: AssetInfo) -> "WorkingAsset":
+        return cls(info.issuer, info.decimals, info.supply)
+
+    def copy(self) -> "WorkingAsset":
+        return WorkingAsset(self.issuer, self.decimals, self.supply)
+
+    def encoded(self) -> bytes:
+        return AssetInfo(self.issuer, self.decimals, self.supply).encode()
