@@ -18,7 +18,7 @@ from aiohttp import web
 
 from chain import crypto
 from chain.ledger import ACCOUNT_PREFIX, ASSET_PREFIX
-from chain.store import P_HASH, P_STATE, P_TX
+from chain.store_keys import P_HASH, P_STATE, P_TX
 from node.api.chainscan import RangeStore
 from node.api.errors import ApiError
 from node.api.models import AmbiguousErrorDetail, AmbiguousErrorResponse, Candidate

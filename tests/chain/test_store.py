@@ -12,7 +12,8 @@ from chain.block import Block
 from chain.encoding import encode
 from chain.execute import apply_block, build_block, genesis_state
 from chain.state import State
-from chain.store import K_DELTA, K_HEAD, P_BLOCK, P_STATE, ChainStore, CorruptStore, StoreError
+from chain.store import ChainStore, CorruptStore, StoreError
+from chain.store_keys import K_DELTA, K_HEAD, P_BLOCK, P_STATE
 from chain.tx import Transfer
 from ledger_testkit import USERS, fake_certificate, make_genesis, proposer_of, tx
 
