@@ -43,7 +43,7 @@ from chain.tx import (
     action_to_list,
 )
 from chain.ledger import WorkingAsset
-from chain.validators import ValidatorSet
+from chain.validators import MAX_VALIDATORS, ValidatorSet
 
 MEMBERS_KEY = b"m"
 OPEN_KEY = b"go"
@@ -60,8 +60,6 @@ MAX_PROPOSAL_LIFETIME = 100_000
 """Heights a proposal may stay open (about a day at 1 block/s): members decide, or it lapses."""
 MIN_UPGRADE_NOTICE = 5
 """An upgrade height at least this far past the executing block, so operators see it coming."""
-MAX_VALIDATORS = 300
-"""Same bound as the genesis file: vote traffic grows with the square of the set size."""
 
 
 class Status(IntEnum):

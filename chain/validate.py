@@ -15,8 +15,8 @@ Proposal validation and block sync both call it, so a block cannot be judged by 
    current set instead halted the network once governance removed the double-signer;
 4. txs (`chain.execute.execute_block`): every tx applies in order and the state root matches.
 
-The evidence format belongs to consensus, and `chain` imports nothing of ours (DESIGN.md), so the
-decoder is a parameter (`EvidenceRules.decode`, e.g. `consensus.evidence.DuplicateVoteEvidence.decode`).
+The evidence format belongs to consensus, and `chain` imports nothing of ours (docs/architecture.md,
+"Packages and the direction of dependencies"), so the decoder is a parameter (`EvidenceRules.decode`, e.g. `consensus.evidence.DuplicateVoteEvidence.decode`).
 Evidence has no effect on the state: it is recorded in the block, nobody is jailed or slashed.
 """
 

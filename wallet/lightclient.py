@@ -35,7 +35,7 @@ from typing import Any, Protocol, TypeVar
 from chain import crypto
 from chain.block import BlockHeader
 from chain.encoding import DecodeError, encode
-from chain.governance import MAX_VALIDATORS
+from chain.validators import MAX_VALIDATORS
 from chain.validators import ValidatorSet
 from consensus.certificate import CertificateError, CommitCertificate, verify_commit_certificate
 

@@ -222,7 +222,7 @@ def test_a_refused_tx_makes_the_block_invalid_and_results_match_apply_block(stor
 
 
 def test_chain_package_does_not_import_consensus() -> None:
-    """Dependency direction (DESIGN.md): chain imports nothing of ours; the evidence format is a parameter."""
+    """Dependency direction (docs/architecture.md): chain imports nothing of ours; the evidence format is a parameter."""
     code = "import sys, chain.validate, chain.store; print(sorted(m for m in sys.modules if m.startswith('consensus')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])
