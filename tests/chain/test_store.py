@@ -228,7 +228,7 @@ def test_account_history_indexes_senders_and_recipients_newest_first(tmp_path) -
 
 
 def test_store_tables_are_not_compressed(tmp_path: Path) -> None:
-    """LevelDB compression is off (chain/store.py LEVELDB_OPTIONS: compactions were the cost, not disk).
+    """LevelDB compression is off (chain/leveldb_checked.py LEVELDB_OPTIONS: compactions were the cost, not disk).
 
     Highly compressible values must take their full size in the table files once compacted; with snappy
     they would shrink ~20x."""
