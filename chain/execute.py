@@ -211,14 +211,15 @@ class Executor:
         bals[asset] = bals.get(asset, 0) + amount
         self.dirty_accounts.add(addr)
 
-    def _issuer_refusal(self, tx_id: bytes, sender: bytes, asset: str) -> Receipt | None:
-        """Issue and burn share their permission rule: the asset exists and the sender is its issuer."""
+    def _issued_asset(self, tx_id: bytes, sender: bytes, asset: str) -> WorkingAsset | Receipt:
+        """Issue and burn share their permission rule: the asset exists and the sender is its issuer.
+        Returns the asset's working copy, or the refusal."""
         info = self.asset(asset)
         if info is None:
             return Receipt(tx_id, TxCode.UNKNOWN_ASSET, f"unknown asset {asset}")
         if info.issuer != sender:
             return Receipt(tx_id, TxCode.NOT_ISSUER, f"sender is not the issuer of {asset}")
-        return None
+        return info
 
     def _transfer(self, tx_id: bytes, sender: bytes, acct: WorkingAccount, p: Transfer) -> Receipt:
         if p.to == sender:
@@ -237,11 +238,9 @@ class Executor:
         return Receipt(tx_id, TxCode.OK)
 
     def _issue(self, tx_id: bytes, sender: bytes, acct: WorkingAccount, p: Issue) -> Receipt:
-        refusal = self._issuer_refusal(tx_id, sender, p.asset)
-        if refusal is not None:
-            return refusal
-        info = self.assets[p.asset]
-        assert info is not None
+        info = self._issued_asset(tx_id, sender, p.asset)
+        if isinstance(info, Receipt):
+            return info
         if info.supply + p.amount > MAX_AMOUNT:
             return Receipt(tx_id, TxCode.SUPPLY_OVERFLOW, f"supply of {p.asset} would exceed {MAX_AMOUNT}")
         self._bump(sender, acct)
@@ -251,11 +250,9 @@ class Executor:
         return Receipt(tx_id, TxCode.OK)
 
     def _burn(self, tx_id: bytes, sender: bytes, acct: WorkingAccount, p: Burn) -> Receipt:
-        refusal = self._issuer_refusal(tx_id, sender, p.asset)
-        if refusal is not None:
-            return refusal
-        info = self.assets[p.asset]
-        assert info is not None
+        info = self._issued_asset(tx_id, sender, p.asset)
+        if isinstance(info, Receipt):
+            return info
         bals = acct.balances
         have = bals.get(p.asset, 0)
         if have < p.amount:

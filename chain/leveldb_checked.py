@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any, Self
 
 import plyvel
 
@@ -108,40 +109,44 @@ def _read_failed(exc: plyvel.Error) -> CorruptStore:
 _READ_ERRORS = (plyvel.CorruptionError, plyvel.IOError)
 
 
-class CheckedIterator:
+class _Closing:
+    """A wrapped LevelDB object (iterator or snapshot) that is closed when the `with` block ends."""
+
+    __slots__ = ("_src",)
+
+    def __init__(self, src: Any) -> None:
+        self._src = src
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._src.close()
+
+    def close(self) -> None:
+        self._src.close()
+
+
+class CheckedIterator(_Closing):
     """A LevelDB iterator whose checksum failures surface as CorruptStore."""
 
-    __slots__ = ("_it",)
-
-    def __init__(self, it: plyvel.Iterator) -> None:
-        self._it = it
+    __slots__ = ()
 
     def __iter__(self) -> "CheckedIterator":
         return self
 
     def __next__(self) -> object:
         try:
-            return next(self._it)
+            return next(self._src)
         except _READ_ERRORS as exc:
             raise _read_failed(exc) from None
-
-    def __enter__(self) -> "CheckedIterator":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._it.close()
-
-    def close(self) -> None:
-        self._it.close()
 
 
 class _CheckedReads:
     """Reads from a LevelDB handle or snapshot that verify the CRC of every table block they touch."""
 
-    __slots__ = ("_src",)
-
-    def __init__(self, src: plyvel.DB | plyvel.Snapshot) -> None:
-        self._src = src
+    __slots__ = ()
+    _src: Any
 
     def get(self, key: bytes, default: bytes | None = None) -> bytes | None:
         try:
@@ -154,19 +159,10 @@ class _CheckedReads:
         return CheckedIterator(self._src.iterator(**kwargs))
 
 
-class CheckedSnapshot(_CheckedReads):
+class CheckedSnapshot(_CheckedReads, _Closing):
     """A LevelDB snapshot whose reads verify block checksums (see CheckedDB)."""
 
     __slots__ = ()
-
-    def __enter__(self) -> "CheckedSnapshot":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._src.close()
-
-    def close(self) -> None:
-        self._src.close()
 
 
 class CheckedDB(_CheckedReads):
@@ -180,7 +176,10 @@ class CheckedDB(_CheckedReads):
     Writes and everything else go straight to plyvel.
     """
 
-    __slots__ = ()
+    __slots__ = ("_src",)
+
+    def __init__(self, db: plyvel.DB) -> None:
+        self._src = db
 
     @property
     def raw(self) -> plyvel.DB:
