@@ -221,19 +221,24 @@ class Executor:
             return Receipt(tx_id, TxCode.NOT_ISSUER, f"sender is not the issuer of {asset}")
         return info
 
+    @staticmethod
+    def _shortfall(tx_id: bytes, acct: WorkingAccount, asset: str, amount: int, what: str) -> Receipt | None:
+        """Transfer and burn share their funds rule: the sender holds at least `amount` of `asset`."""
+        have = acct.balance(asset)
+        if have < amount:
+            return Receipt(tx_id, TxCode.INSUFFICIENT_FUNDS, f"balance {have} < {what} {amount} (minor units of {asset})")
+        return None
+
     def _transfer(self, tx_id: bytes, sender: bytes, acct: WorkingAccount, p: Transfer) -> Receipt:
         if p.to == sender:
             return Receipt(tx_id, TxCode.SELF_TRANSFER, "transfer to the sender's own address")
         if self.asset(p.asset) is None:
             return Receipt(tx_id, TxCode.UNKNOWN_ASSET, f"unknown asset {p.asset}")
-        bals = acct.balances
-        have = bals.get(p.asset, 0)
-        if have < p.amount:
-            return Receipt(
-                tx_id, TxCode.INSUFFICIENT_FUNDS, f"balance {have} < amount {p.amount} (minor units of {p.asset})"
-            )
+        refusal = self._shortfall(tx_id, acct, p.asset, p.amount, "amount")
+        if refusal is not None:
+            return refusal
         self._bump(sender, acct)
-        self._debit(bals, p.asset, p.amount)
+        self._debit(acct.balances, p.asset, p.amount)
         self._credit(p.to, p.asset, p.amount)
         return Receipt(tx_id, TxCode.OK)
 
@@ -253,14 +258,11 @@ class Executor:
         info = self._issued_asset(tx_id, sender, p.asset)
         if isinstance(info, Receipt):
             return info
-        bals = acct.balances
-        have = bals.get(p.asset, 0)
-        if have < p.amount:
-            return Receipt(
-                tx_id, TxCode.INSUFFICIENT_FUNDS, f"balance {have} < burn amount {p.amount} (minor units of {p.asset})"
-            )
+        refusal = self._shortfall(tx_id, acct, p.asset, p.amount, "burn amount")
+        if refusal is not None:
+            return refusal
         self._bump(sender, acct)
-        self._debit(bals, p.asset, p.amount)
+        self._debit(acct.balances, p.asset, p.amount)
         info.supply -= p.amount
         self.dirty_assets.add(p.asset)
         return Receipt(tx_id, TxCode.OK)
