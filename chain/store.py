@@ -329,11 +329,15 @@ class ChainStore(TreeStorage, ValidatorHistory):
 
     # -- reading -----------------------------------------------------------------------------------
 
-    def get_block_bytes(self, height: int) -> bytes | None:
+    def _at_height(self, prefix: bytes, height: int) -> bytes | None:
+        """The entry of a committed height under a height-keyed prefix (None outside 0..head)."""
         self._check_open()
         if not 0 <= height <= self.head_height:
             return None
-        return self._db.get(P_BLOCK + hkey(height))
+        return self._db.get(prefix + hkey(height))
+
+    def get_block_bytes(self, height: int) -> bytes | None:
+        return self._at_height(P_BLOCK, height)
 
     def get_block(self, height: int) -> Block | None:
         raw = self.get_block_bytes(height)
@@ -347,10 +351,7 @@ class ChainStore(TreeStorage, ValidatorHistory):
         return None if raw is None else BlockHeader.decode(raw)
 
     def get_certificate(self, height: int) -> bytes | None:
-        self._check_open()
-        if not 0 <= height <= self.head_height:
-            return None
-        return self._db.get(P_CERT + hkey(height))
+        return self._at_height(P_CERT, height)
 
     def height_of_hash(self, block_hash: bytes) -> int | None:
         self._check_open()
