@@ -6,9 +6,12 @@ A mixin of ChainStore (chain/store.py), written in each block's own batch.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
 import plyvel
 
-from chain.block import EVIDENCE_MAX_AGE_HEIGHTS, Block, evidence_hash, evidence_id
+from chain.block import EVIDENCE_MAX_AGE_HEIGHTS, Block, BlockHeader, evidence_hash, evidence_id
 from chain.encoding import decode, encode
 from chain.genesis import Genesis
 from chain.governance import GovReplay, Members
@@ -28,6 +31,18 @@ class ValidatorHistory:
     genesis: Genesis
     head_height: int
     _valset_cache: dict[bytes, ValidatorSet]
+
+    if TYPE_CHECKING:  # provided by ChainStore
+
+        def _check_open(self) -> None: ...
+
+        def headers(self, start: int, stop: int) -> Iterator[BlockHeader]: ...
+
+        def get_header(self, height: int) -> BlockHeader | None: ...
+
+        def get_block(self, height: int) -> Block | None: ...
+
+        def state(self) -> State: ...
 
     def validators_at(self, height: int) -> ValidatorSet | None:
         """The validator set that signs (signed) block `height`, or None outside the evidence window.

@@ -7,7 +7,7 @@
     b + u64 height    block bytes            r + u64 height   header bytes (cheap header reads)
     h + block hash    u64 height             t + tx id        [height, index]
     c + u64 height    commit certificate (opaque bytes owned by consensus)
-    s + state key     state value (see chain.state)
+    s + state key     state value (see chain.ledger)
     V + u64 height    validator set that signs blocks from that height on (written when it changes;
                       kept for the evidence window: `validators_at`)
     E + evidence id   u64 height of the block that carried that evidence (`evidence_committed_at`)

@@ -8,6 +8,7 @@ methods; what they are is one job, kept here apart from block and index storage.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import plyvel
 
@@ -44,6 +45,10 @@ class TreeStorage:
     _db: CheckedDB
     state_versions_kept: int
     _stale_from: int
+
+    if TYPE_CHECKING:  # provided by ChainStore
+
+        def _check_open(self) -> None: ...
 
     def _check_head_tree(
         self, height: int, hdr: BlockHeader, delta: dict[bytes, bytes | None], corrupt: Callable[[str], CorruptStore]
