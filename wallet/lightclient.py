@@ -402,7 +402,7 @@ class LightClient:
 
 
 def encode_validators(vset: ValidatorSet) -> bytes:
-    """The state value of the validator-set key: canonical [[pubkey, power]...] (chain/state.py)."""
+    """The state value of the validator-set key: canonical [[pubkey, power]...] (chain/ledger.py)."""
     return encode(vset.to_list())
 
 
