@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from chain import crypto
 from chain.encoding import encode
 from chain.tx import ASSET_RE, MAX_AMOUNT, MAX_CHAIN_ID_BYTES, MAX_DECIMALS, MAX_MEMBER_NAME_BYTES, MAX_MEMBERS, Member
-from chain.validators import ValidatorSet
+from chain.validators import MAX_VALIDATORS, ValidatorSet
 
 
 def _hex_bytes(value: str, size: int, what: str) -> bytes:
@@ -28,20 +28,33 @@ def _hex_bytes(value: str, size: int, what: str) -> bytes:
     return raw
 
 
+def _pubkey_hex(what: str) -> AfterValidator:
+    """An Ed25519 public key field: hex of the right size, stored lower-case (one spelling, one hash)."""
+
+    def check(v: str) -> str:
+        _hex_bytes(v, crypto.PUBKEY_SIZE, what)
+        return v.lower()
+
+    return AfterValidator(check)
+
+
+def _check_address(v: str) -> str:
+    crypto.parse_address(v)
+    return v
+
+
+Address = Annotated[str, AfterValidator(_check_address)]
+"""A `pn` + 40 hex address field (`crypto.parse_address`)."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class GenesisValidator(_Strict):
     name: str = Field(min_length=1, max_length=64)
-    pubkey: str = Field(description="Ed25519 public key, hex")
+    pubkey: Annotated[str, _pubkey_hex("validator pubkey")] = Field(description="Ed25519 public key, hex")
     power: int = Field(ge=1, le=1_000_000)
-
-    @field_validator("pubkey")
-    @classmethod
-    def _pubkey(cls, v: str) -> str:
-        _hex_bytes(v, crypto.PUBKEY_SIZE, "validator pubkey")
-        return v.lower()
 
     @property
     def pubkey_bytes(self) -> bytes:
@@ -50,43 +63,26 @@ class GenesisValidator(_Strict):
 
 class GenesisAsset(_Strict):
     id: str = Field(pattern=ASSET_RE.pattern)
-    issuer: str = Field(description="address (pn + 40 hex) allowed to issue and burn")
+    issuer: Address = Field(description="address (pn + 40 hex) allowed to issue and burn")
     decimals: int = Field(ge=0, le=MAX_DECIMALS)
-
-    @field_validator("issuer")
-    @classmethod
-    def _issuer(cls, v: str) -> str:
-        crypto.parse_address(v)
-        return v
 
 
 class GenesisBalance(_Strict):
-    address: str
+    address: Address
     asset: str = Field(pattern=ASSET_RE.pattern)
     amount: int = Field(ge=1, le=MAX_AMOUNT)
-
-    @field_validator("address")
-    @classmethod
-    def _address(cls, v: str) -> str:
-        crypto.parse_address(v)
-        return v
 
 
 class GenesisMember(_Strict):
     name: str = Field(min_length=1, max_length=MAX_MEMBER_NAME_BYTES, pattern=r"^[ -~]+$")
-    admin_key: str = Field(description="Ed25519 public key (hex) the member's admins sign governance txs with")
-
-    @field_validator("admin_key")
-    @classmethod
-    def _key(cls, v: str) -> str:
-        _hex_bytes(v, crypto.PUBKEY_SIZE, "member admin_key")
-        return v.lower()
+    admin_key: Annotated[str, _pubkey_hex("member admin_key")] = Field(
+        description="Ed25519 public key (hex) the member's admins sign governance txs with")
 
 
 class Genesis(_Strict):
     chain_id: str = Field(min_length=1, max_length=MAX_CHAIN_ID_BYTES, pattern=r"^[a-zA-Z0-9._-]+$")
     genesis_time_ms: int = Field(ge=0)
-    validators: list[GenesisValidator] = Field(min_length=1, max_length=300)
+    validators: list[GenesisValidator] = Field(min_length=1, max_length=MAX_VALIDATORS)
     members: list[GenesisMember] = Field(default_factory=list, max_length=MAX_MEMBERS,
                                          description="consortium members who govern the network (none: the "
                                          "validator set, assets and issuers can never change)")

@@ -42,7 +42,8 @@ from chain.tx import (
     action_from_list,
     action_to_list,
 )
-from chain.validators import ValidatorSet
+from chain.ledger import WorkingAsset
+from chain.validators import MAX_VALIDATORS, ValidatorSet
 
 MEMBERS_KEY = b"m"
 OPEN_KEY = b"go"
@@ -59,8 +60,6 @@ MAX_PROPOSAL_LIFETIME = 100_000
 """Heights a proposal may stay open (about a day at 1 block/s): members decide, or it lapses."""
 MIN_UPGRADE_NOTICE = 5
 """An upgrade height at least this far past the executing block, so operators see it coming."""
-MAX_VALIDATORS = 300
-"""Same bound as the genesis file: vote traffic grows with the square of the set size."""
 
 
 class Status(IntEnum):
@@ -210,10 +209,10 @@ class Ledger(Protocol):
     height: int
     validators: ValidatorSet
     validators_dirty: bool
-    assets: dict[str, list[Any] | None]
+    assets: dict[str, WorkingAsset | None]
     dirty_assets: set[str]
 
-    def asset(self, asset_id: str) -> list[Any] | None: ...
+    def asset(self, asset_id: str) -> WorkingAsset | None: ...
 
 
 def validator_set_problem(vset: ValidatorSet) -> str | None:
@@ -390,12 +389,12 @@ class GovWork:
             ledger.validators = _new_validator_set(ledger.validators, action)
             ledger.validators_dirty = True
         elif isinstance(action, AssetCreate):
-            ledger.assets[action.asset] = [action.issuer, action.decimals, 0]
+            ledger.assets[action.asset] = WorkingAsset(action.issuer, action.decimals, 0)
             ledger.dirty_assets.add(action.asset)
         elif isinstance(action, SetIssuer):
             info = ledger.asset(action.asset)
             assert info is not None
-            info[0] = action.issuer
+            info.issuer = action.issuer
             ledger.dirty_assets.add(action.asset)
         elif isinstance(action, SetMembers):
             self.members = Members(action.threshold, action.members)
@@ -439,14 +438,14 @@ class ReplayLedger:
     height: int
     validators: ValidatorSet
     validators_dirty: bool = False
-    assets: dict[str, list[Any] | None] = field(default_factory=dict)
+    assets: dict[str, WorkingAsset | None] = field(default_factory=dict)
     dirty_assets: set[str] = field(default_factory=set)
     known_assets: set[str] = field(default_factory=set)
 
-    def asset(self, asset_id: str) -> list[Any] | None:
+    def asset(self, asset_id: str) -> WorkingAsset | None:
         if asset_id in self.assets:
             return self.assets[asset_id]
-        return [b"", 0, 0] if asset_id in self.known_assets else None
+        return WorkingAsset(b"", 0, 0) if asset_id in self.known_assets else None
 
 
 class GovReplay:

@@ -3,7 +3,7 @@
 Proposal validation and block sync both call it, so a block cannot be judged by two different rule sets
 (issue 12). The rules, in the order they are checked (cheap first):
 
-1. header (`chain.state.check_header`): chain id, height = head + 1, prev hash, validator-set hash, time
+1. header (`chain.execute.check_header`): chain id, height = head + 1, prev hash, validator-set hash, time
    not before the previous block, proposer is a member, tx count (bounded, and the header's `tx_count`),
    tx root and evidence hash;
 2. local clock: time at most MAX_FUTURE_DRIFT_MS ahead of `now_ms`. Skipped when `now_ms is None`, which
@@ -13,10 +13,10 @@ Proposal validation and block sync both call it, so a block cannot be judged by 
    EVIDENCE_MAX_AGE_HEIGHTS below it, was not committed before, appears once (by offence), and proves an
    equivocation by a member of the validator set *at the evidence's own height*. Judging it against the
    current set instead halted the network once governance removed the double-signer;
-4. txs (`chain.state.execute_block`): every tx applies in order and the state root matches.
+4. txs (`chain.execute.execute_block`): every tx applies in order and the state root matches.
 
-The evidence format belongs to consensus, and `chain` imports nothing of ours (DESIGN.md), so the
-decoder is a parameter (`EvidenceRules.decode`, e.g. `consensus.evidence.DuplicateVoteEvidence.decode`).
+The evidence format belongs to consensus, and `chain` imports nothing of ours (docs/architecture.md,
+"Packages and the direction of dependencies"), so the decoder is a parameter (`EvidenceRules.decode`, e.g. `consensus.evidence.DuplicateVoteEvidence.decode`).
 Evidence has no effect on the state: it is recorded in the block, nobody is jailed or slashed.
 """
 
@@ -28,7 +28,8 @@ from typing import Protocol
 
 from chain.block import EVIDENCE_MAX_AGE_HEIGHTS, MAX_EVIDENCE_PER_BLOCK, Block, evidence_id
 from chain.receipts import Receipt
-from chain.state import BlockInvalid, State, check_header, execute_block
+from chain.execute import BlockInvalid, check_header, execute_block
+from chain.state import State
 from chain.validators import ValidatorSet
 
 __all__ = [

@@ -13,6 +13,10 @@ from typing import Any
 from chain import crypto
 from chain.encoding import encode, want_bytes, want_int, want_list
 
+MAX_VALIDATORS = 300
+"""Largest validator set, in the genesis file and after governance: vote traffic grows with the square
+of the set size."""
+
 
 @dataclass(frozen=True)
 class Validator:

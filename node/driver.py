@@ -24,7 +24,8 @@ from chain.block import Block
 from chain import crypto
 from chain.crypto import address_of
 from chain.encoding import DecodeError
-from chain.state import BlockInvalid, State, build_block
+from chain.execute import BlockInvalid, build_block
+from chain.state import State
 from chain.store import ChainStore
 from chain.validate import EvidenceRules, validate_block
 from chain.validators import ValidatorSet

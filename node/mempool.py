@@ -30,11 +30,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from chain import crypto
 from chain.receipts import Receipt, TxCode
-from chain.state import Executor, State
+from chain.execute import Executor, ScratchExecutor
+from chain.state import State
 from chain.tx import Burn, Issue, SignedTx, Transfer
 from node.node_view import MempoolFull, TxRejected
 from node.nonce_queue import NonceQueue
@@ -69,41 +69,6 @@ class _Verified:
 
     def __contains__(self, tx_id: object) -> bool:
         return tx_id in self.entries or tx_id in self.trusted
-
-
-class _Overlay(Executor):
-    """A scratch working set on top of the pending one, trusting every signature.
-
-    Runs the ledger rules exactly as admission will (same executor code), reading accounts and assets
-    from the pending set by copy, so nothing it does reaches the pool. A sequence of txs run through
-    one overlay sees the effects of the earlier ones (a batch with a sender's consecutive nonces)."""
-
-    def __init__(self, base: Executor) -> None:
-        super().__init__(base.reader, base.height, _TRUST_ALL)  # type: ignore[arg-type]
-        self._base = base
-        self.validators = base.validators
-        self._gov = None if base._gov is None else base._gov.copy()
-
-    def account(self, addr: bytes) -> list[Any]:
-        if addr not in self.accounts:
-            src = self._base.accounts.get(addr)
-            if src is not None:
-                self.accounts[addr] = [src[0], dict(src[1])]
-        return super().account(addr)  # else read from state without filling the pending set's cache
-
-    def asset(self, asset_id: str) -> list[Any] | None:
-        if asset_id not in self.assets and asset_id in self._base.assets:
-            info = self._base.assets[asset_id]
-            self.assets[asset_id] = None if info is None else list(info)
-        return super().asset(asset_id)
-
-
-class _TrustAll:
-    def __contains__(self, tx_id: object) -> bool:
-        return True
-
-
-_TRUST_ALL = _TrustAll()
 
 
 class Mempool:
@@ -164,7 +129,7 @@ class Mempool:
 
     def pending_nonce(self, addr: bytes) -> int:
         """Next nonce for `addr` counting its pooled txs."""
-        return self._pending.account(addr)[0]
+        return self._pending.account(addr).nonce
 
     def reap(self, max_txs: int) -> list[SignedTx]:
         """Up to max_txs txs in arrival order (which is nonce order per sender)."""
@@ -239,7 +204,7 @@ class Mempool:
         will find it a duplicate). Each tx is judged after the earlier ones in `txs` as if they were
         admitted, so a batch may carry a sender's consecutive nonces. Refusals are remembered like any
         admission refusal."""
-        overlay = _Overlay(self._pending)
+        overlay = ScratchExecutor(self._pending)
         out: list[TxRejected | None] = []
         seen: set[bytes] = set()
         for tx in txs:
@@ -299,7 +264,7 @@ class Mempool:
 
     def _pending_probe(self, tx: SignedTx) -> Receipt:
         """The verdict of the pending set on `tx` without applying it (a gap tx fails on its nonce there)."""
-        return _Overlay(self._pending).run(tx)
+        return ScratchExecutor(self._pending).run(tx)
 
     def _gap(self, ex: Executor, tx: SignedTx, r: Receipt) -> TxRejected | bool | None:
         """For a receipt refused on its nonce: True if `tx` may park, a refusal if it may not; None when
@@ -307,9 +272,9 @@ class Mempool:
         if r.code is not TxCode.BAD_NONCE:
             return None
         acct = ex.account(tx.body.sender_address)
-        if tx.body.nonce <= acct[0]:
+        if tx.body.nonce <= acct.nonce:
             return None
-        refusal = self._gap_refusal(tx, acct[0], any(acct[1].values()))
+        refusal = self._gap_refusal(tx, acct.nonce, acct.has_funds())
         return True if refusal is None else refusal
 
     def _admit(self, tx: SignedTx, raw: bytes, sender: bytes) -> None:
@@ -396,7 +361,7 @@ class Mempool:
                     fast = False
                     break
         if fast:
-            self._pending.height = state.height + 1  # expiry is judged against the next block
+            self._pending.judge_at(state.height + 1)  # expiry is judged against the next block
             self._since_rebuild += 1
             evicted: list[Receipt] = []
         else:

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from chain.block import EVIDENCE_MAX_AGE_HEIGHTS, Block, evidence_id
 from chain.encoding import DecodeError
 from chain.genesis import Genesis
-from chain.state import BlockInvalid, State, genesis_block, genesis_state
+from chain.execute import BlockInvalid, genesis_block, genesis_state
+from chain.state import State
 from chain.state_tree import MemoryNodeStore, TreeUpdate, root_from_entries
 from chain.store import ChainStore, StoreError
 from chain.validate import EvidenceRules, validate_block

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from chain.block import Block  # noqa: E402
 from chain.crypto import PrivateKey, format_address  # noqa: E402
 from chain.genesis import Genesis  # noqa: E402
-from chain.state import apply_block, build_block, execute_txs  # noqa: E402
+from chain.execute import apply_block, build_block, execute_txs  # noqa: E402
 from chain.store import ChainStore  # noqa: E402
 from chain.tx import SignedTx, Transfer, TxBody  # noqa: E402
 

@@ -82,7 +82,7 @@ def execute_ab(txs_per_block: int = 5000, rounds: int = 3) -> None:
     """Execute one block of transfers between fresh accounts on a store's state, checked vs unchecked."""
     from chain import crypto
     from chain.genesis import Genesis
-    from chain.state import build_block, execute_block
+    from chain.execute import build_block, execute_block
     from chain.store import LEVELDB_OPTIONS, ChainStore
     from chain.tx import Transfer, TxBody
 

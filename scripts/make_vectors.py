@@ -36,7 +36,8 @@ from chain import crypto, merkle  # noqa: E402
 from chain.block import Block, BlockHeader, evidence_hash, evidence_id  # noqa: E402
 from chain.encoding import DecodeError, encode  # noqa: E402
 from chain.genesis import Genesis  # noqa: E402
-from chain.state import State, build_block, check_tx, genesis_block, genesis_state  # noqa: E402
+from chain.execute import build_block, check_tx, genesis_block, genesis_state  # noqa: E402
+from chain.state import State  # noqa: E402
 from chain.state_tree import EmptyNodes, StateProof, StateTree  # noqa: E402
 from chain.tx import (  # noqa: E402
     MAX_AMOUNT,

@@ -24,7 +24,7 @@ from chain import crypto, merkle
 from chain.block import Block, BlockHeader, evidence_hash, evidence_id
 from chain.encoding import DecodeError, encode
 from chain.genesis import Genesis
-from chain.state import check_tx, genesis_block, genesis_state
+from chain.execute import check_tx, genesis_block, genesis_state
 from chain.state_tree import ProofInvalid, StateProof, root_from_entries, verify_state_proof
 from chain.tx import TX_DOMAIN, SignedTx, TxBody
 from chain.validate import EvidenceRules, validate_block

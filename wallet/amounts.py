@@ -74,7 +74,7 @@ def format_amount(units: int, decimals: int) -> str:
     return f"{sign}{whole}.{frac:0{decimals}d}"
 
 
-# The node's insufficient_funds message (chain/state.py) speaks minor units: "balance 1250 < amount 1300
+# The node's insufficient_funds message (chain/execute.py) speaks minor units: "balance 1250 < amount 1300
 # (minor units of USD)", or "burn amount" for a burn. The asset's decimals are known to the wallet only.
 _SHORTFALL = re.compile(r"balance (\d+) < (burn )?amount (\d+)")
 

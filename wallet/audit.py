@@ -33,7 +33,7 @@ from chain.block import EVIDENCE_MAX_AGE_HEIGHTS, Block, evidence_hash, evidence
 from chain.encoding import DecodeError, decode, want_bytes, want_int, want_list
 from chain.genesis import Genesis
 from chain.governance import GovReplay, Members, Refused
-from chain.state import genesis_block, genesis_state
+from chain.execute import genesis_block, genesis_state
 from chain.tx import GovApprove, GovPropose
 from chain.validate import EvidenceRejected, EvidenceRules, check_evidence
 from chain.validators import ValidatorSet

@@ -35,7 +35,7 @@ from typing import Any, Protocol, TypeVar
 from chain import crypto
 from chain.block import BlockHeader
 from chain.encoding import DecodeError, encode
-from chain.state import MAX_VALIDATORS
+from chain.validators import MAX_VALIDATORS
 from chain.validators import ValidatorSet
 from consensus.certificate import CertificateError, CommitCertificate, verify_commit_certificate
 
@@ -402,7 +402,7 @@ class LightClient:
 
 
 def encode_validators(vset: ValidatorSet) -> bytes:
-    """The state value of the validator-set key: canonical [[pubkey, power]...] (chain/state.py)."""
+    """The state value of the validator-set key: canonical [[pubkey, power]...] (chain/ledger.py)."""
     return encode(vset.to_list())
 
 

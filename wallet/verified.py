@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from chain import crypto
-from chain.state import VALIDATORS_KEY
+from chain.ledger import VALIDATORS_KEY
 
 from wallet.amounts import format_amount
 from wallet.client import ApiError, NodeClient, NodesUnavailable

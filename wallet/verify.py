@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from chain import merkle
 from chain.block import HASH_SIZE, BlockHeader
 from chain.encoding import DecodeError
-from chain.state import Account, AssetInfo, account_key, asset_key
+from chain.ledger import Account, AssetInfo, account_key, asset_key
 from chain.state_proof import ProofInvalid, StateProof, verify_state_proof
 from chain.tx import SignedTx
 from chain.validators import ValidatorSet

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import msgpack
 
 from chain.encoding import DecodeError
-from chain.store import P_HEADER
+from chain.store_keys import P_HEADER
 from chain.tx import SignedTx
 from node.api.cursors import Position
 

@@ -23,7 +23,7 @@ from node.api.errors import ApiError
 
 MAX_HEIGHT = 2**63 - 1
 MAX_INDEX = 2**32 - 1
-MAX_BALANCE = 2**127  # far above chain.state's MAX_AMOUNT; bounds the text only
+MAX_BALANCE = 2**127  # far above chain.tx's MAX_AMOUNT; bounds the text only
 _POSITION = re.compile(r"^([0-9]{1,19})\.([0-9]{1,10})$")
 _STATEMENT = re.compile(r"^([0-9]{1,19})\.([0-9]{1,10})\.([0-9]{1,39})\.([0-9a-f]{16})$")
 

@@ -19,7 +19,7 @@ from chain.governance import (
     read_proposal,
     read_upgrade,
 )
-from chain.store import P_STATE
+from chain.store_keys import P_STATE
 from node.api.errors import ApiError
 from node.api.explorer_routes import _Query, parse_query, respond
 from node.api.gov_models import (

@@ -17,8 +17,8 @@ from typing import Literal
 from aiohttp import web
 
 from chain import crypto
-from chain.state import ACCOUNT_PREFIX, ASSET_PREFIX
-from chain.store import P_HASH, P_STATE, P_TX
+from chain.ledger import ACCOUNT_PREFIX, ASSET_PREFIX
+from chain.store_keys import P_HASH, P_STATE, P_TX
 from node.api.chainscan import RangeStore
 from node.api.errors import ApiError
 from node.api.models import AmbiguousErrorDetail, AmbiguousErrorResponse, Candidate

@@ -23,7 +23,7 @@ from chain import crypto
 from chain.block import BlockHeader
 from chain.encoding import decode
 from chain.store import StateVersionPruned
-from chain.state import VALIDATORS_KEY, Account, AssetInfo, account_key, asset_key
+from chain.ledger import VALIDATORS_KEY, Account, AssetInfo, account_key, asset_key
 from chain.tx import check_asset_id
 from chain.validators import ValidatorSet
 from node.api import render

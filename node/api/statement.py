@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from typing import Literal
 
 from chain import crypto
-from chain.store import P_ACCOUNT_TX
+from chain.store_keys import P_ACCOUNT_TX
 from chain.tx import Burn, Issue, SignedTx, Transfer
 from node.api.chainscan import ScanStore, tx_at
 from node.api.cursors import Position

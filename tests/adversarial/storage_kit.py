@@ -7,7 +7,7 @@ from pathlib import Path
 
 import plyvel
 
-from chain.state import Account
+from chain.ledger import Account
 
 
 def chain_dir(home: Path) -> Path:

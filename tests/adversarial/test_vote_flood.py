@@ -19,7 +19,7 @@ import urllib.request
 import pytest
 
 from chain.genesis import Genesis
-from chain.state import genesis_state
+from chain.execute import genesis_state
 from consensus.proposer import proposer_for
 from node.localnet import LocalNet
 

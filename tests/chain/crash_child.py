@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from chain.state import build_block  # noqa: E402
+from chain.execute import build_block  # noqa: E402
 from chain.store import ChainStore  # noqa: E402
 from chain.tx import Transfer  # noqa: E402
 from ledger_testkit import USERS, fake_certificate, make_genesis, proposer_of, tx  # noqa: E402

@@ -22,7 +22,8 @@ from chain.governance import (
     read_upgrade,
 )
 from chain.receipts import TxCode
-from chain.state import State, build_block, genesis_state
+from chain.execute import build_block, genesis_state
+from chain.state import State
 from chain.tx import (
     AssetCreate,
     GovApprove,

@@ -8,21 +8,10 @@ import pytest
 
 from chain.block import Block, make_block
 from chain.encoding import DecodeError
-from chain.state import (
-    Account,
-    AssetInfo,
-    BlockInvalid,
-    State,
-    TxCode,
-    apply_block,
-    build_block,
-    check_tx,
-    execute_txs,
-    genesis_block,
-    genesis_state,
-    pending_state_root,
-    seal,
-)
+from chain.execute import BlockInvalid, apply_block, build_block, check_tx, execute_txs, genesis_block, genesis_state
+from chain.ledger import Account, AssetInfo
+from chain.receipts import TxCode
+from chain.state import State, pending_state_root, seal
 from chain.governance import Members, read_members
 from chain.tx import Member, MAX_AMOUNT, AssetCreate, Burn, Issue, SetIssuer, Transfer, ValidatorUpdate
 from ledger_testkit import propose, ADMIN, CHAIN_ID, ISSUER, OUTSIDER, USERS, VALIDATORS, key, make_genesis, proposer_of, tx

@@ -22,7 +22,10 @@ from hypothesis import strategies as st
 
 from chain.block import Block
 from chain.encoding import DecodeError, decode, encode
-from chain.state import Account, AssetInfo, State, TxCode, apply_block, build_block, check_tx, execute_txs, genesis_state
+from chain.execute import apply_block, build_block, check_tx, execute_txs, genesis_state
+from chain.ledger import Account, AssetInfo
+from chain.receipts import TxCode
+from chain.state import State
 from chain.tx import MAX_AMOUNT, AssetCreate, Burn, Issue, SetIssuer, SignedTx, Transfer, ValidatorUpdate
 from ledger_testkit import propose, ADMIN, ISSUER, OUTSIDER, USERS, VALIDATORS, key, make_genesis, tx
 

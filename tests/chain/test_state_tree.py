@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chain.encoding import DecodeError
-from chain.state import account_key, build_block, genesis_state
+from chain.execute import build_block, genesis_state
+from chain.ledger import account_key
 from chain.state_tree import (
     EMPTY_HASH,
     MemoryNodeStore,
@@ -30,16 +31,9 @@ from chain.state_tree import (
     verify_state_proof,
 )
 from chain.state_tree import decode_root
-from chain.store import (  # _SnapshotReader: the store's own node reader, to walk what a kept height reaches
-    P_TREE_NODE,
-    P_TREE_ROOT,
-    P_TREE_STALE,
-    ChainStore,
-    CorruptStore,
-    StateVersionPruned,
-    StoreError,
-    _SnapshotReader,
-)
+from chain.store import ChainStore, CorruptStore, StateVersionPruned, StoreError
+from chain.store_keys import P_TREE_NODE, P_TREE_ROOT, P_TREE_STALE
+from chain.store_tree import SnapshotReader as _SnapshotReader  # the store's own node reader, to walk what a kept height reaches
 from chain.tx import Transfer
 from ledger_testkit import USERS, fake_certificate, make_genesis, proposer_of, tx
 
@@ -230,7 +224,7 @@ def test_a_shrunk_window_is_pruned_a_bounded_amount_per_block(tmp_path: Path, mo
     with ChainStore.open(db_path, GENESIS) as store:
         _blocks(store, 10)
     before = len(_keys(db_path, P_TREE_NODE))
-    monkeypatch.setattr("chain.store.PRUNE_PER_COMMIT", 20)
+    monkeypatch.setattr("chain.store_tree.PRUNE_PER_COMMIT", 20)
     with ChainStore.open(db_path, GENESIS, state_versions_kept=2) as store:
         _blocks(store, 1)
         with store._db.iterator(prefix=P_TREE_NODE, include_value=False) as it:

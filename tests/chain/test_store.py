@@ -10,8 +10,10 @@ import pytest
 from chain import crypto
 from chain.block import Block
 from chain.encoding import encode
-from chain.state import State, apply_block, build_block, genesis_state
-from chain.store import K_DELTA, K_HEAD, P_BLOCK, P_STATE, ChainStore, CorruptStore, StoreError
+from chain.execute import apply_block, build_block, genesis_state
+from chain.state import State
+from chain.store import ChainStore, CorruptStore, StoreError
+from chain.store_keys import K_DELTA, K_HEAD, P_BLOCK, P_STATE
 from chain.tx import Transfer
 from ledger_testkit import USERS, fake_certificate, make_genesis, proposer_of, tx
 
@@ -201,7 +203,7 @@ def test_interrupted_backup_is_refused(tmp_path: Path) -> None:
 
 def test_account_history_indexes_senders_and_recipients_newest_first(tmp_path) -> None:
     from chain.genesis import Genesis, GenesisAsset, GenesisBalance, GenesisValidator
-    from chain.state import build_block
+    from chain.execute import build_block
     from chain.store import ChainStore
     from chain.tx import Transfer, TxBody
 
@@ -226,7 +228,7 @@ def test_account_history_indexes_senders_and_recipients_newest_first(tmp_path) -
 
 
 def test_store_tables_are_not_compressed(tmp_path: Path) -> None:
-    """LevelDB compression is off (chain/store.py LEVELDB_OPTIONS: compactions were the cost, not disk).
+    """LevelDB compression is off (chain/leveldb_checked.py LEVELDB_OPTIONS: compactions were the cost, not disk).
 
     Highly compressible values must take their full size in the table files once compacted; with snappy
     they would shrink ~20x."""

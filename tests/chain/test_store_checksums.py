@@ -11,7 +11,7 @@ import plyvel
 import pytest
 
 from chain.block import Block
-from chain.state import build_block
+from chain.execute import build_block
 from chain.store import LEVELDB_OPTIONS, ChainStore, CorruptStore
 from chain.tx import Transfer
 from ledger_testkit import USERS, fake_certificate, make_genesis, proposer_of, tx

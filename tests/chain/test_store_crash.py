@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from chain.state import apply_block, genesis_state
+from chain.execute import apply_block, genesis_state
 from chain.state_tree import verify_state_proof
 from chain.store import ChainStore, StateVersionPruned
 from ledger_testkit import fake_certificate, make_genesis

@@ -12,8 +12,10 @@ from pathlib import Path
 import plyvel
 import pytest
 
-from chain.store import P_CERT, P_HEADER, P_STATE, P_TX, ChainStore
-from chain.state import ACCOUNT_PREFIX, Account, build_block
+from chain.store import ChainStore
+from chain.store_keys import P_CERT, P_HEADER, P_STATE, P_TX
+from chain.execute import build_block
+from chain.ledger import ACCOUNT_PREFIX, Account
 from chain.tx import Transfer, ValidatorUpdate
 from consensus.certificate import CommitCertificate
 from consensus.messages import VOTE_DOMAIN, VoteType, vote_sign_bytes

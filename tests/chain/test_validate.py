@@ -15,7 +15,8 @@ import pytest
 
 from chain.block import EVIDENCE_MAX_AGE_HEIGHTS, MAX_EVIDENCE_PER_BLOCK, Block, make_block
 from chain.crypto import PrivateKey
-from chain.state import BlockInvalid, State, apply_block, build_block
+from chain.execute import BlockInvalid, apply_block, build_block
+from chain.state import State
 from chain.store import ChainStore
 from chain.tx import Transfer, ValidatorUpdate
 from chain.validate import MAX_FUTURE_DRIFT_MS, EvidenceRejected, EvidenceRules, check_evidence, validate_block
@@ -221,7 +222,7 @@ def test_a_refused_tx_makes_the_block_invalid_and_results_match_apply_block(stor
 
 
 def test_chain_package_does_not_import_consensus() -> None:
-    """Dependency direction (DESIGN.md): chain imports nothing of ours; the evidence format is a parameter."""
+    """Dependency direction (docs/architecture.md): chain imports nothing of ours; the evidence format is a parameter."""
     code = "import sys, chain.validate, chain.store; print(sorted(m for m in sys.modules if m.startswith('consensus')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])

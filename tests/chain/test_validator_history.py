@@ -11,8 +11,10 @@ from pathlib import Path
 import plyvel
 
 from chain.block import EVIDENCE_MAX_AGE_HEIGHTS, Block, evidence_id
-from chain.state import State, build_block
-from chain.store import P_EVIDENCE, P_VALSET, ChainStore
+from chain.execute import build_block
+from chain.state import State
+from chain.store import ChainStore
+from chain.store_keys import P_EVIDENCE, P_VALSET
 from chain.tx import Transfer, ValidatorUpdate
 from chain.validators import ValidatorSet
 from ledger_testkit import propose, ADMIN, USERS, VALIDATORS, fake_certificate, key, make_genesis, proposer_of, tx

@@ -1,8 +1,8 @@
 """An in-process NodeView built from real chain parts, for the API tests.
 
-Blocks are made with chain.state.build_block, checked with apply_block, signed with real commit
+Blocks are made with chain.execute.build_block, checked with apply_block, signed with real commit
 certificates (consensus.certificate) by real validator keys, and committed to a real
-chain.store.ChainStore (LevelDB) in a tmp dir. The mempool admits txs with chain.state.check_tx,
+chain.store.ChainStore (LevelDB) in a tmp dir. The mempool admits txs with chain.execute.check_tx,
 as the node does; it is the only part kept simple here (an ordered dict).
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 from chain import crypto
 from chain.block import Block
 from chain.genesis import Genesis, GenesisAsset, GenesisBalance, GenesisValidator
-from chain.state import apply_block, build_block, check_tx
+from chain.execute import apply_block, build_block, check_tx
 from chain.store import ChainStore
 from chain.tx import SignedTx, Transfer, TxBody
 from consensus.certificate import CommitCertificate

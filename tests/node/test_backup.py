@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from chain import crypto
-from chain.state import build_block
+from chain.execute import build_block
 from chain.store import ChainStore
 from chain.tx import Transfer, TxBody
 from node.backup import CONTROL_SOCKET, MANIFEST, BackupError, Manifest, backup_home, restore_home, start_control_server

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from chain.block import EVIDENCE_MAX_AGE_HEIGHTS, Block, evidence_id
 from chain.crypto import PrivateKey
 from chain.genesis import Genesis
-from chain.state import State, build_block
+from chain.execute import build_block
+from chain.state import State
 from chain.store import ChainStore
 from chain.tx import GovPropose, TxBody, ValidatorUpdate
 from chain.validate import EvidenceRules, check_evidence, validate_block

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chain import crypto
-from chain.store import P_HEADER
+from chain.store_keys import P_HEADER
 from chain.tx import SignedTx, Transfer, TxBody
 from node.api.chainscan import FIRST_CHUNK, EmptyRuns, scan_back
 from node.api.cursors import Position, StatementCursors, parse_position

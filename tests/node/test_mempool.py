@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from chain import crypto
 from chain.genesis import Genesis, GenesisAsset, GenesisBalance, GenesisValidator
-from chain.state import build_block, genesis_state
+from chain.execute import build_block, genesis_state
 from chain.tx import Issue, SignedTx, Transfer, TxBody
 from node.mempool import Mempool
 from node.node_view import MempoolFull, TxRejected
@@ -184,7 +184,7 @@ def test_signature_cache_only_covers_identical_signatures() -> None:
 
 
 def _view(pool: Mempool, addrs: list[bytes]) -> list[tuple[int, dict[str, int]]]:
-    return [(pool.pending_nonce(a), dict(pool._pending.account(a)[1])) for a in addrs]
+    return [(pool.pending_nonce(a), dict(pool._pending.account(a).balances)) for a in addrs]
 
 
 @pytest.mark.parametrize("foreign", [False, True])

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from chain import crypto
 from chain.block import BlockHeader
-from chain.state import Account
+from chain.ledger import Account
 from chain.state_tree import StateProof
 from chain.tx import GovPropose, TxBody, ValidatorUpdate
 from node.localnet import CHAIN_ID, DEMO_ASSET, LocalNet, admin_key

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from chain import crypto
 from chain.block import make_block
-from chain.state import VALIDATORS_KEY
+from chain.ledger import VALIDATORS_KEY
 from chain.state_tree import EmptyNodes, StateTree
 from chain.validators import ValidatorSet
 from consensus.certificate import CommitCertificate
