@@ -32,7 +32,7 @@ from chain import crypto
 from chain.receipts import Receipt, TxCode
 from chain.state import Executor, State
 from chain.tx import Burn, Issue, SignedTx, Transfer
-from node.node_view import MempoolFull, TxRejected
+from node.mempool_errors import MempoolFull, TxRejected  # raised here; importers take them from here
 from node.nonce_queue import NonceQueue
 
 REJECTED_MEMORY = 20_000

@@ -56,7 +56,8 @@ from node.api.models import (
     ValidatorModel,
     ValidatorsResponse,
 )
-from node.node_view import MempoolFull, NodeView, TxRejected
+from node.mempool_errors import MempoolFull, TxRejected
+from node.node_view import NodeView, StoreReader, validator_names
 from node.ratelimit import KeyedRateLimiter
 
 MAX_BLOCKS_PAGE = 100
@@ -142,7 +143,7 @@ class Handlers:
         self.signatures = signatures
         self._summaries: OrderedDict[int, BlockSummary] = OrderedDict()
         self._blocks: OrderedDict[int, LightBlock] = OrderedDict()
-        self._names = {bytes.fromhex(v.pubkey): v.name for v in view.genesis.validators}
+        self._names = validator_names(view.genesis)
         self._names_by_addr = {crypto.address_of(pk): n for pk, n in self._names.items()}
         self._explorer = ExplorerRoutes(view, config, self._names, self._charge_read)  # node/api/explorer_routes.py
         for name in ExplorerRoutes.ROUTES:
@@ -163,7 +164,7 @@ class Handlers:
     # -- helpers -------------------------------------------------------------------------------------
 
     @property
-    def store(self) -> Any:
+    def store(self) -> StoreReader:
         return self.view.store
 
     @property
@@ -630,10 +631,10 @@ class Handlers:
         s = self.view.mempool_summary()
         return json_response(
             MempoolResponse(
-                size=int(s.get("size", 0)),
-                bytes=int(s.get("bytes", 0)),
-                max_size=int(s.get("max_size", 0)),
-                accounts=int(s.get("accounts", 0)),
+                size=s.size,
+                bytes=s.bytes,
+                max_size=s.max_size,
+                accounts=s.accounts,
             )
         )
 
@@ -643,10 +644,10 @@ class Handlers:
         cs = self.view.consensus_status()
         peers = [
             PeerModel(
-                pubkey=str(p.get("pubkey", "")),
-                name=p.get("name"),
-                address=p.get("address"),
-                height=p.get("height"),
+                pubkey=p.pubkey,
+                name=p.name,
+                address=p.address,
+                height=p.height,
             )
             for p in self.view.peers()
         ]
@@ -660,7 +661,7 @@ class Handlers:
                 latest_block_hash=header.hash.hex() if header is not None else None,
                 latest_block_time_ms=header.time_ms if header is not None else None,
                 consensus=ConsensusModel(
-                    height=int(cs.get("height", head + 1)), round=int(cs.get("round", 0)), step=str(cs.get("step", ""))
+                    height=cs.height, round=cs.round, step=cs.step
                 ),
                 peers=peers,
                 peer_count=len(peers),
@@ -682,7 +683,7 @@ class Handlers:
         # Refresh pull-style gauges at scrape time so they are right even between node updates.
         m = self.view.metrics
         s = self.view.mempool_summary()
-        m.set_mempool(int(s.get("size", 0)), int(s.get("bytes", 0)), int(s.get("max_size", 0)))
+        m.set_mempool(s.size, s.bytes, s.max_size)
         m.block_height.set(int(self.store.head_height))
         m.set_peers(len(self.view.peers()))
         body, content_type = m.render()
