@@ -10,8 +10,9 @@ exactly what the API touches, so the API does not depend on the rest of chain.st
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from chain.block import Block, BlockHeader
 from chain.genesis import Genesis
@@ -69,8 +70,13 @@ class PeerSummary:
 
 
 class AccountReader(Protocol):
-    nonce: int
-    balances: Any  # Mapping[str, int]: asset id -> minor units
+    @property
+    def nonce(self) -> int: ...
+
+    @property
+    def balances(self) -> Mapping[str, int]:
+        """Asset id -> minor units."""
+        ...
 
 
 class AssetReader(Protocol):

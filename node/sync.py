@@ -68,9 +68,9 @@ class BlockSync:
         """The planner's sync state at our head with the currently connected peers."""
         return self._sync.state(self.store.head_height, set(self.network.connected_peers()), alone)
 
-
     def on_peer_status(self, peer: bytes, msg: netmsg.Status) -> None:
-        """Record a peer's claim (its height itself is kept by network.peers' PeerInfo); verify its head certificate when that would prove it ahead of us.
+        """Record a peer's claim; verify its head certificate when that would prove it ahead of us. (The
+        claimed height itself is kept once, by network.peers' PeerInfo, which /status reports.)
 
         A certificate that does not match the claimed height raises (the receive loop penalises the
         peer: honest nodes never send one); one that does not verify leaves the claim unproven."""
@@ -101,6 +101,7 @@ class BlockSync:
         return byzantine.announced_status(self.byzantine_modes, self.key, self.genesis.chain_id, honest)
 
     def serve_blocks(self, peer: bytes, req: netmsg.BlockRequest) -> None:
+        """Answer a peer's block request with as many (block, certificate) pairs as fit half a frame."""
         if not byzantine.serves_blocks(self.byzantine_modes):
             return
         out: list[tuple[bytes, bytes]] = []
