@@ -1,9 +1,8 @@
 """The validator node: assembles store, mempool, consensus driver, peer network and HTTP API.
 
 Also the node's side of the network protocol: tx gossip (each new tx sent to every peer once, in
-batches), dispatch of consensus messages to the driver, and block sync (a node behind its peers asks
-for committed blocks with their certificates and commits them through the consensus core, which
-verifies each certificate against the validator set before the block is applied).
+batches) and dispatch of consensus messages to the driver; block sync is node/sync.py's `BlockSync`,
+which the node owns and feeds.
 """
 
 from __future__ import annotations
@@ -34,11 +33,9 @@ from consensus.signer import GuardSigner
 from consensus.wal import FileWAL
 from network import messages as netmsg
 from network.peers import PeerManager
-from network.sync import PENALTY_TIMEOUT, SyncPlanner
 from chain.governance import read_upgrade
 from node import __version__, byzantine, faults, halt
 from node.upgrade import supported_versions, upgrade_halt_reason
-from node import blocksync
 from node.api.app import create_app
 from node.clock import Clock
 from node.config import NodeConfig
@@ -46,12 +43,13 @@ from node.consensus_gate import ConsensusGate, Verdict, VerifiedSignatures
 from node.driver import ConsensusDriver
 from node.api.sigcheck import SignatureChecker
 from node.gossip_intake import GossipIntake, Tally
-from node.mempool import Mempool
+from node.mempool import Mempool, MempoolFull, TxRejected
 from node.settle import SETTLE_FLOOR_TXS, SettleBound
 from node.nonce_queue import NonceQueue
 from node.signing import build_signer
+from node.sync import BlockSync
 from node.metrics import Metrics
-from node.node_view import MempoolFull, SubmitResult, TxRejected
+from node.node_view import ConsensusStatus, MempoolSummary, PeerSummary, SubmitResult, validator_names
 from node.timeseries import ExplorerStats
 
 log = logging.getLogger("paynet.node")
@@ -66,12 +64,22 @@ class Node:
     """One validator. `await start()`, then `await wait_stopped()`; `await stop()` to shut down."""
 
     def __init__(
-        self, config: NodeConfig, key: PrivateKey, genesis: Genesis, cert_pem: bytes, signer: GuardSigner | None = None
+        self,
+        config: NodeConfig,
+        key: PrivateKey,
+        genesis: Genesis,
+        cert_pem: bytes,
+        signer: GuardSigner | None = None,
+        byzantine_modes: frozenset[str] = frozenset(),
     ) -> None:
-        """`key` is the TLS key (and the consensus key when `signer` is None or a file-key signer)."""
+        """`key` is the TLS key (and the consensus key when `signer` is None or a file-key signer).
+
+        `byzantine_modes` (TEST ONLY, node/byzantine.py) make this node misbehave on purpose; only the
+        CLI sets them, from PAYNET_UNSAFE_BYZANTINE_TEST_MODE, so the node never reads the environment."""
         self.config = config
         self.key = key
         self.genesis = genesis
+        self.byzantine_modes = byzantine_modes
         self.node_name = config.node.name
         self.version = __version__
         self.metrics = Metrics()
@@ -132,14 +140,18 @@ class Node:
             on_timeout=self.metrics.consensus_timeout,
             verifier=verified,
         )
+        self.blocksync = BlockSync(
+            config=config, genesis=genesis, key=key, store=self.store, mempool=self.mempool, driver=self.driver,
+            network=self.network, halt_reason=lambda: self.halted_because, byzantine_modes=byzantine_modes,
+        )
         self.consensus_gate = ConsensusGate(genesis.chain_id, lambda: self.driver.core, verified, time.monotonic)
         self._validators = self.store.state().validators
+        self._names = validator_names(genesis)
         self._last_signed: dict[bytes, int] = {}
         self._gossip_out: list[bytes] = []
         self._gossip_wake = asyncio.Event()
         self._submit_times: OrderedDict[bytes, float] = OrderedDict()
         self.explorer_stats = ExplorerStats()  # the explorer's charts and first-seen times (node/timeseries.py)
-        self._sync = SyncPlanner(config.p2p.sync_config())
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
         self._stopped = asyncio.Event()
@@ -222,7 +234,7 @@ class Node:
         return frozenset(v.pubkey for v in self.store.state().validators.validators) | self.observers
 
     def _consensus_broadcaster(self) -> Callable[[ConsensusMessage], None]:
-        bad = byzantine.modes()
+        bad = self.byzantine_modes
         if bad:
             log.critical("UNSAFE byzantine test mode %s: this node misbehaves on purpose", sorted(bad))
             return byzantine.wrap_broadcast(self.key, self.genesis.chain_id, self.network.broadcast, bad)
@@ -255,11 +267,11 @@ class Node:
             if not self.gossip_intake.offer(peer, msg.txs):
                 self.metrics.tx_rejected("gossip_backlog", "gossip")
         elif isinstance(msg, netmsg.Status):
-            self._on_peer_status(peer, msg)
+            self.blocksync.on_peer_status(peer, msg)
         elif isinstance(msg, netmsg.BlockRequest):
-            self._serve_blocks(peer, msg)
+            self.blocksync.serve_blocks(peer, msg)
         elif isinstance(msg, netmsg.BlockResponse):
-            self._apply_synced(peer, msg)
+            self.blocksync.apply_synced(peer, msg)
 
     def _on_gossip_frame(self, tally: Tally) -> None:
         """Metrics and penalties for one admitted gossip frame (node/gossip_intake.py). A forged signature
@@ -293,7 +305,7 @@ class Node:
         last_regossip = time.monotonic()
         while True:
             await asyncio.sleep(STATUS_INTERVAL_S)
-            self.network.broadcast(self._status_message())
+            self.network.broadcast(self.blocksync.status_message())
             self.metrics.set_peers(len(self.network.connected_peers()))
             self.metrics.set_p2p(self.network.stats.snapshot())
             self.metrics.set_consensus_gate(self.consensus_gate.counts, self.consensus_gate.verifier.checks)
@@ -306,121 +318,13 @@ class Node:
             if now - last_regossip >= REGOSSIP_INTERVAL_S:
                 last_regossip = now
                 self.driver.regossip()
-            self._maybe_sync()
-
-    # -- block sync --------------------------------------------------------------------------------
-    # Whom to ask and whom to blame is network.sync.SyncPlanner's job (random peer among those proven
-    # ahead, request deadline, penalty and back-off); what an answer proves is node.blocksync's.
-
-    def _on_peer_status(self, peer: bytes, msg: netmsg.Status) -> None:
-        """Record a peer's claim; verify its head certificate when that would prove it ahead of us.
-
-        A certificate that does not match the claimed height raises (the receive loop penalises the
-        peer: honest nodes never send one); one that does not verify leaves the claim unproven."""
-        head = self.store.head_height
-        self._sync.on_status(peer, msg.height)
-        if self._sync.wants_proof(peer, msg.height, head, time.monotonic()):
-            cert = blocksync.status_certificate(msg)
-            if cert is not None and blocksync.proves_height(cert, self.store.state().validators, self.genesis.chain_id):
-                self._sync.on_proven(peer, msg.height)
-        self._maybe_sync()
+            self.blocksync.maybe_sync()
 
     def sync_state(self) -> str:
         """"synced", "catching_up" or "no_peers": never "synced" without a connected peer (unless this
         validator is the whole network) or while behind a height a peer proved."""
         alone = not (self._allowed_peer_keys() - {self.signer.public_key})
-        return self._sync.state(self.store.head_height, set(self.network.connected_peers()), alone)
-
-    def _maybe_sync(self) -> None:
-        """Blame a request past its deadline, then send the next one if a usable peer is ahead."""
-        if self.halted_because is not None:
-            return
-        now = time.monotonic()
-        for peer in self._sync.expire(now):
-            log.info("block request to peer %s timed out", peer.hex()[:16])
-            self.network.penalize(peer, PENALTY_TIMEOUT)
-        req = self._sync.next_request(self.store.head_height, set(self.network.connected_peers()), now)
-        if req is not None and not self.network.send(req.peer, netmsg.BlockRequest(req.from_height, req.count)):
-            self._sync.cancel(req)
-
-    def _status_message(self) -> netmsg.Status:
-        """Our STATUS: head height and its commit certificate, so a peer can check the claim."""
-        head = self.store.head_height
-        honest = netmsg.Status(head, self.store.get_certificate(head) or b"")
-        return byzantine.announced_status(byzantine.modes(), self.key, self.genesis.chain_id, honest)
-
-    def _serve_blocks(self, peer: bytes, req: netmsg.BlockRequest) -> None:
-        if not byzantine.serves_blocks(byzantine.modes()):
-            return
-        out: list[tuple[bytes, bytes]] = []
-        size = 0
-        limit = self.config.p2p.max_frame_bytes // 2
-        for h in range(req.from_height, min(req.from_height + req.count, self.store.head_height + 1)):
-            b, c = self.store.get_block_bytes(h), self.store.get_certificate(h)
-            if b is None or c is None or (out and size + len(b) + len(c) > limit):
-                break
-            out.append((b, c))
-            size += len(b) + len(c)
-        if out:
-            out = byzantine.served_blocks(byzantine.modes(), out)
-            self.network.send(peer, netmsg.BlockResponse(tuple(out)))
-
-    def _apply_synced(self, peer: bytes, resp: netmsg.BlockResponse) -> None:
-        """Apply an answer to our block request; judge the peer by what it proved, not by our state."""
-        req = self._sync.take(peer)
-        if req is None:
-            return  # we asked this peer nothing (or already judged its answer): never apply unasked blocks
-        good, fault = self._apply_answer(peer, req.from_height, resp.blocks)
-        reason = self._sync.on_answer(req, good, fault, time.monotonic())
-        if reason is not None:
-            log.warning("peer %s: bad block-sync answer (%s)", peer.hex()[:16], reason)
-            self.network.penalize(peer, reason)
-        self._maybe_sync()
-
-    def _apply_answer(
-        self, peer: bytes, from_height: int, blocks: tuple[tuple[bytes, bytes], ...]
-    ) -> tuple[int, str | None]:
-        """Commit an answer's blocks in order; return (blocks from `from_height` on that it delivered,
-        the peer's fault or None). Blocks we committed meanwhile through consensus still count: the
-        peer answered as asked. An answer may start earlier than asked (a late answer to an older
-        request), never later, and has no gaps."""
-        good = 0
-        expected: int | None = None
-        for block_bytes, cert_bytes in blocks:
-            try:
-                cert = CommitCertificate.decode(cert_bytes)
-            except DecodeError:
-                return good, blocksync.INVALID_BLOCK
-            if cert.height != expected if expected is not None else cert.height > from_height:
-                return good, "sync_useless"  # skips what we asked for, or has a gap
-            expected = cert.height + 1
-            head = self.store.head_height
-            if cert.height <= head:
-                good += cert.height >= from_height
-                continue
-            fault = self._commit_certified(peer, block_bytes, cert)
-            if fault is not None:
-                return good, fault
-            good += 1
-            if self.store.head_height == head:
-                break  # certified, yet not committed here: our own state's problem, not the peer's
-        return good, None
-
-    def _commit_certified(self, peer: bytes, block_bytes: bytes, cert: CommitCertificate) -> str | None:
-        """Hand one block to consensus if it is provably the certified block for our next height;
-        else return the peer's fault. Whatever happens after that is not the peer's doing."""
-        if not self.driver.certificate_verifies(cert):
-            log.warning("peer %s sent block %d with a certificate that does not verify", peer.hex()[:16], cert.height)
-            return blocksync.INVALID_BLOCK
-        problem = blocksync.certified_block_problem(block_bytes, cert, self.mempool.get)
-        if problem is not None:
-            log.warning("peer %s sent block %d that is not the certified block: %s", peer.hex()[:16], cert.height, problem)
-            return blocksync.INVALID_BLOCK
-        before = self.store.head_height
-        self.driver.commit_synced(block_bytes, cert)
-        if self.store.head_height == before and self.halted_because is None:
-            log.warning("certified block %d from peer %s was not committed here (peer not blamed)", cert.height, peer.hex()[:16])
-        return None
+        return self.blocksync.state(alone)
 
     # -- commits -----------------------------------------------------------------------------------
 
@@ -521,38 +425,38 @@ class Node:
     def account_history(self, addr: bytes, limit: int) -> list[tuple[int, int, bytes]]:
         return self.store.account_history(addr, limit)
 
-    def mempool_summary(self) -> dict[str, int]:
-        return {
-            "size": len(self.mempool),
-            "bytes": self.mempool.size_bytes,
-            "max_size": self.mempool.max_txs,
-            "accounts": self.mempool.accounts,
-        }
+    def mempool_summary(self) -> MempoolSummary:
+        return MempoolSummary(
+            size=len(self.mempool),
+            bytes=self.mempool.size_bytes,
+            max_size=self.mempool.max_txs,
+            accounts=self.mempool.accounts,
+        )
 
     def halt_reason(self) -> str | None:
         return self.halted_because
 
-    def consensus_status(self) -> dict[str, Any]:
+    def consensus_status(self) -> ConsensusStatus:
         core = self.driver.core
         if self.halted_because is not None:
-            return {"height": self.store.head_height + 1, "round": core.round if core else 0, "step": "halted"}
+            return ConsensusStatus(self.store.head_height + 1, core.round if core else 0, "halted")
         if core is None:
-            return {"height": self.store.head_height + 1, "round": 0, "step": "starting"}
-        return {"height": core.height, "round": core.round, "step": core.step_p.name.lower()}
+            return ConsensusStatus(self.store.head_height + 1, 0, "starting")
+        return ConsensusStatus(core.height, core.round, core.step_p.name.lower())
 
-    def peers(self) -> list[dict[str, Any]]:
-        names = {v.pubkey_bytes: v.name for v in self.genesis.validators}
+    def peers(self) -> list[PeerSummary]:
+        """Connected peers; their heights are the peer manager's (updated by each STATUS they send)."""
         out = []
         for pk in self.network.connected_peers():
             info = self.network.peer_info(pk)
             addr = info.address if info else None
             out.append(
-                {
-                    "pubkey": pk.hex(),
-                    "name": names.get(pk, "observer"),
-                    "address": f"{addr[0]}:{addr[1]}" if addr else "",
-                    "height": info.height if info else 0,  # network/peers.py keeps it (HELLO, then STATUS)
-                }
+                PeerSummary(
+                    pubkey=pk.hex(),
+                    name=self._names.get(pk, "observer"),
+                    address=f"{addr[0]}:{addr[1]}" if addr else "",
+                    height=info.height if info else 0,
+                )
             )
         return out
 

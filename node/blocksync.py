@@ -1,4 +1,4 @@
-"""Block-sync checks the node makes on what peers send (helpers for `node/app.py`'s block-sync section).
+"""Block-sync checks the node makes on what peers send (helpers for `node/sync.py`'s `BlockSync`).
 
 The planner (`network.sync`) decides whom to ask; this module decides what an answer proves and whose
 fault a failure is. The line it draws (issue 12 and 13): a peer is blamed only for what it can be

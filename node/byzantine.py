@@ -39,6 +39,8 @@ LIE_HEIGHT = 2**62
 
 
 def modes() -> frozenset[str]:
+    """The modes PAYNET_UNSAFE_BYZANTINE_TEST_MODE asks for; read by `paynet-node run` alone, which hands
+    them to `Node(byzantine_modes=...)` (the node itself never reads the environment)."""
     return frozenset(m.strip() for m in os.environ.get(ENV_VAR, "").split(",") if m.strip())
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from chain.encoding import DecodeError
 from chain.tx import SignedTx
 from node.mempool import Mempool
-from node.node_view import MempoolFull, TxRejected
+from node.mempool_errors import MempoolFull, TxRejected
 
 log = logging.getLogger("paynet.gossip")
 

@@ -36,7 +36,7 @@ from chain.receipts import Receipt, TxCode
 from chain.execute import Executor, ScratchExecutor
 from chain.state import State
 from chain.tx import Burn, Issue, SignedTx, Transfer
-from node.node_view import MempoolFull, TxRejected
+from node.mempool_errors import MempoolFull, TxRejected  # raised here; importers take them from here
 from node.nonce_queue import NonceQueue
 from node.settle import SettleBound
 

@@ -10,39 +10,19 @@ exactly what the API touches, so the API does not depend on the rest of chain.st
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from chain.block import Block, BlockHeader
 from chain.genesis import Genesis
 from chain.tx import SignedTx
 from chain.validators import ValidatorSet
+from node.mempool_errors import MempoolFull, TxRejected
 
 if TYPE_CHECKING:  # pragma: no cover - import only for type checkers
     from node.metrics import Metrics
     from node.timeseries import ExplorerStats
-
-
-class TxRejected(Exception):
-    """Admission refused a transaction (bad signature, nonce, funds, expiry, wrong chain, ...).
-
-    `code` is a short machine-readable reason (snake_case, e.g. "bad_signature", "bad_nonce",
-    "insufficient_funds"); it becomes the API error code and the `reason` label of the
-    txs-rejected metric, so keep the set of codes small and fixed.
-    """
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-class MempoolFull(Exception):
-    """Backpressure: the mempool cannot take the tx now. The API answers 503 with Retry-After."""
-
-    def __init__(self, retry_after_s: float = 1.0) -> None:
-        super().__init__(f"mempool full, retry after {retry_after_s:.1f}s")
-        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +33,50 @@ class SubmitResult:
     status: Literal["accepted", "duplicate"]
 
 
+def validator_names(genesis: Genesis) -> dict[bytes, str]:
+    """Validator public key -> its genesis name: the one place that map is built (the node names its
+    peers with it, the API its validators and block proposers)."""
+    return {v.pubkey_bytes: v.name for v in genesis.validators}
+
+
+@dataclass(frozen=True, slots=True)
+class MempoolSummary:
+    """The mempool's size and bounds as /mempool and /metrics report them."""
+
+    size: int  # pending txs
+    bytes: int  # their encoded size
+    max_size: int  # the bound on pending txs
+    accounts: int  # distinct senders with pending txs
+
+
+@dataclass(frozen=True, slots=True)
+class ConsensusStatus:
+    """Where consensus is: the height being decided, its round, and the step ("halted", "starting" or
+    the core's step name)."""
+
+    height: int
+    round: int
+    step: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSummary:
+    """One connected peer as /status lists it."""
+
+    pubkey: str  # hex
+    name: str  # its validator name, or "observer"
+    address: str  # "host:port", "" when unknown
+    height: int  # its last announced height
+
+
 class AccountReader(Protocol):
-    nonce: int
-    balances: Any  # Mapping[str, int]: asset id -> minor units
+    @property
+    def nonce(self) -> int: ...
+
+    @property
+    def balances(self) -> Mapping[str, int]:
+        """Asset id -> minor units."""
+        ...
 
 
 class AssetReader(Protocol):
@@ -115,9 +136,9 @@ class NodeView(Protocol):
                                             submit_tx should count only txs from other sources (gossip).
       pending_tx(tx_id) -> SignedTx | None  a tx in the mempool
       rejected_tx(tx_id) -> (code, message) | None   recently rejected (bounded memory)
-      mempool_summary() -> {"size", "bytes", "max_size", "accounts"}
-      consensus_status() -> {"height", "round", "step"}
-      peers() -> [{"pubkey": hex, "name", "address": "host:port", "height"}]
+      mempool_summary() -> MempoolSummary
+      consensus_status() -> ConsensusStatus
+      peers() -> [PeerSummary]
       sync_state() -> "synced" | "catching_up" | "no_peers" (never "synced" without peers or when behind)
       halt_reason() -> None while consensus runs; why it stopped once halted
       validator_last_signed() -> {validator pubkey: last height whose certificate it signed}
@@ -150,11 +171,11 @@ class NodeView(Protocol):
 
     def rejected_tx(self, tx_id: bytes) -> tuple[str, str] | None: ...
 
-    def mempool_summary(self) -> dict[str, int]: ...
+    def mempool_summary(self) -> MempoolSummary: ...
 
-    def consensus_status(self) -> dict[str, Any]: ...
+    def consensus_status(self) -> ConsensusStatus: ...
 
-    def peers(self) -> list[dict[str, Any]]: ...
+    def peers(self) -> list[PeerSummary]: ...
 
     def sync_state(self) -> str: ...
 

@@ -28,7 +28,8 @@ from prometheus_client import Counter
 
 from node.api.config import ApiConfig
 from node.api.errors import HTTP_CODES, ApiError, error_response
-from node.api.handlers import CLIENT_KEY, EXPLORER_DIR, Handlers, Limiters
+from node.api.handlers import EXPLORER_DIR, Handlers, Limiters
+from node.api.params import CLIENT_KEY
 from node.api.openapi import ROUTES, build_openapi
 from node.api.sigcheck import SignatureChecker
 from node.node_view import NodeView

@@ -1,105 +1,41 @@
 """Request handlers: parse and check input, ask the NodeView, answer with a response model.
 
-Every bad input raises ApiError with a 4xx status; anything else reaching the error middleware is a
-bug and becomes a logged 500. Committed blocks never change (no forks, no reorgs), which is what
-lets block summaries be cached by height.
+This module holds the tx submission path (admission, cheapest refusal first) and assembles the route
+groups of one module each: chain reads (chain_routes), node state (status_routes), explorer reads
+(explorer_routes), governance (gov_routes), proofs and raw blocks. Every bad input raises ApiError
+with a 4xx status; anything else reaching the error middleware is a bug and becomes a logged 500.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import re
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from chain import crypto
-from chain.block import BlockHeader
 from chain.encoding import DecodeError
 from chain.tx import MAX_TX_BYTES, SignedTx
-from node.api import blockread, render
-from node.api.blockread import LightBlock
+from node.api.chain_routes import ChainRoutes
 from node.api.config import ApiConfig
 from node.api.errors import ApiError
-from node.api.jsonbody import parse_json
-from node.api import lookup
 from node.api.explorer_routes import ExplorerRoutes
 from node.api.gov_routes import GovRoutes
+from node.api.jsonbody import parse_json
+from node.api.models import MAX_BATCH_TXS, BatchItemResult, SubmitBatchRequest, SubmitBatchResponse, SubmitTxResponse
+from node.api.params import client_key, json_response
+from node.api.params import stored as _lookup  # the submit path's name for it
 from node.api.proofs import ProofRoutes
 from node.api.rawblocks import RawBlocksRoutes
 from node.api.sigcheck import SignatureChecker, SignatureOverload
-from node.api.models import (
-    MAX_BATCH_TXS,
-    BatchItemResult,
-    SubmitBatchRequest,
-    SubmitBatchResponse,
-    AccountResponse,
-    AccountTxRef,
-    AssetModel,
-    AssetsResponse,
-    BlockResponse,
-    BlocksResponse,
-    BlockSummary,
-    ConsensusModel,
-    MempoolResponse,
-    PeerModel,
-    HealthResponse,
-    StatusResponse,
-    SubmitTxResponse,
-    TxResponse,
-    ValidatorModel,
-    ValidatorsResponse,
-)
-from node.node_view import MempoolFull, NodeView, TxRejected
+from node.api.status_routes import StatusRoutes
+from node.mempool_errors import MempoolFull, TxRejected
+from node.node_view import NodeView, StoreReader, validator_names
 from node.ratelimit import KeyedRateLimiter
 
-MAX_BLOCKS_PAGE = 100
-DEFAULT_BLOCKS_PAGE = 20
-SUMMARY_TXS = 5
-MAX_BLOCK_TXS_PAGE = 1000
-DEFAULT_BLOCK_TXS_PAGE = 100
-ACCOUNT_HISTORY = 20
-DECODED_BLOCK_CACHE = 8
 EXPLORER_DIR = Path(__file__).resolve().parent.parent / "explorer"
-_HEX_ID = re.compile(r"^(0x)?([0-9a-fA-F]{64})$")
-_HEIGHT = re.compile(r"^[0-9]{1,19}$")
-CLIENT_KEY = web.RequestKey("paynet_client_key", str)  # where the middleware leaves the client's rate-limit key
-
-T = TypeVar("T")
-
-
-def json_response(model: BaseModel, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=model.model_dump_json(), content_type="application/json")
-
-
-def _lookup(fn: Callable[..., T], *args: Any) -> T | None:
-    """Store getters may signal 'absent' by None or by a LookupError; treat both as absent."""
-    try:
-        return fn(*args)
-    except LookupError:
-        return None
-
-
-def _parse_id(text: str, what: str) -> bytes:
-    m = _HEX_ID.match(text)
-    if not m:
-        raise ApiError(400, f"bad_{what}", f"{what.replace('_', ' ')} must be 64 hex digits")
-    return bytes.fromhex(m.group(2))
-
-
-def _query_int(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not _HEIGHT.match(raw) or not lo <= int(raw) <= hi:
-        raise ApiError(400, "bad_query", f"query parameter {name} must be an integer in [{lo}, {hi}]")
-    return int(raw)
 
 
 @dataclass(frozen=True)
@@ -127,11 +63,6 @@ class _Item:
         self.result = BatchItemResult(status="rejected", code=error.code, message=error.message)
 
 
-def client_key(request: web.Request) -> str:
-    """The rate-limit key the middleware put on the request (the client IP)."""
-    return request.get(CLIENT_KEY) or request.remote or "unknown"
-
-
 class Handlers:
     """Handlers bound to one NodeView and config."""
 
@@ -140,16 +71,19 @@ class Handlers:
         self.config = config
         self.limiters = limiters
         self.signatures = signatures
-        self._summaries: OrderedDict[int, BlockSummary] = OrderedDict()
-        self._blocks: OrderedDict[int, LightBlock] = OrderedDict()
-        self._names = {bytes.fromhex(v.pubkey): v.name for v in view.genesis.validators}
-        self._names_by_addr = {crypto.address_of(pk): n for pk, n in self._names.items()}
+        self._names = validator_names(view.genesis)
         self._explorer = ExplorerRoutes(view, config, self._names, self._charge_read)  # node/api/explorer_routes.py
         for name in ExplorerRoutes.ROUTES:
             setattr(self, name, getattr(self._explorer, name))
         self._gov = GovRoutes(view)  # node/api/gov_routes.py
         for name in GovRoutes.ROUTES:
             setattr(self, name, getattr(self._gov, name))
+        self._chain = ChainRoutes(view, config, self._names, self._explorer, self._charge_read)  # txs, accounts, blocks
+        for name in ChainRoutes.ROUTES:
+            setattr(self, name, getattr(self._chain, name))
+        self._status = StatusRoutes(view, self._names)  # validators, mempool, status, health, metrics
+        for name in StatusRoutes.ROUTES:
+            setattr(self, name, getattr(self._status, name))
         self._proofs = ProofRoutes(lambda: self.view.store, view.genesis)  # node/api/proofs.py
         self.get_header = self._proofs.get_header
         self.get_account_proof = self._proofs.get_account_proof
@@ -163,7 +97,7 @@ class Handlers:
     # -- helpers -------------------------------------------------------------------------------------
 
     @property
-    def store(self) -> Any:
+    def store(self) -> StoreReader:
         return self.view.store
 
     @property
@@ -173,56 +107,6 @@ class Handlers:
     def _charge_read(self, request: web.Request, stored_bytes: int) -> None:
         """Bill a read of `stored_bytes` of stored blocks to the client's request bucket."""
         self.limiters.ip_requests.charge(client_key(request), stored_bytes / self.config.decode_bytes_per_token)
-
-    def _block(self, height: int, request: web.Request | None = None) -> LightBlock | None:
-        """A committed block as the API reads it; the few most recent are kept (receipts and explorer pages
-        ask for the same recent blocks over and over). An uncached read costs the client's request bucket
-        one token per `decode_bytes_per_token` of block: reading a 5,000-tx block is ~20 ms of loop."""
-        block = self._blocks.get(height)
-        if block is not None:
-            self._blocks.move_to_end(height)
-            return block
-        raw = _lookup(self.store.get_block_bytes, height)
-        if raw is None:
-            return None
-        block = LightBlock.from_bytes(bytes(raw))
-        if request is not None:
-            self._charge_read(request, len(raw))
-        self._blocks[height] = block
-        if len(self._blocks) > DECODED_BLOCK_CACHE:
-            self._blocks.popitem(last=False)
-        return block
-
-    def _certificate(self, height: int) -> bytes | None:
-        # The genesis block has no certificate (the store keeps b"" for it): report that as null.
-        cert = _lookup(self.store.get_certificate, height)
-        return bytes(cert) if cert else None
-
-    def _summary(self, height: int) -> tuple[BlockSummary | None, int]:
-        """(summary, stored bytes read to make it): cached, or streamed from the stored block without
-        decoding more than its header and first txs."""
-        cached = self._summaries.get(height)
-        if cached is not None:
-            self._summaries.move_to_end(height)
-            return cached, 0
-        raw = _lookup(self.store.get_block_bytes, height)
-        if raw is None:
-            return None, 0
-        header, count, first = blockread.summarize(bytes(raw), SUMMARY_TXS)
-        s = BlockSummary(
-            height=header.height,
-            hash=header.hash.hex(),
-            time_ms=header.time_ms,
-            proposer=crypto.format_address(header.proposer),
-            proposer_name=self._names_by_addr.get(header.proposer),
-            tx_count=count,
-            txs=[render.tx_summary(t) for t in first],
-        )
-        if self.config.block_summary_cache > 0:
-            self._summaries[height] = s
-            if len(self._summaries) > self.config.block_summary_cache:
-                self._summaries.popitem(last=False)
-        return s, len(raw)
 
     # -- transactions --------------------------------------------------------------------------------
     #
@@ -467,239 +351,6 @@ class Handlers:
             return SignedTx.decode(raw), raw
         except (DecodeError, ValueError) as e:
             raise ApiError(400, "malformed_tx", f"not a canonical signed tx: {e}") from None
-
-    async def get_tx(self, request: web.Request) -> web.Response:
-        text = request.match_info["tx_id"]
-        try:  # a unique prefix of a committed tx's id names it too (explorer search)
-            resolved = lookup.resolve_tx_prefix(self.store, text)
-        except lookup.AmbiguousPrefix as e:
-            return e.response()
-        tx_id = resolved if resolved is not None else _parse_id(text, "tx_id")
-        hex_id = tx_id.hex()
-        loc = _lookup(self.store.tx_location, tx_id)
-        if loc is not None:
-            height, index = loc
-            block = self._block(height, request)
-            if block is not None and 0 <= index < block.tx_count:
-                tx = block.tx(index)
-                return json_response(
-                    TxResponse(
-                        tx_id=hex_id,
-                        status="final",
-                        tx=render.tx_fields(tx),
-                        raw=tx.encode().hex(),
-                        receipt=render.receipt(block, index, self._certificate(height)),
-                        height=height,
-                        index=index,
-                        time_ms=block.header.time_ms,
-                        **self._explorer.settlement(tx_id),
-                    )
-                )
-        pending = self.view.pending_tx(tx_id)
-        if pending is not None:
-            return json_response(
-                TxResponse(tx_id=hex_id, status="pending", tx=render.tx_fields(pending), raw=pending.encode().hex())
-            )
-        queued = self.view.queued_tx(tx_id)
-        if queued is not None:
-            tx, waiting = queued
-            return json_response(TxResponse(tx_id=hex_id, status="queued", waiting_for_nonce=waiting,
-                                            tx=render.tx_fields(tx), raw=tx.encode().hex()))
-        rejected = self.view.rejected_tx(tx_id)
-        if rejected is not None:
-            code, message = rejected
-            return json_response(TxResponse(tx_id=hex_id, status="rejected", code=code, message=message))
-        raise ApiError(404, "tx_not_found", f"no transaction {hex_id} is final, pending or recently rejected here")
-
-    # -- accounts and assets ---------------------------------------------------------------------------
-
-    async def get_account(self, request: web.Request) -> web.Response:
-        text = request.match_info["address"]
-        try:
-            addr = crypto.parse_address(text)
-        except ValueError as e:
-            raise ApiError(400, "bad_address", str(e)) from None
-        state = self.store.state()
-        acct = state.account(addr)
-        nonce = int(acct.nonce) if acct is not None else 0
-        balances = {str(k): int(v) for k, v in dict(acct.balances).items() if v} if acct is not None else {}
-        pending_nonce = self.view.pending_nonce(addr)
-        if nonce == 0 and not balances and (pending_nonce is None or pending_nonce == 0):
-            raise ApiError(404, "account_not_found", f"account {text} has no transactions and no balance")
-        recent = [AccountTxRef(tx_id=tx_id.hex(), height=height, index=index)
-                  for height, index, tx_id in self.view.account_history(addr, ACCOUNT_HISTORY)]
-        return json_response(
-            AccountResponse(
-                address=crypto.format_address(addr),
-                nonce=nonce,
-                balances=balances,
-                pending_nonce=pending_nonce,
-                recent_txs=recent,
-            )
-        )
-
-    async def get_assets(self, request: web.Request) -> web.Response:
-        state = self.store.state()
-        out = []
-        for asset_id in lookup.asset_ids(self.store):  # every asset in state, created at genesis or later
-            info = state.asset(asset_id)
-            if info is None:
-                continue
-            out.append(
-                AssetModel(
-                    id=asset_id,
-                    issuer=crypto.format_address(bytes(info.issuer)),
-                    decimals=int(info.decimals),
-                    supply=int(info.supply),
-                )
-            )
-        return json_response(AssetsResponse(assets=out))
-
-    # -- blocks ----------------------------------------------------------------------------------------
-
-    async def list_blocks(self, request: web.Request) -> web.Response:
-        """A page of block summaries, newest first. Its cost is bounded twice: a summary never decodes more
-        than a block's header and first txs, and a page stops early (with next_before set) once it has
-        read `blocks_page_max_bytes` of stored blocks."""
-        limit = _query_int(request, "limit", DEFAULT_BLOCKS_PAGE, 1, MAX_BLOCKS_PAGE)
-        before = _query_int(request, "before", None, 0, 2**63 - 1)
-        assert limit is not None
-        head = int(self.store.head_height)
-        top = head if before is None else min(head, before - 1)
-        blocks: list[BlockSummary] = []
-        h = top
-        budget = self.config.blocks_page_max_bytes
-        while h >= 0 and len(blocks) < limit and budget > 0:
-            s, cost = self._summary(h)
-            budget -= cost
-            if s is not None:
-                blocks.append(s)
-            h -= 1
-        next_before = blocks[-1].height if blocks and blocks[-1].height > 0 and h >= 0 else None
-        return json_response(BlocksResponse(blocks=blocks, head_height=head, next_before=next_before))
-
-    def _resolve_block_ref(self, ref: str) -> int:
-        if _HEIGHT.match(ref):
-            return int(ref)
-        m = _HEX_ID.match(ref)
-        if not m:
-            raise ApiError(400, "bad_block_ref", "block reference must be a height or a 64-hex-digit block hash")
-        height = _lookup(self.store.height_of_hash, bytes.fromhex(m.group(2)))
-        if height is None:
-            raise ApiError(404, "block_not_found", f"no block with hash {m.group(2).lower()}")
-        return int(height)
-
-    async def get_block(self, request: web.Request) -> web.Response:
-        ref = request.match_info["ref"]
-        height = self._resolve_block_ref(ref)
-        offset = _query_int(request, "tx_offset", 0, 0, 2**31)
-        limit = _query_int(request, "tx_limit", DEFAULT_BLOCK_TXS_PAGE, 0, MAX_BLOCK_TXS_PAGE)
-        assert offset is not None and limit is not None
-        block = self._block(height, request) if height <= self.store.head_height else None
-        if block is None:
-            raise ApiError(404, "block_not_found", f"no block at height {height}")
-        cert = self._certificate(height)
-        header: BlockHeader = block.header
-        return json_response(
-            BlockResponse(
-                height=block.height,
-                hash=block.hash.hex(),
-                header=render.header_fields(header),
-                header_raw=header.encode().hex(),
-                proposer_address=crypto.format_address(header.proposer),
-                proposer_name=self._names_by_addr.get(header.proposer),
-                tx_count=block.tx_count,
-                tx_ids=[t.hex() for t in block.tx_ids],
-                txs=[render.tx_fields(t) for t in block.txs(offset, limit)],
-                tx_offset=offset,
-                evidence_count=block.evidence_count,
-                certificate=cert.hex() if cert is not None else None,
-                certificate_decoded=render.decode_certificate(cert),
-            )
-        )
-
-    # -- node ------------------------------------------------------------------------------------------
-
-    async def get_validators(self, request: web.Request) -> web.Response:
-        vset = self.store.state().validators
-        last = self.view.validator_last_signed()
-        out = [
-            ValidatorModel(
-                name=self._names.get(v.pubkey),
-                pubkey=v.pubkey.hex(),
-                address=crypto.format_address(v.address),
-                power=v.power,
-                last_signed_height=last.get(v.pubkey),
-            )
-            for v in vset.validators
-        ]
-        return json_response(
-            ValidatorsResponse(validators=out, total_power=vset.total_power, quorum_power=vset.quorum_power)
-        )
-
-    async def get_mempool(self, request: web.Request) -> web.Response:
-        s = self.view.mempool_summary()
-        return json_response(
-            MempoolResponse(
-                size=int(s.get("size", 0)),
-                bytes=int(s.get("bytes", 0)),
-                max_size=int(s.get("max_size", 0)),
-                accounts=int(s.get("accounts", 0)),
-            )
-        )
-
-    async def get_status(self, request: web.Request) -> web.Response:
-        head = int(self.store.head_height)
-        header = _lookup(self.store.get_header, head)
-        cs = self.view.consensus_status()
-        peers = [
-            PeerModel(
-                pubkey=str(p.get("pubkey", "")),
-                name=p.get("name"),
-                address=p.get("address"),
-                height=p.get("height"),
-            )
-            for p in self.view.peers()
-        ]
-        return json_response(
-            StatusResponse(
-                chain_id=self.view.genesis.chain_id,
-                genesis_hash=self.view.genesis.hash.hex(),
-                node_name=self.view.node_name,
-                version=self.view.version,
-                height=head,
-                latest_block_hash=header.hash.hex() if header is not None else None,
-                latest_block_time_ms=header.time_ms if header is not None else None,
-                consensus=ConsensusModel(
-                    height=int(cs.get("height", head + 1)), round=int(cs.get("round", 0)), step=str(cs.get("step", ""))
-                ),
-                peers=peers,
-                peer_count=len(peers),
-                sync_state=self.view.sync_state(),
-                halted=self.view.halt_reason() is not None,
-                halt_reason=self.view.halt_reason(),
-                warnings=self.view.status_warnings(),
-            )
-        )
-
-    async def get_health(self, request: web.Request) -> web.Response:
-        reason = self.view.halt_reason()
-        head = int(self.store.head_height)
-        if reason is not None:
-            return json_response(HealthResponse(status="halted", height=head, halt_reason=reason), 503)
-        return json_response(HealthResponse(status="ok", height=head))
-
-    async def get_metrics(self, request: web.Request) -> web.Response:
-        # Refresh pull-style gauges at scrape time so they are right even between node updates.
-        m = self.view.metrics
-        s = self.view.mempool_summary()
-        m.set_mempool(int(s.get("size", 0)), int(s.get("bytes", 0)), int(s.get("max_size", 0)))
-        m.block_height.set(int(self.store.head_height))
-        m.set_peers(len(self.view.peers()))
-        body, content_type = m.render()
-        resp = web.Response(body=body)
-        resp.headers["Content-Type"] = content_type
-        return resp
 
     async def explorer_index(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(EXPLORER_DIR / "index.html")

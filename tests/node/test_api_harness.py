@@ -12,7 +12,6 @@ import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from chain import crypto
 from chain.block import Block
@@ -24,7 +23,8 @@ from consensus.certificate import CommitCertificate
 from consensus.messages import VOTE_DOMAIN, VoteType, vote_sign_bytes
 from node.timeseries import ExplorerStats
 from node.metrics import Metrics
-from node.node_view import MempoolFull, SubmitResult, TxRejected
+from node.mempool import MempoolFull, TxRejected
+from node.node_view import ConsensusStatus, MempoolSummary, PeerSummary, SubmitResult
 
 CHAIN_ID = "paynet-apitest"
 
@@ -116,21 +116,21 @@ class TestNode:
     def rejected_tx(self, tx_id: bytes) -> tuple[str, str] | None:
         return self.rejected.get(tx_id)
 
-    def mempool_summary(self) -> dict[str, int]:
-        return {
-            "size": len(self.pending),
-            "bytes": sum(len(t.encode()) for t in self.pending.values()),
-            "max_size": self.max_mempool,
-            "accounts": len({t.body.sender for t in self.pending.values()}),
-        }
+    def mempool_summary(self) -> MempoolSummary:
+        return MempoolSummary(
+            size=len(self.pending),
+            bytes=sum(len(t.encode()) for t in self.pending.values()),
+            max_size=self.max_mempool,
+            accounts=len({t.body.sender for t in self.pending.values()}),
+        )
 
-    def consensus_status(self) -> dict[str, Any]:
-        return {"height": self.store.head_height + 1, "round": 0, "step": "propose"}
+    def consensus_status(self) -> ConsensusStatus:
+        return ConsensusStatus(height=self.store.head_height + 1, round=0, step="propose")
 
-    def peers(self) -> list[dict[str, Any]]:
+    def peers(self) -> list[PeerSummary]:
         return [
-            {"pubkey": k.public_key.hex(), "name": f"val{i}", "address": f"127.0.0.1:{7000 + i}",
-             "height": self.store.head_height}
+            PeerSummary(pubkey=k.public_key.hex(), name=f"val{i}", address=f"127.0.0.1:{7000 + i}",
+                        height=self.store.head_height)
             for i, k in enumerate(VALIDATOR_KEYS[1:], start=1)
         ]
 

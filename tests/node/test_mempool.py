@@ -13,7 +13,7 @@ from chain.genesis import Genesis, GenesisAsset, GenesisBalance, GenesisValidato
 from chain.execute import build_block, genesis_state
 from chain.tx import Issue, SignedTx, Transfer, TxBody
 from node.mempool import Mempool
-from node.node_view import MempoolFull, TxRejected
+from node.mempool import MempoolFull, TxRejected
 from node.nonce_queue import NonceQueue
 
 VAL = crypto.PrivateKey(b"\x01" * 32)
