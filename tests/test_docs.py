@@ -411,3 +411,28 @@ def test_the_checker_catches_what_the_issue_found() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+PRODUCTION_PACKAGES = ("chain", "consensus", "custody", "network", "node", "wallet")
+
+
+def _module_map() -> dict[str, str]:
+    """The rows of docs/architecture.md's "Module map": module path -> its one job."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    section = text.split("## Module map", 1)[1].split("\n## ", 1)[0]
+    return dict(re.findall(r"^\| `([\w/]+\.py)` \| (.+?) \|$", section, flags=re.M))
+
+
+def test_module_map_names_every_production_module_and_nothing_else() -> None:
+    """A newcomer reads the map first: a module missing from it, or a row for a module that is gone,
+    makes it lie."""
+    modules = {
+        str(p.relative_to(ROOT))
+        for pkg in PRODUCTION_PACKAGES
+        for p in (ROOT / pkg).rglob("*.py")
+        if p.name != "__init__.py"
+    }
+    mapped = _module_map()
+    assert sorted(modules - mapped.keys()) == [], "modules missing from docs/architecture.md's Module map"
+    assert sorted(mapped.keys() - modules) == [], "Module map rows for modules that do not exist"
+    assert all(job.strip() for job in mapped.values())
