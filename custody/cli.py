@@ -57,6 +57,7 @@ def _consensus_key(cfg: SignerDaemonConfig, passphrase: str) -> SigningKey:
 
 
 @click.group()
+@click.version_option(package_name="paynet", prog_name="paynet-signer")
 def main() -> None:
     """Remote signer for one paynet validator: holds its consensus key and double-sign guard."""
 

@@ -141,7 +141,7 @@ class Handlers:
     def _refuse_if_pool_full(self) -> None:
         """503 + Retry-After before reading a submission when the pool already holds what the chain settles
         in its bound: overload is told within milliseconds, for the price of its headers."""
-        full = getattr(self.view, "admission_refusal", lambda: None)()
+        full = self.view.admission_refusal()
         if full is not None:
             self.view.metrics.tx_rejected("mempool_full", "api")
             raise ApiError(503, "mempool_full", "the network is settling all it can: retry later",

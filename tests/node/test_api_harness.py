@@ -90,6 +90,9 @@ class TestNode:
             out.append(None if receipt.ok else self._reject(tx, receipt.code.name.lower(), receipt.message))
         return out
 
+    def admission_refusal(self) -> MempoolFull | None:
+        return None  # the harness's pool is bounded by count only (submit_tx raises at max_mempool)
+
     def submit_tx(self, tx: SignedTx, raw: bytes, signature_ok: bool | None = None) -> SubmitResult:
         if tx.tx_id in self.pending:
             return SubmitResult(tx.tx_id, "duplicate")

@@ -258,3 +258,10 @@ def test_testnet_status_fails_when_a_node_is_down_and_hints_name_the_interpreter
     down = run_testnet("status", "--home", home)
     assert down.returncode == 1
     assert "1 of 1 nodes down: validator-0" in down.stderr
+
+
+def test_signer_cli_has_a_version_like_the_other_two() -> None:
+    from custody.cli import main as signer_main
+
+    r = CliRunner().invoke(signer_main, ["--version"])
+    assert r.exit_code == 0 and re.fullmatch(r"paynet-signer, version \d+\.\d+\.\d+\n", r.output)

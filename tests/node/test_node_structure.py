@@ -67,6 +67,14 @@ def test_api_reads_the_view_without_dict_defaults() -> None:
         assert "-> Any" not in text and 's.get("' not in text and 'cs.get("' not in text, module
 
 
+def test_api_calls_the_view_directly() -> None:
+    """A view method looked up with getattr and a fallback fails open: a view without it silently
+    turns the rule off (admission_refusal did so for the settle bound)."""
+    for module in sorted((ROOT / "node" / "api").glob("*.py")):
+        text = module.read_text()
+        assert "getattr(self.view" not in text and "getattr(view" not in text, module.name
+
+
 def test_mempool_errors_belong_to_the_mempool() -> None:
     import node.mempool as mempool
     import node.mempool_errors as errors
