@@ -191,10 +191,12 @@ async def _sender(session, url: str, feed: ChunkFeed, run: Run, bucket: "TokenBu
                 await asyncio.sleep(0.5)
                 continue
             done = 0
+            why = "whole request"
             for r in results:
                 if r["status"] != "rejected":
                     done += 1
                     continue
+                why = r["code"]
                 if r["code"] not in _BACKPRESSURE:
                     run.rejected[r["code"]] += 1
                     feed.failed = True
@@ -204,7 +206,7 @@ async def _sender(session, url: str, feed: ChunkFeed, run: Run, bucket: "TokenBu
             progress.advance(task, done)
             chunk = chunk[done:]
             if chunk and not feed.failed:
-                run.rejected["backpressure (retried)"] += 1
+                run.rejected[f"backpressure (retried): {why}"] += 1
                 await asyncio.sleep(retry or 1.0)
 
 
