@@ -35,7 +35,7 @@ from network import messages as netmsg
 from network.peers import PeerManager
 from chain.governance import read_upgrade
 from node import __version__, byzantine, faults, halt
-from node.upgrade import supported_versions, upgrade_halt_reason
+from node.upgrade import SUPPORTED_PROTOCOL_VERSIONS, upgrade_halt_reason
 from node.api.app import create_app
 from node.clock import Clock
 from node.config import NodeConfig
@@ -71,15 +71,19 @@ class Node:
         cert_pem: bytes,
         signer: GuardSigner | None = None,
         byzantine_modes: frozenset[str] = frozenset(),
+        protocol_versions: frozenset[int] = frozenset(SUPPORTED_PROTOCOL_VERSIONS),
     ) -> None:
         """`key` is the TLS key (and the consensus key when `signer` is None or a file-key signer).
 
         `byzantine_modes` (TEST ONLY, node/byzantine.py) make this node misbehave on purpose; only the
-        CLI sets them, from PAYNET_UNSAFE_BYZANTINE_TEST_MODE, so the node never reads the environment."""
+        CLI sets them, from PAYNET_UNSAFE_BYZANTINE_TEST_MODE, so the node never reads the environment.
+        `protocol_versions` are the versions this process runs (node/upgrade.py); the CLI adds the TEST-ONLY
+        extra one from PAYNET_UNSAFE_EXTRA_PROTOCOL_VERSION_TEST."""
         self.config = config
         self.key = key
         self.genesis = genesis
         self.byzantine_modes = byzantine_modes
+        self.protocol_versions = protocol_versions
         self.node_name = config.node.name
         self.version = __version__
         self.metrics = Metrics()
@@ -135,6 +139,7 @@ class Node:
             settings=config.consensus,
             broadcast=self._consensus_broadcaster(),
             on_commit=self._on_commit,
+            protocol_versions=protocol_versions,
             on_halt=self._on_halt,
             clock=self.clock,
             on_timeout=self.metrics.consensus_timeout,
@@ -173,7 +178,7 @@ class Node:
             log.warning("%s", warning)
         await self.network.start()
         reason = upgrade_halt_reason(read_upgrade(self.store.state()), self.store.head_height + 1,
-                                     supported_versions())
+                                     self.protocol_versions)
         if reason is not None and self.halted_because is None:
             self._on_halt(reason)  # restarted on a release that still lacks the active version
         if self.halted_because is None:

@@ -253,6 +253,7 @@ def run(home: Path) -> None:
     from custody.pkcs11_key import HsmError
     from node.app import Node, load_cert
     from node import byzantine
+    from node.upgrade import supported_versions
     from node.backup import start_control_server
     from node.provision import unlock_node_key
     from node.signing import build_signer
@@ -276,7 +277,8 @@ def run(home: Path) -> None:
         raise click.ClickException(str(exc)) from None
 
     async def main_async() -> None:
-        node = Node(config, key, genesis, cert, signer, byzantine_modes=byzantine.modes())  # TEST ONLY (env)
+        node = Node(config, key, genesis, cert, signer, byzantine_modes=byzantine.modes(),  # TEST ONLY (env)
+                    protocol_versions=supported_versions())  # the release's, + a TEST ONLY extra (env)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: loop.create_task(node.stop()))

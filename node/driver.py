@@ -47,7 +47,7 @@ from consensus.runner import ConsensusRunner
 from consensus.signer import GuardSigner
 from consensus.wal import FileWAL
 from chain.governance import read_upgrade
-from node.upgrade import UpgradeRequired, supported_versions, upgrade_halt_reason
+from node.upgrade import SUPPORTED_PROTOCOL_VERSIONS, UpgradeRequired, upgrade_halt_reason
 from node import faults
 from node.clock import Clock
 from node.config import ConsensusSection
@@ -84,6 +84,7 @@ class ConsensusDriver:
         clock: Clock,
         on_timeout: Callable[[str], None] = lambda step: None,
         verifier: Verifier = crypto.verify,
+        protocol_versions: frozenset[int] = frozenset(SUPPORTED_PROTOCOL_VERSIONS),
     ) -> None:
         self.chain_id = chain_id
         self.signer = signer
@@ -93,6 +94,7 @@ class ConsensusDriver:
         self.settings = settings
         self.clock = clock
         self.verifier = verifier
+        self.protocol_versions = protocol_versions  # what this release runs: it halts before a block needing another
         self._broadcast = broadcast
         self._on_commit = on_commit
         self._on_halt = on_halt
@@ -274,7 +276,7 @@ class ConsensusDriver:
         self.last_commit_monotonic = time.monotonic()
         self.observe_certificate(commit.certificate)
         self._on_commit(done.block, done.state, commit.certificate)
-        reason = upgrade_halt_reason(read_upgrade(done.state), done.block.height + 1, supported_versions())
+        reason = upgrade_halt_reason(read_upgrade(done.state), done.block.height + 1, self.protocol_versions)
         if reason is not None:  # raising halts consensus before this node builds or votes on the next block
             raise UpgradeRequired(reason)
         return done.state.validators

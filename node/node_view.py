@@ -186,6 +186,7 @@ class NodeView(Protocol):
     def validator_last_signed(self) -> dict[bytes, int]: ...
 
     explorer_stats: "ExplorerStats"
+    protocol_versions: frozenset[int]  # the protocol versions this release runs (node/upgrade.py)
 
     def account_history(self, addr: bytes, limit: int) -> list[tuple[int, int, bytes]]: ...
 

@@ -32,7 +32,6 @@ from node.api.gov_models import (
 from node.api.models import GovActionFields, GovMember
 from node.api.render import action_fields
 from node.node_view import NodeView
-from node.upgrade import supported_versions
 
 MAX_PROPOSALS_SCANNED = 1000
 """Proposal records one request reads (ids are hashes, so they are sorted by time only after reading)."""
@@ -77,7 +76,7 @@ class GovRoutes:
             open_proposals=[pid.hex() for pid, _p, expiry in read_open(state) if expiry > state.height],
             protocol=ProtocolModel(active_version=nxt.active, scheduled_version=nxt.next or None,
                                    activation_height=nxt.height or None,
-                                   supported_versions=sorted(supported_versions())),
+                                   supported_versions=sorted(self.view.protocol_versions)),
         ))
 
     async def get_proposals(self, request: web.Request) -> web.Response:

@@ -21,6 +21,7 @@ from chain.store import ChainStore
 from chain.tx import SignedTx, Transfer, TxBody
 from consensus.certificate import CommitCertificate
 from consensus.messages import VOTE_DOMAIN, VoteType, vote_sign_bytes
+from node.upgrade import SUPPORTED_PROTOCOL_VERSIONS
 from node.timeseries import ExplorerStats
 from node.metrics import Metrics
 from node.mempool import MempoolFull, TxRejected
@@ -78,6 +79,7 @@ class TestNode:
     halted: str | None = None
     explorer_stats: ExplorerStats = field(default_factory=ExplorerStats)
     time_ms: int = 1_700_000_000_000
+    protocol_versions: frozenset[int] = frozenset(SUPPORTED_PROTOCOL_VERSIONS)
     __test__ = False  # not a pytest test class
 
     # -- NodeView ---------------------------------------------------------------------------------

@@ -37,12 +37,14 @@ def _names_used(module: str) -> set[str]:
 
 
 def test_node_never_reads_the_environment() -> None:
-    """Byzantine test modes reach `Node` as a parameter from `paynet-node run`, never from os.environ."""
-    for module in ("node/app.py", "node/sync.py"):
+    """Byzantine test modes and the TEST ONLY extra protocol version reach `Node` as parameters from
+    `paynet-node run`, never from os.environ."""
+    for module in ("node/app.py", "node/sync.py", "node/driver.py", "node/api/gov_routes.py"):
         used = _names_used(module)
         assert "environ" not in used and "getenv" not in used, module
         assert "modes" not in used, module  # byzantine.modes() reads the environment: the CLI's job
-    assert "modes" in _names_used("node/cli.py")
+        assert "supported_versions" not in used, module  # so does the TEST ONLY extra protocol version
+    assert "modes" in _names_used("node/cli.py") and "supported_versions" in _names_used("node/cli.py")
 
 
 def test_block_sync_lives_in_node_sync() -> None:
