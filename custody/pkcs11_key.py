@@ -32,7 +32,7 @@ class HsmError(Exception):
     """The token, the key or the PIN is not usable; the message names which and the remedy."""
 
 
-def _pkcs11() -> Any:
+def load_pkcs11() -> Any:
     try:
         import pkcs11
     except ImportError as exc:  # a dependency of paynet; missing only in a broken install
@@ -54,6 +54,16 @@ def pin_from(env_var: str | None, file: str | Path | None) -> str:
     return pin
 
 
+def close_session(session: Any) -> None:
+    """Close a token session if there is one; a token already gone leaves nothing to release."""
+    if session is None:
+        return
+    try:
+        session.close()
+    except Exception:  # noqa: BLE001 - the token may already be gone
+        pass
+
+
 def raw_public_key(ec_point: bytes) -> bytes:
     """The 32-byte Ed25519/X25519 key from CKA_EC_POINT: DER OCTET STRING (04 20 ...) or raw, as tokens differ."""
     if len(ec_point) == 34 and ec_point[:2] == b"\x04\x20":
@@ -63,8 +73,8 @@ def raw_public_key(ec_point: bytes) -> bytes:
     raise HsmError(f"token returned an EC point of {len(ec_point)} bytes, not a 32-byte Ed25519/X25519 public key")
 
 
-def _open_token(library: str, token_label: str) -> Any:
-    pkcs11 = _pkcs11()
+def open_token(library: str, token_label: str) -> Any:
+    pkcs11 = load_pkcs11()
     try:
         lib = pkcs11.lib(library)
     except (RuntimeError, OSError) as exc:
@@ -75,8 +85,8 @@ def _open_token(library: str, token_label: str) -> Any:
         raise HsmError(f"token {token_label!r} not found (or not unique) in {library}: {type(exc).__name__}") from None
 
 
-def _login(token: Any, pin: str, *, rw: bool = False) -> Any:
-    pkcs11 = _pkcs11()
+def login(token: Any, pin: str, *, rw: bool = False) -> Any:
+    pkcs11 = load_pkcs11()
     try:
         return token.open(user_pin=pin, rw=rw)
     except pkcs11.PinIncorrect:
@@ -101,12 +111,12 @@ def generate_curve_pair(
     (SIGN or DERIVE); return the raw public key.
 
     Refuses when the label is taken: two keys under one label would make every later lookup ambiguous."""
-    pkcs11 = _pkcs11()
+    pkcs11 = load_pkcs11()
     from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
     from pkcs11.util.ec import encode_named_curve_parameters
 
-    token = _open_token(library, token_label)
-    with _login(token, pin, rw=True) as session:
+    token = open_token(library, token_label)
+    with login(token, pin, rw=True) as session:
         if list(session.get_objects({Attribute.LABEL: key_label, Attribute.CLASS: ObjectClass.PRIVATE_KEY})):
             raise HsmError(f"token {token_label!r} already holds a key labelled {key_label!r}")
         try:
@@ -151,8 +161,8 @@ class Pkcs11Key:
         from pkcs11 import Attribute, KeyType, ObjectClass
 
         self.close()
-        token = _open_token(self.library, self.token_label)
-        session = _login(token, self._pin)
+        token = open_token(self.library, self.token_label)
+        session = login(token, self._pin)
         try:
             privs = list(session.get_objects(
                 {Attribute.LABEL: self.key_label, Attribute.CLASS: ObjectClass.PRIVATE_KEY,
@@ -175,16 +185,12 @@ class Pkcs11Key:
         return raw_public_key(pubs[0][Attribute.EC_POINT])
 
     def close(self) -> None:
-        if self._session is not None:
-            try:
-                self._session.close()
-            except Exception:  # the token may already be gone; nothing left to release
-                pass
+        close_session(self._session)
         self._session = self._priv = None
 
     def sign(self, domain: bytes, chain_id: str, payload: bytes) -> bytes:
         """Sign in the token; the signature is checked against the public key before it is returned."""
-        pkcs11 = _pkcs11()
+        pkcs11 = load_pkcs11()
         message = crypto.signing_message(domain, chain_id, payload)
         with self._lock:
             try:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from custody.pkcs11_key import HsmError, _login, _open_token, _pkcs11, generate_curve_pair, raw_public_key
+from custody.pkcs11_key import HsmError, close_session, generate_curve_pair, load_pkcs11, login, open_token, raw_public_key
 
 X25519_OID = "1.3.101.110"
 # CKA_EC_PARAMS naming curve25519: the DER OID (RFC 8410), or the PrintableString PKCS#11 3.0 also allows
@@ -41,7 +41,7 @@ class Pkcs11X25519:
         from pkcs11 import Attribute, ObjectClass
 
         self.token_label, self.key_label = token_label, key_label
-        self._session = _login(_open_token(library, token_label), pin)
+        self._session = login(open_token(library, token_label), pin)
         try:
             found = {
                 cls: list(self._session.get_objects({Attribute.LABEL: key_label, Attribute.CLASS: cls}))
@@ -70,16 +70,12 @@ class Pkcs11X25519:
         self.close()
 
     def close(self) -> None:
-        if self._session is not None:
-            try:
-                self._session.close()
-            except Exception:  # the token may already be gone; nothing left to release
-                pass
+        close_session(self._session)
         self._session = None
 
     def x25519(self, peer_public: bytes) -> bytes:
         """X25519(sk, peer_public) computed by the token; the derived session object is destroyed at once."""
-        pkcs11 = _pkcs11()
+        pkcs11 = load_pkcs11()
         from pkcs11 import KDF, Attribute, KeyType, Mechanism
 
         if self._session is None:
